@@ -1,0 +1,43 @@
+//! picket's wire protocol: everything that crosses MQTT between an agent and
+//! a collector, and nothing that does I/O.
+//!
+//! # Layout
+//! - [`topic`]: topic names under `{prefix}/v1/{device}/...`, builders and parser,
+//!   and the validated [`DeviceId`].
+//! - [`codec`]: CBOR (default) and JSON encodings with the same field names,
+//!   size-limited decoding that reports errors as values.
+//! - One module per message kind: [`state`] (birth and Last Will),
+//!   [`telemetry`] (sample batches), [`event`] (event batches),
+//!   [`command`] (command envelope), [`reply`] (command status), [`alert`]
+//!   (a device's active alerts).
+//!
+//! Every message carries `v` ([`VERSION`]); decoders ignore unknown fields so
+//! newer agents and collectors can add fields without breaking older peers.
+
+pub mod alert;
+pub mod codec;
+pub mod command;
+pub mod event;
+pub mod reply;
+pub mod state;
+pub mod telemetry;
+pub mod topic;
+
+pub use alert::{Alert, AlertSet, Severity};
+pub use codec::{DecodeError, EncodeError, Format, decode, encode};
+pub use command::{Action, Command};
+pub use event::{Event, EventBatch, EventKind};
+pub use reply::{Reply, ReplyState};
+pub use state::{OfflineReason, Presence, State};
+pub use telemetry::{
+    ActiveState, AgentHealth, Disk, Load, Memory, NetIf, Sample, Service, Telemetry, Thermal,
+    Throttle, ThrottleSource,
+};
+pub use topic::{DeviceId, DeviceIdError, Topic, TopicKind, Topics};
+
+/// Wire version written into every message as `v`. A decoder refuses a
+/// message whose `v` is newer than this (see [`codec::decode`]).
+pub const VERSION: u16 = 1;
+
+/// Default upper bound on an MQTT payload accepted by [`codec::decode`].
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
