@@ -2,10 +2,173 @@
 //! queue, and publishes it over MQTT until the broker acknowledged it.
 //!
 //! # Layout
-//! - [`config`]: TOML + `PICKET_*` environment, validated into [`config::Config`].
-//! - [`sensors`]: one module per data source, read under a configurable host root.
-//! - [`queue`]: the on-disk segment log (store-and-forward).
-//! - [`uplink`]: the task that owns the MQTT event loop.
+//! - [`config`]: TOML + `PICKET_*` environment, validated into [`Config`].
+//! - [`sensors`]: one module per data source, read under a configurable host
+//!   root; the clock seam.
+//! - [`queue`]: the on-disk segment log (store-and-forward), synchronous.
+//! - Three long-lived tasks joined by bounded channels, started by [`run`]:
+//!   [`sampler`] (sensors → store), [`store`] (owns the queue on a blocking
+//!   thread) and [`uplink`] (owns the MQTT event loop).
+//! - [`systemd`]: readiness and watchdog notifications.
+//! - [`shutdown`], [`liveness`]: the stop signal and the watchdog's beacons.
 
+pub mod config;
+pub mod liveness;
 pub mod queue;
+pub mod sampler;
 pub mod sensors;
+pub mod shutdown;
+pub mod store;
+pub mod systemd;
+pub mod uplink;
+
+use std::future::Future;
+use std::time::Instant;
+
+use picket_protocol::EventKind;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+pub use config::Config;
+
+use crate::liveness::Beacon;
+use crate::queue::{Queue, QueueError};
+use crate::sampler::Sampler;
+use crate::sensors::Sensors;
+use crate::sensors::clock::SystemClock;
+use crate::store::{Store, StoreStatus};
+use crate::uplink::{Identity, Uplink, UplinkStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] uplink::tls::TlsError),
+    #[error("a task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Handles on a running agent's state, for tests and the local status view.
+#[derive(Debug, Clone)]
+pub struct Observers {
+    pub store: watch::Receiver<StoreStatus>,
+    pub uplink: watch::Receiver<UplinkStatus>,
+}
+
+/// Run the agent until `shutdown` resolves, then stop sampling, let the
+/// uplink say goodbye, and close the queue.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    run_observed(config, shutdown, |_| {}).await
+}
+
+/// [`run`], handing the caller watch receivers once everything is started.
+pub async fn run_observed(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    observe: impl FnOnce(Observers),
+) -> Result<(), RunError> {
+    let started = Instant::now();
+    uplink::tls::install_provider();
+    let root = config.sensors.host_root.clone();
+    let clock = SystemClock::new(&root);
+    let boot = sensors::identity::boot_id(&root);
+    let model = sensors::identity::model(&root);
+
+    let queue_cfg = config.queue.clone();
+    let boot_for_queue = boot.clone().unwrap_or_default();
+    let (queue, report) =
+        tokio::task::spawn_blocking(move || Queue::open(queue_cfg, &boot_for_queue)).await??;
+
+    let mut startup = vec![EventKind::AgentStarted {
+        version: env!("CARGO_PKG_VERSION").into(),
+        seq_skipped: report.seq_skipped,
+    }];
+    if report.truncated_bytes > 0 {
+        warn!(bytes = report.truncated_bytes, "queue: torn tail truncated");
+    }
+    for q in &report.quarantined {
+        warn!(segment = %q.segment, bytes = q.bytes, "queue: corrupt segment quarantined");
+        startup.push(EventKind::QueueQuarantined {
+            segment: q.segment.clone(),
+            bytes: q.bytes,
+        });
+    }
+    if let Some((from, to)) = report.seq_skipped {
+        warn!(from, to, "queue: unclean stop; sequence numbers skipped");
+    }
+
+    let (trigger, stop) = shutdown::channel();
+    let (item_tx, item_rx) = mpsc::channel(64);
+    let (req_tx, req_rx) = mpsc::channel(uplink::request_capacity(&config.uplink));
+    let (reply_tx, reply_rx) = mpsc::channel(8);
+    let (store_tx, store_rx) = watch::channel(StoreStatus::default());
+    let (uplink_tx, uplink_rx) = watch::channel(UplinkStatus {
+        link: uplink::Link::Connecting,
+        broker: config.broker.url.clone(),
+        session: String::new(),
+        last_error: None,
+        published: 0,
+        acked_through: None,
+    });
+
+    let store = Store::new(queue, item_rx, req_rx, reply_tx, store_tx);
+    let rt = tokio::runtime::Handle::current();
+    let store_task = tokio::task::spawn_blocking(move || store.run(rt));
+
+    let uplink_beacon = Beacon::new("uplink", started);
+    let sampler_beacon = Beacon::new("sampler", started);
+    let uplink = Uplink::new(
+        config.broker.clone(),
+        config.uplink.clone(),
+        Identity {
+            device: config.device.clone(),
+            model,
+            boot,
+        },
+        config.format,
+        req_tx,
+        reply_rx,
+        store_rx.clone(),
+        uplink_tx,
+        stop.clone(),
+        uplink_beacon.clone(),
+    )?;
+    let uplink_task = tokio::spawn(uplink.run());
+
+    let sampler = Sampler::new(
+        Sensors::new(config.sensors.clone()),
+        Box::new(clock),
+        config.sampling_interval,
+        item_tx,
+        store_rx.clone(),
+        config.hash.clone(),
+        startup,
+        stop.clone(),
+        sampler_beacon.clone(),
+    );
+    let sampler_task = tokio::spawn(sampler.run());
+    let watchdog_task = tokio::spawn(systemd::watchdog(
+        vec![uplink_beacon, sampler_beacon],
+        stop.clone(),
+    ));
+
+    info!(device = %config.device, broker = %config.broker.url,
+          queue = %config.queue.dir.display(), "agent running");
+    systemd::ready();
+    observe(Observers {
+        store: store_rx,
+        uplink: uplink_rx,
+    });
+
+    shutdown.await;
+    info!("stopping");
+    systemd::stopping();
+    trigger.fire();
+    sampler_task.await?;
+    uplink_task.await?;
+    watchdog_task.await?;
+    store_task.await??;
+    info!(elapsed = ?started.elapsed(), "stopped");
+    Ok(())
+}

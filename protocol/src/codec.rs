@@ -34,7 +34,9 @@ impl std::str::FromStr for Format {
         match s {
             "cbor" => Ok(Format::Cbor),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown payload format {other:?}: expected cbor or json")),
+            other => Err(format!(
+                "unknown payload format {other:?}: expected cbor or json"
+            )),
         }
     }
 }

@@ -1,0 +1,89 @@
+//! `PICKET_<SECTION>_<KEY>` environment overrides, applied to the parsed
+//! TOML before it is deserialised, so they go through the same checks.
+
+use toml::{Table, Value};
+
+use super::ConfigError;
+
+/// Apply every `PICKET_*` variable of `vars` that names a known key to
+/// `table`. `defaults` is the default configuration as a table: it lists
+/// the known keys and their types. Returns the names of the variables that
+/// name no key, for a warning (a typo should not go unnoticed).
+pub fn apply(
+    table: &mut Table,
+    defaults: &Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut unknown = Vec::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("PICKET_") else {
+            continue;
+        };
+        // PICKET_CONFIG and PICKET_LOG are read by the binary, not here.
+        if matches!(rest, "CONFIG" | "LOG") {
+            continue;
+        }
+        let Some((section, key, default)) = find_key(defaults, rest) else {
+            unknown.push(name);
+            continue;
+        };
+        let parsed = convert(&value, default).map_err(|reason| ConfigError::Invalid {
+            key: format!("{section}.{key}"),
+            reason,
+            origin: format!("environment variable {name}"),
+        })?;
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        match entry {
+            Value::Table(t) => {
+                t.insert(key, parsed);
+            }
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: section,
+                    reason: "must be a table".into(),
+                    origin: "the configuration file".into(),
+                });
+            }
+        }
+    }
+    Ok(unknown)
+}
+
+fn find_key<'a>(defaults: &'a Table, rest: &str) -> Option<(String, String, &'a Value)> {
+    defaults.iter().find_map(|(section, keys)| {
+        let Value::Table(keys) = keys else {
+            return None;
+        };
+        keys.iter().find_map(|(key, default)| {
+            let env = format!("{section}_{key}").to_ascii_uppercase();
+            (env == rest).then(|| (section.clone(), key.clone(), default))
+        })
+    })
+}
+
+/// Convert a variable's text to the TOML type of the key's default.
+fn convert(value: &str, default: &Value) -> Result<Value, String> {
+    match default {
+        Value::Integer(_) => value
+            .trim()
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("{value:?} is not a whole number")),
+        Value::Boolean(_) => match value.trim() {
+            "true" | "1" | "yes" => Ok(Value::Boolean(true)),
+            "false" | "0" | "no" => Ok(Value::Boolean(false)),
+            _ => Err(format!("{value:?} is not true or false")),
+        },
+        Value::Array(_) => Ok(Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        )),
+        _ => Ok(Value::String(value.to_string())),
+    }
+}

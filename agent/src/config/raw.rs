@@ -1,0 +1,167 @@
+//! The configuration as written: TOML plus `PICKET_*` environment overrides,
+//! before validation. Every key has a default so an empty file is valid.
+
+use serde::{Deserialize, Serialize};
+
+use super::units::{ByteSize, HumanDuration};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub device: RawDevice,
+    pub broker: RawBroker,
+    pub sampling: RawSampling,
+    pub payload: RawPayload,
+    pub queue: RawQueue,
+    pub uplink: RawUplink,
+    pub host: RawHost,
+    pub services: RawServices,
+    pub net: RawNet,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDevice {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBroker {
+    pub url: String,
+    pub client_id: String,
+    pub username: String,
+    pub password_file: String,
+    pub ca_file: String,
+    pub client_cert: String,
+    pub client_key: String,
+    pub keep_alive: HumanDuration,
+    pub topic_prefix: String,
+}
+
+impl Default for RawBroker {
+    fn default() -> Self {
+        RawBroker {
+            url: "mqtt://localhost:1883".into(),
+            client_id: String::new(),
+            username: String::new(),
+            password_file: String::new(),
+            ca_file: String::new(),
+            client_cert: String::new(),
+            client_key: String::new(),
+            keep_alive: HumanDuration(Duration::from_secs(30)),
+            topic_prefix: "picket".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSampling {
+    pub interval: HumanDuration,
+}
+
+impl Default for RawSampling {
+    fn default() -> Self {
+        RawSampling {
+            interval: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPayload {
+    pub format: String,
+}
+
+impl Default for RawPayload {
+    fn default() -> Self {
+        RawPayload {
+            format: "cbor".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQueue {
+    pub dir: String,
+    pub max_bytes: ByteSize,
+    pub segment_bytes: ByteSize,
+    pub sync_interval: HumanDuration,
+}
+
+impl Default for RawQueue {
+    fn default() -> Self {
+        RawQueue {
+            dir: "/var/lib/picket/queue".into(),
+            max_bytes: ByteSize(64 << 20),
+            segment_bytes: ByteSize(1 << 20),
+            sync_interval: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUplink {
+    pub batch_records: i64,
+    pub batch_bytes: ByteSize,
+    pub inflight: i64,
+    pub backoff_max: HumanDuration,
+}
+
+impl Default for RawUplink {
+    fn default() -> Self {
+        RawUplink {
+            batch_records: 500,
+            batch_bytes: ByteSize(256 << 10),
+            inflight: 8,
+            backoff_max: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHost {
+    pub root: String,
+}
+
+impl Default for RawHost {
+    fn default() -> Self {
+        RawHost { root: "/".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServices {
+    pub watch: Vec<String>,
+    pub systemctl: String,
+}
+
+impl Default for RawServices {
+    fn default() -> Self {
+        RawServices {
+            watch: Vec::new(),
+            systemctl: "systemctl".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNet {
+    pub exclude: Vec<String>,
+}
+
+impl Default for RawNet {
+    fn default() -> Self {
+        RawNet {
+            exclude: vec!["lo".into()],
+        }
+    }
+}

@@ -1,0 +1,177 @@
+use std::path::Path;
+
+use super::*;
+
+fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A raw config that validates on any machine: device id given, queue in /tmp.
+fn parse_ok(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut all = vec![("PICKET_DEVICE_ID", "pi-test")];
+    all.extend_from_slice(env);
+    let (raw, _) = parse(text, Path::new("test.toml"), vars(&all))?;
+    validate(raw)
+}
+
+#[test]
+fn the_commented_default_is_the_default() {
+    let (raw, unknown) = parse(DEFAULT_TOML, Path::new("default.toml"), vec![]).unwrap();
+    assert_eq!(raw, RawConfig::default());
+    assert!(unknown.is_empty());
+}
+
+#[test]
+fn an_empty_file_gives_the_defaults() {
+    let c = parse_ok("", &[]).unwrap();
+    assert_eq!(c.broker.host, "localhost");
+    assert_eq!(c.broker.port, 1883);
+    assert_eq!(c.sampling_interval, std::time::Duration::from_secs(10));
+    assert_eq!(c.queue.max_bytes, 64 << 20);
+    assert_eq!(c.broker.client_id, "picket-pi-test");
+    assert_eq!(c.format, Format::Cbor);
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let text = "[broker]\nurl = \"mqtt://file:1883\"\n[sampling]\ninterval = \"5s\"\n";
+    let c = parse_ok(
+        text,
+        &[
+            ("PICKET_BROKER_URL", "mqtt://env.example:2883"),
+            ("PICKET_QUEUE_DIR", "/data/q"),
+            ("PICKET_SAMPLING_INTERVAL", "500ms"),
+            ("PICKET_HOST_ROOT", "/host"),
+            ("PICKET_PAYLOAD_FORMAT", "json"),
+            ("PICKET_UPLINK_INFLIGHT", "4"),
+            ("PICKET_SERVICES_WATCH", "kiosk.service, ssh.service"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.broker.host.as_str(), c.broker.port),
+        ("env.example", 2883)
+    );
+    assert_eq!(c.queue.dir, Path::new("/data/q"));
+    assert_eq!(c.sampling_interval.as_millis(), 500);
+    assert_eq!(c.sensors.host_root, Path::new("/host"));
+    assert_eq!(c.format, Format::Json);
+    assert_eq!(c.uplink.inflight, 4);
+    assert_eq!(c.sensors.services, ["kiosk.service", "ssh.service"]);
+}
+
+#[test]
+fn unknown_environment_variables_are_reported() {
+    let (_, unknown) = parse(
+        "",
+        Path::new("t"),
+        vars(&[
+            ("PICKET_BROKER_URLL", "x"),
+            ("PICKET_CONFIG", "/x"),
+            ("HOME", "/"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(unknown, ["PICKET_BROKER_URLL"]);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let table: &[(&str, &[(&str, &str)], &str)] = &[
+        ("[sampling]\ninterval = \"10\"\n", &[], "sampling.interval"),
+        ("[sampling]\ninterval = 10\n", &[], "sampling.interval"),
+        ("[broker]\nurl = \"http://x\"\n", &[], "broker.url"),
+        ("[broker]\nurl = \"mqtt://x:0\"\n", &[], "broker.url"),
+        ("[broker]\nurll = \"mqtt://x\"\n", &[], "broker"),
+        ("[queue]\nmax_bytes = \"64MB2\"\n", &[], "queue.max_bytes"),
+        (
+            "[queue]\nsegment_bytes = \"1MiB\"\nmax_bytes = \"1MiB\"\n",
+            &[],
+            "queue.max_bytes",
+        ),
+        ("[payload]\nformat = \"xml\"\n", &[], "payload.format"),
+        ("", &[("PICKET_UPLINK_INFLIGHT", "many")], "uplink.inflight"),
+        ("", &[("PICKET_UPLINK_INFLIGHT", "1000")], "uplink.inflight"),
+        ("", &[("PICKET_DEVICE_ID", "bad/id")], "device.id"),
+        (
+            "[broker]\npassword_file = \"/nonexistent\"\nusername = \"u\"\n",
+            &[],
+            "broker.password_file",
+        ),
+        (
+            "[broker]\npassword_file = \"/etc/hostname\"\n",
+            &[],
+            "broker.username",
+        ),
+        (
+            "[broker]\nurl = \"mqtts://x\"\nca_file = \"/nonexistent\"\n",
+            &[],
+            "broker.ca_file",
+        ),
+        (
+            "[broker]\nclient_cert = \"/etc/hostname\"\n",
+            &[],
+            "broker.client_key",
+        ),
+        ("[host]\nroot = \"relative\"\n", &[], "host.root"),
+        ("[services]\nwatch = [\"a b\"]\n", &[], "services.watch"),
+    ];
+    for (text, env, key) in table {
+        let mut all = vec![("PICKET_DEVICE_ID", "pi-test")];
+        all.extend_from_slice(env);
+        let err = parse(text, Path::new("t"), vars(&all))
+            .and_then(|(raw, _)| validate(raw))
+            .expect_err(text);
+        let got = err.key().unwrap_or("");
+        assert!(got.starts_with(key), "{text:?} {env:?}: got {err}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}
+
+#[test]
+fn syntax_errors_say_where() {
+    let err = parse("[broker\nurl=1", Path::new("agent.toml"), vec![]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("agent.toml") && msg.contains("line 1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn urls() {
+    use super::validate::parse_url;
+    let table = [
+        ("mqtt://h", Ok((false, "h", 1883))),
+        ("mqtts://h", Ok((true, "h", 8883))),
+        ("mqtt://h:1", Ok((false, "h", 1))),
+        ("mqtt://[::1]:1884", Ok((false, "::1", 1884))),
+        ("mqtt://[::1]", Ok((false, "::1", 1883))),
+        ("mqtt://h/", Ok((false, "h", 1883))),
+        ("tcp://h", Err(())),
+        ("mqtt://", Err(())),
+        ("mqtt://u:p@h", Err(())),
+        ("mqtt://h:99999", Err(())),
+        ("mqtt://[::1", Err(())),
+    ];
+    for (url, want) in table {
+        let got = parse_url(url);
+        let got = got
+            .as_ref()
+            .map(|(t, h, p)| (*t, h.as_str(), *p))
+            .map_err(|_| ());
+        assert_eq!(got, want, "{url}");
+    }
+}
+
+#[test]
+fn the_hash_follows_the_settings() {
+    let a = parse_ok("", &[]).unwrap();
+    let b = parse_ok("", &[]).unwrap();
+    let c = parse_ok("[sampling]\ninterval = \"11s\"\n", &[]).unwrap();
+    assert_eq!(a.hash, b.hash);
+    assert_ne!(a.hash, c.hash);
+    assert_eq!(a.hash.len(), 16);
+}

@@ -1,0 +1,170 @@
+//! The sampler task: reads the sensors every `sampling.interval` and hands
+//! the sample, and any events, to the store.
+
+use std::time::Duration;
+
+use picket_protocol::{AgentHealth, Event, EventKind};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::liveness::Beacon;
+use crate::sensors::Sensors;
+use crate::sensors::clock::{Clock, Stamp};
+use crate::shutdown::Shutdown;
+use crate::store::{Item, StoreStatus};
+use crate::uplink::unix_ms;
+
+/// The sensors and the clock travel together to the blocking thread that
+/// reads them, and back.
+struct Probe {
+    sensors: Sensors,
+    clock: Box<dyn Clock>,
+}
+
+pub struct Sampler {
+    probe: Option<Probe>,
+    interval: Duration,
+    items: mpsc::Sender<Vec<Item>>,
+    store: watch::Receiver<StoreStatus>,
+    config_hash: String,
+    /// Events to record before the first sample (agent started, queue
+    /// recovery findings).
+    startup: Vec<EventKind>,
+    shutdown: Shutdown,
+    beacon: Beacon,
+}
+
+impl Sampler {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sensors: Sensors,
+        clock: Box<dyn Clock>,
+        interval: Duration,
+        items: mpsc::Sender<Vec<Item>>,
+        store: watch::Receiver<StoreStatus>,
+        config_hash: String,
+        startup: Vec<EventKind>,
+        shutdown: Shutdown,
+        beacon: Beacon,
+    ) -> Self {
+        Sampler {
+            probe: Some(Probe { sensors, clock }),
+            interval,
+            items,
+            store,
+            config_hash,
+            startup,
+            shutdown,
+            beacon,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut ticker = tokio::time::interval(self.interval);
+        // After a stall (suspended VM, slow SD card) take one sample and go
+        // on, rather than a burst of catch-up samples with the same data.
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat = tokio::time::interval(Duration::from_secs(1));
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = self.shutdown.clone();
+        let mut dropped_seen = self.store.borrow().stats.dropped_total;
+
+        let startup = std::mem::take(&mut self.startup);
+        if let (false, Some(probe)) = (startup.is_empty(), self.probe.as_mut()) {
+            let stamp = probe.clock.stamp();
+            let items = startup.into_iter().map(|k| Item::Event(event(&stamp, k)));
+            if self.items.send(items.collect()).await.is_err() {
+                return;
+            }
+        }
+
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                _ = ticker.tick() => {
+                    let Some(items) = self.take_sample(&mut dropped_seen).await else {
+                        break;
+                    };
+                    if self.items.send(items).await.is_err() {
+                        break;
+                    }
+                    self.beacon.beat();
+                }
+                _ = beat.tick() => self.beacon.beat(),
+            }
+        }
+
+        let Some(probe) = self.probe.as_mut() else {
+            return;
+        };
+        let stamp = probe.clock.stamp();
+        let stopping = vec![Item::Event(event(&stamp, EventKind::AgentStopping))];
+        // Kept in the queue if the uplink cannot send it before it stops:
+        // the next run delivers it.
+        let _ = self.items.send(stopping).await;
+        info!("sampler stopped");
+    }
+
+    /// Read every sensor off the async threads: a sensor may block (a slow
+    /// `systemctl`, a stuck filesystem), the runtime must not.
+    async fn take_sample(&mut self, dropped_seen: &mut u64) -> Option<Vec<Item>> {
+        let mut probe = self.probe.take()?;
+        let joined = tokio::task::spawn_blocking(move || {
+            let stamp = probe.clock.stamp();
+            let (sample, events) = probe.sensors.sample(&stamp);
+            (probe, stamp, sample, events)
+        })
+        .await;
+        let (probe, stamp, mut sample, events) = match joined {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(error = %e, "sensor thread failed");
+                return None;
+            }
+        };
+        self.probe = Some(probe);
+
+        let status = self.store.borrow().clone();
+        let mut items: Vec<Item> = events
+            .into_iter()
+            .map(|k| Item::Event(event(&stamp, k)))
+            .collect();
+        if status.stats.dropped_total > *dropped_seen {
+            items.push(Item::Event(event(
+                &stamp,
+                EventKind::QueueDropped {
+                    records: status.stats.dropped_total - *dropped_seen,
+                    total_dropped: status.stats.dropped_total,
+                },
+            )));
+            *dropped_seen = status.stats.dropped_total;
+        }
+        sample.agent = Some(AgentHealth {
+            version: env!("CARGO_PKG_VERSION").into(),
+            config: self.config_hash.clone(),
+            queue_records: status.stats.records,
+            queue_bytes: status.stats.bytes,
+            oldest_unsent_ms: status
+                .stats
+                .oldest_ts_ms
+                .map(|ts| unix_ms().saturating_sub(ts)),
+            dropped: status.stats.dropped_total,
+            quarantined: status.stats.quarantined_total,
+        });
+        items.push(Item::Sample(sample));
+        Some(items)
+    }
+}
+
+pub fn event(stamp: &Stamp, kind: EventKind) -> Event {
+    Event {
+        seq: 0,
+        ts: stamp.ts,
+        mono: stamp.mono,
+        boot: stamp.boot.clone(),
+        sync: stamp.sync,
+        hist: false,
+        kind,
+    }
+}

@@ -1,0 +1,226 @@
+//! The store task: owns the disk [`Queue`] on a blocking thread so that no
+//! fsync ever stalls the MQTT event loop, and assigns sequence numbers.
+//!
+//! Samples and events come in from the sampler; acknowledgements and read
+//! requests from the uplink. After every change the store publishes a
+//! [`StoreStatus`] on a watch channel (the uplink learns that records were
+//! appended; the sampler reports queue health).
+
+use picket_protocol::{Event, Format, Sample, encode};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, warn};
+
+use crate::queue::{NewRecord, Queue, QueueError, QueueStats, Record, RecordKind};
+
+/// Something to append; the store sets its `seq`.
+#[derive(Debug)]
+pub enum Item {
+    Sample(Sample),
+    Event(Event),
+}
+
+/// Requests from the uplink.
+#[derive(Debug)]
+pub enum UplinkRequest {
+    /// The broker acknowledged every record up to `through`.
+    Ack { through: u64 },
+    /// Read records from `from` on; answered on the read channel with the
+    /// same `epoch` so stale answers (from before a reconnect) are dropped.
+    Read {
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        epoch: u64,
+    },
+}
+
+#[derive(Debug)]
+pub struct ReadReply {
+    pub epoch: u64,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreStatus {
+    /// The highest seq appended so far (by this or an earlier run).
+    pub appended_through: Option<u64>,
+    pub stats: QueueStats,
+    /// Records dropped by the size cap since this process started.
+    pub dropped_here: u64,
+    /// The last I/O error, if the disk is misbehaving.
+    pub last_error: Option<String>,
+}
+
+pub struct Store {
+    queue: Queue,
+    items: mpsc::Receiver<Vec<Item>>,
+    requests: mpsc::Receiver<UplinkRequest>,
+    replies: mpsc::Sender<ReadReply>,
+    status: watch::Sender<StoreStatus>,
+    dropped_here: u64,
+    last_error: Option<String>,
+}
+
+impl Store {
+    pub fn new(
+        queue: Queue,
+        items: mpsc::Receiver<Vec<Item>>,
+        requests: mpsc::Receiver<UplinkRequest>,
+        replies: mpsc::Sender<ReadReply>,
+        status: watch::Sender<StoreStatus>,
+    ) -> Self {
+        let store = Store {
+            queue,
+            items,
+            requests,
+            replies,
+            status,
+            dropped_here: 0,
+            last_error: None,
+        };
+        store.publish_status();
+        store
+    }
+
+    /// Run until both the sampler and the uplink have hung up, then close
+    /// the queue (final sync, exact next seq persisted). Blocking: call from
+    /// `spawn_blocking`.
+    pub fn run(mut self, rt: tokio::runtime::Handle) -> Result<(), QueueError> {
+        let mut items_open = true;
+        let mut requests_open = true;
+        while items_open || requests_open {
+            let deadline = self.queue.sync_deadline();
+            let next = rt.block_on(async {
+                let sleep = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    // Acks first: they may make the coming sync unnecessary.
+                    biased;
+                    r = self.requests.recv(), if requests_open => Next::Request(r),
+                    i = self.items.recv(), if items_open => Next::Items(i),
+                    () = sleep => Next::SyncDue,
+                }
+            });
+            match next {
+                Next::Request(None) => requests_open = false,
+                Next::Items(None) => items_open = false,
+                Next::Request(Some(r)) => self.handle(r),
+                Next::Items(Some(items)) => self.append(items),
+                Next::SyncDue => {
+                    let r = self.queue.sync();
+                    self.note(r);
+                }
+            }
+            self.publish_status();
+        }
+        self.queue.close()
+    }
+
+    fn handle(&mut self, req: UplinkRequest) {
+        match req {
+            UplinkRequest::Ack { through } => {
+                let r = self.queue.ack(through);
+                self.note(r);
+            }
+            UplinkRequest::Read {
+                from,
+                max_records,
+                max_bytes,
+                epoch,
+            } => {
+                let records = match self.queue.read(from, max_records, max_bytes) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.note::<()>(Err(e));
+                        Vec::new()
+                    }
+                };
+                // The uplink always drains replies; a closed channel means it
+                // has stopped, and then nobody needs the answer.
+                let _ = self.replies.blocking_send(ReadReply { epoch, records });
+            }
+        }
+    }
+
+    fn append(&mut self, items: Vec<Item>) {
+        let mut seq = self.queue.next_seq();
+        let mut records = Vec::with_capacity(items.len());
+        for item in items {
+            let (kind, ts, payload) = match item {
+                Item::Sample(mut s) => {
+                    s.seq = seq;
+                    (RecordKind::Sample, s.ts, encode(&s, Format::Cbor))
+                }
+                Item::Event(mut e) => {
+                    e.seq = seq;
+                    (RecordKind::Event, e.ts, encode(&e, Format::Cbor))
+                }
+            };
+            match payload {
+                Ok(payload) => {
+                    records.push(NewRecord {
+                        seq,
+                        kind,
+                        ts_ms: ts,
+                        payload,
+                    });
+                    seq += 1;
+                }
+                Err(e) => error!(error = %e, "cannot encode a record; it is skipped"),
+            }
+        }
+        match self.queue.append(&records) {
+            Ok(dropped) => {
+                if dropped > 0 {
+                    self.dropped_here += dropped;
+                    warn!(
+                        dropped,
+                        total = self.queue.stats().dropped_total,
+                        "queue full: oldest records dropped"
+                    );
+                }
+                self.last_error = None;
+            }
+            Err(e) => self.note::<()>(Err(e)),
+        }
+    }
+
+    fn note<T>(&mut self, r: Result<T, QueueError>) {
+        if let Err(e) = r {
+            let msg = e.to_string();
+            if self.last_error.as_deref() != Some(msg.as_str()) {
+                error!(error = %msg, "disk queue error");
+            }
+            self.last_error = Some(msg);
+        }
+    }
+
+    fn publish_status(&self) {
+        let stats = self.queue.stats();
+        let next = self.queue.next_seq();
+        let status = StoreStatus {
+            appended_through: next.checked_sub(1),
+            stats,
+            dropped_here: self.dropped_here,
+            last_error: self.last_error.clone(),
+        };
+        self.status.send_if_modified(|old| {
+            if *old == status {
+                false
+            } else {
+                *old = status;
+                true
+            }
+        });
+    }
+}
+
+enum Next {
+    Request(Option<UplinkRequest>),
+    Items(Option<Vec<Item>>),
+    SyncDue,
+}

@@ -1,0 +1,412 @@
+//! The uplink task: owns the rumqttc event loop and moves records from the
+//! disk queue to the broker.
+//!
+//! It polls the event loop continuously and never touches the disk: reads and
+//! acknowledgements go to the store task over channels. On every ConnAck it
+//! publishes the retained birth message and, when the broker kept no session,
+//! re-publishes everything unacknowledged from the queue (rumqttc drops its
+//! in-flight publishes in that case, so the queue is the source of truth).
+//! A record leaves the queue only after the PubAck of the batch carrying it.
+
+pub mod backoff;
+pub mod batch;
+pub mod tls;
+pub mod window;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use picket_protocol::{DeviceId, Format, OfflineReason, Presence, State, VERSION, encode};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::{BrokerConfig, UplinkConfig};
+use crate::liveness::Beacon;
+use crate::shutdown::Shutdown;
+use crate::store::{ReadReply, StoreStatus, UplinkRequest};
+use backoff::Backoff;
+use batch::Batcher;
+use window::{Tracked, Window};
+
+/// Why the link is down, coarse enough to drive a status LED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// DNS, TCP or timeouts: the network or the broker is unreachable.
+    Unreachable,
+    /// The broker answered and said no (credentials, client id, ACL).
+    Refused,
+    /// The TLS handshake failed (certificate, CA, protocol).
+    Tls,
+    /// The broker broke the protocol or closed the connection.
+    Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Connecting,
+    Connected { since_ms: u64 },
+    Down { failure: Failure, since_ms: u64 },
+}
+
+/// What the uplink tells the rest of the agent (and, later, `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UplinkStatus {
+    pub link: Link,
+    pub broker: String,
+    pub session: String,
+    pub last_error: Option<String>,
+    /// Queue records published (including re-publications).
+    pub published: u64,
+    pub acked_through: Option<u64>,
+}
+
+/// Facts about this device announced in the birth message.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub device: DeviceId,
+    pub model: Option<String>,
+    pub boot: Option<String>,
+}
+
+pub struct Uplink {
+    broker: BrokerConfig,
+    cfg: UplinkConfig,
+    identity: Identity,
+    format: Format,
+    batcher: Batcher,
+    state_topic: String,
+    client: AsyncClient,
+    eventloop: EventLoop,
+    session: String,
+    requests: mpsc::Sender<UplinkRequest>,
+    replies: mpsc::Receiver<ReadReply>,
+    store: watch::Receiver<StoreStatus>,
+    status: watch::Sender<UplinkStatus>,
+    shutdown: Shutdown,
+    beacon: Beacon,
+}
+
+/// The `requests` channel must hold at least this many messages so that
+/// `try_send` cannot fail: one read plus one ack per batch in flight.
+pub fn request_capacity(cfg: &UplinkConfig) -> usize {
+    2 * cfg.inflight + 4
+}
+
+impl Uplink {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        broker: BrokerConfig,
+        cfg: UplinkConfig,
+        identity: Identity,
+        format: Format,
+        requests: mpsc::Sender<UplinkRequest>,
+        replies: mpsc::Receiver<ReadReply>,
+        store: watch::Receiver<StoreStatus>,
+        status: watch::Sender<UplinkStatus>,
+        shutdown: Shutdown,
+        beacon: Beacon,
+    ) -> Result<Self, tls::TlsError> {
+        let session = new_session_id();
+        let state_topic = broker.topics.state(&identity.device);
+        let mut opts = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
+        opts.set_keep_alive(broker.keep_alive);
+        // A persistent session keeps the device's command subscription while
+        // it is offline; telemetry does not depend on it (see module doc).
+        opts.set_clean_session(false);
+        // Batches can be large; the default 10 KiB would refuse them.
+        let max_packet = cfg.batch_bytes.saturating_mul(4).max(1 << 20);
+        opts.set_max_packet_size(max_packet, max_packet);
+        // rumqttc numbers packets 1..=inflight; with our window well below,
+        // a packet id is never reused while still unacknowledged.
+        opts.set_inflight((cfg.inflight as u16).saturating_mul(2).saturating_add(4));
+        opts.set_request_channel_capacity(cfg.inflight * 2 + 8);
+        if let Some((user, pass)) = &broker.credentials {
+            opts.set_credentials(user.clone(), pass.clone());
+        }
+        if let Some(t) = &broker.tls {
+            let config = tls::client_config(t)?;
+            opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+        }
+        opts.set_last_will(will(&state_topic, &identity, &session, format));
+        let (client, mut eventloop) = AsyncClient::new(opts, cfg.inflight * 2 + 8);
+        eventloop.network_options.set_connection_timeout(10);
+        let batcher = Batcher::new(&broker.topics, identity.device.clone(), format);
+        status.send_replace(UplinkStatus {
+            link: Link::Connecting,
+            broker: broker.url.clone(),
+            session: session.clone(),
+            last_error: None,
+            published: 0,
+            acked_through: store.borrow().stats.acked_through,
+        });
+        Ok(Uplink {
+            broker,
+            cfg,
+            identity,
+            format,
+            batcher,
+            state_topic,
+            client,
+            eventloop,
+            session,
+            requests,
+            replies,
+            store,
+            status,
+            shutdown,
+            beacon,
+        })
+    }
+
+    pub async fn run(mut self) {
+        let mut backoff = Backoff::new(self.cfg.backoff_max);
+        let mut window = Window::new();
+        let mut connected = false;
+        let mut epoch: u64 = 0;
+        let mut read_pending = false;
+        let mut acked = self.store.borrow().stats.acked_through;
+        let mut send_next = acked.map_or(0, |a| a + 1);
+        let mut live_from = u64::MAX;
+        let mut poll_at: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = self.shutdown.clone();
+
+        loop {
+            let appended = self.store.borrow().appended_through;
+            if connected
+                && !read_pending
+                && window.len() < self.cfg.inflight
+                && appended.is_some_and(|a| a >= send_next)
+            {
+                let req = UplinkRequest::Read {
+                    from: send_next,
+                    max_records: self.cfg.batch_records,
+                    max_bytes: self.cfg.batch_bytes,
+                    epoch,
+                };
+                match self.requests.try_send(req) {
+                    Ok(()) => read_pending = true,
+                    Err(e) => warn!(error = %e, "store busy; read deferred"),
+                }
+            }
+
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                ev = self.eventloop.poll(), if poll_at.is_none() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        connected = true;
+                        backoff.reset();
+                        if !ack.session_present {
+                            // rumqttc dropped whatever it had queued: start
+                            // again from the last acknowledged record.
+                            window.clear();
+                            epoch += 1;
+                            read_pending = false;
+                            send_next = acked.map_or(0, |a| a + 1);
+                        }
+                        live_from = appended.map_or(0, |a| a + 1);
+                        info!(broker = %self.broker.url, session = %self.session,
+                              resumed = ack.session_present, "connected");
+                        self.publish_birth(&mut window);
+                        self.set_status(|s| {
+                            s.link = Link::Connected { since_ms: unix_ms() };
+                            s.last_error = None;
+                        });
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.outgoing(pkid),
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(through) = window.puback(ack.pkid) {
+                            acked = Some(through);
+                            if let Err(e) = self.requests.try_send(UplinkRequest::Ack { through }) {
+                                warn!(error = %e, through, "store busy; ack deferred to the next one");
+                            }
+                            self.set_status(|s| s.acked_through = Some(through));
+                        }
+                    }
+                    Ok(other) => debug!(event = ?other, "mqtt"),
+                    Err(e) => {
+                        let failure = classify(&e);
+                        let delay = backoff.next(rand::random::<f64>());
+                        if connected {
+                            warn!(error = %e, retry_in = ?delay, "connection lost");
+                        } else {
+                            warn!(error = %e, ?failure, retry_in = ?delay, "cannot connect");
+                        }
+                        connected = false;
+                        poll_at = Some(Instant::now() + delay);
+                        // A new connection is a new session id, so a will
+                        // from this one can be told apart from the next.
+                        self.session = new_session_id();
+                        let will = will(&self.state_topic, &self.identity, &self.session, self.format);
+                        self.eventloop.mqtt_options.set_last_will(will);
+                        let session = self.session.clone();
+                        self.set_status(|s| {
+                            if !matches!(s.link, Link::Down { failure: f, .. } if f == failure) {
+                                s.link = Link::Down { failure, since_ms: unix_ms() };
+                            }
+                            s.last_error = Some(e.to_string());
+                            s.session = session;
+                        });
+                    }
+                },
+                () = sleep_until(poll_at), if poll_at.is_some() => poll_at = None,
+                reply = self.replies.recv() => {
+                    let Some(reply) = reply else { break };
+                    if reply.epoch != epoch {
+                        continue;
+                    }
+                    read_pending = false;
+                    if !connected {
+                        continue;
+                    }
+                    let Some(last) = reply.records.last().map(|r| r.seq) else {
+                        continue;
+                    };
+                    let n = reply.records.len() as u64;
+                    for publication in self.batcher.build(reply.records, live_from) {
+                        let tracked = Tracked::Batch { first: publication.first, last: publication.last };
+                        match self.client.try_publish(&publication.topic, QoS::AtLeastOnce, false, publication.payload) {
+                            Ok(()) => window.queued(tracked),
+                            Err(e) => warn!(error = %e, "mqtt client queue full; batch will be re-sent after reconnect"),
+                        }
+                    }
+                    send_next = last + 1;
+                    self.set_status(|s| s.published += n);
+                }
+                changed = self.store.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = tick.tick() => self.beacon.beat(),
+            }
+        }
+
+        if connected {
+            self.clean_stop(&mut window).await;
+        }
+    }
+
+    fn publish_birth(&mut self, window: &mut Window) {
+        let birth = State {
+            v: VERSION,
+            device: self.identity.device.clone(),
+            status: Presence::Online,
+            session: self.session.clone(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            model: self.identity.model.clone(),
+            boot: self.identity.boot.clone(),
+            ts: Some(unix_ms()),
+            reason: None,
+        };
+        self.publish_state(&birth, window);
+    }
+
+    fn publish_state(&mut self, state: &State, window: &mut Window) {
+        match encode(state, self.format) {
+            Ok(payload) => {
+                match self
+                    .client
+                    .try_publish(&self.state_topic, QoS::AtLeastOnce, true, payload)
+                {
+                    Ok(()) => window.queued(Tracked::Control),
+                    Err(e) => warn!(error = %e, "cannot queue the state message"),
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot encode the state message"),
+        }
+    }
+
+    /// Say "offline, clean stop" (retained), wait briefly for the broker to
+    /// acknowledge it and whatever batches are in flight, then disconnect.
+    async fn clean_stop(&mut self, window: &mut Window) {
+        let state = State {
+            v: VERSION,
+            device: self.identity.device.clone(),
+            status: Presence::Offline,
+            session: self.session.clone(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            model: None,
+            boot: None,
+            ts: Some(unix_ms()),
+            reason: Some(OfflineReason::CleanStop),
+        };
+        self.publish_state(&state, window);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut disconnecting = false;
+        loop {
+            if window.is_empty() && !disconnecting {
+                disconnecting = true;
+                if self.client.try_disconnect().is_err() {
+                    break;
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
+                Err(_) | Ok(Err(_)) => break,
+                Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) => break,
+                Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => window.outgoing(pkid),
+                Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                    if let Some(through) = window.puback(ack.pkid) {
+                        let _ = self.requests.try_send(UplinkRequest::Ack { through });
+                    }
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+        info!("disconnected");
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut UplinkStatus)) {
+        self.status.send_modify(f);
+    }
+}
+
+fn will(topic: &str, identity: &Identity, session: &str, format: Format) -> LastWill {
+    let state = State {
+        v: VERSION,
+        device: identity.device.clone(),
+        status: Presence::Offline,
+        session: session.to_string(),
+        version: None,
+        model: None,
+        boot: None,
+        ts: Some(unix_ms()),
+        reason: Some(OfflineReason::ConnectionLost),
+    };
+    // Encoding a State cannot fail (no floats, no maps with odd keys).
+    let payload = encode(&state, format).unwrap_or_default();
+    LastWill::new(topic, payload, QoS::AtLeastOnce, true)
+}
+
+fn classify(e: &ConnectionError) -> Failure {
+    match e {
+        ConnectionError::ConnectionRefused(_) => Failure::Refused,
+        ConnectionError::Tls(_) => Failure::Tls,
+        ConnectionError::Io(_)
+        | ConnectionError::NetworkTimeout
+        | ConnectionError::FlushTimeout => Failure::Unreachable,
+        _ => Failure::Protocol,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn new_session_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
