@@ -104,8 +104,8 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8], max: usize) -> Result<T, Deco
     decode_unchecked(payload)
 }
 
-/// serde_json's own nesting limit, applied to CBOR too so both encodings
-/// accept the same messages; ours nest five levels at most.
+/// serde_json's nesting limit, applied to CBOR too: ciborium's own (256) is
+/// deep enough to risk the stack of a small thread. Ours nest five levels.
 const MAX_DEPTH: usize = 128;
 
 fn decode_unchecked<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
