@@ -67,3 +67,175 @@ pub enum EventKind {
     /// The disk queue dropped its oldest records to stay under its cap.
     QueueDropped { records: u64, total_dropped: u64 },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VERSION;
+    use crate::test_util::*;
+    use serde_json::json;
+
+    fn event(seq: u64, kind: EventKind) -> Event {
+        Event {
+            seq,
+            ts: 1_717_171_717_000 + seq,
+            mono: 86_400_000 + seq,
+            boot: "4c1b0f2e-8d3a-4d47-9a53-2b8f1f0c6e11".into(),
+            sync: true,
+            hist: false,
+            kind,
+        }
+    }
+
+    /// One event of every kind, in the order the enum declares them.
+    fn every_kind() -> Vec<(EventKind, &'static str)> {
+        vec![
+            (
+                EventKind::AgentStarted {
+                    version: "0.1.0".into(),
+                    seq_skipped: Some((41_000, 41_200)),
+                },
+                "agent_started",
+            ),
+            (EventKind::AgentStopping, "agent_stopping"),
+            (EventKind::ClockSynced, "clock_synced"),
+            (
+                EventKind::Throttle {
+                    old: Some(Throttle::from_firmware(0)),
+                    new: Throttle::from_firmware(0x50005),
+                },
+                "throttle",
+            ),
+            (
+                EventKind::Service {
+                    unit: "nginx.service".into(),
+                    active: ActiveState::Failed,
+                    sub: "failed".into(),
+                    old_active: Some(ActiveState::Active),
+                    old_sub: Some("running".into()),
+                },
+                "service",
+            ),
+            (
+                EventKind::QueueQuarantined {
+                    segment: "00000042.seg".into(),
+                    bytes: 65_536,
+                },
+                "queue_quarantined",
+            ),
+            (
+                EventKind::QueueDropped {
+                    records: 100,
+                    total_dropped: 1_200,
+                },
+                "queue_dropped",
+            ),
+        ]
+    }
+
+    fn batch() -> EventBatch {
+        EventBatch {
+            v: VERSION,
+            device: DeviceId::new("pi-kitchen.01").unwrap(),
+            events: every_kind()
+                .into_iter()
+                .enumerate()
+                .map(|(i, (kind, _))| event(i as u64 + 1, kind))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        round_trip(&batch());
+        let minimal = EventBatch {
+            events: vec![
+                event(
+                    1,
+                    EventKind::AgentStarted {
+                        version: "0.1.0".into(),
+                        seq_skipped: None,
+                    },
+                ),
+                event(
+                    2,
+                    EventKind::Throttle {
+                        old: None,
+                        new: Throttle::from_firmware(1),
+                    },
+                ),
+            ],
+            ..batch()
+        };
+        round_trip(&minimal);
+    }
+
+    #[test]
+    fn json_field_names() {
+        let v = to_value(&batch());
+        assert_eq!(keys(&v), ["device", "events", "v"]);
+        let stamp = ["boot", "hist", "kind", "mono", "seq", "sync", "ts"];
+        let extra: [&[&str]; 7] = [
+            &["seq_skipped", "version"],
+            &[],
+            &[],
+            &["new", "old"],
+            &["active", "old_active", "old_sub", "sub", "unit"],
+            &["bytes", "segment"],
+            &["records", "total_dropped"],
+        ];
+        for (i, (_, name)) in every_kind().iter().enumerate() {
+            let e = &v["events"][i];
+            assert_eq!(e["kind"], *name);
+            let mut want: Vec<&str> = stamp.iter().chain(extra[i]).copied().collect();
+            want.sort_unstable();
+            assert_eq!(keys(e), want, "{name}");
+        }
+        assert_eq!(v["events"][0]["seq_skipped"], json!([41_000, 41_200]));
+        assert_eq!(v["events"][4]["active"], "failed");
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut v = to_value(&batch());
+        add_unknown(&mut v);
+        for e in v["events"].as_array_mut().unwrap() {
+            add_unknown(e);
+        }
+        add_unknown(&mut v["events"][3]["new"]);
+        assert_eq!(decode_value::<EventBatch>(&v).unwrap(), batch());
+    }
+
+    #[test]
+    fn hist_defaults_to_false() {
+        let mut b = batch();
+        b.events[0].hist = true;
+        let mut v = to_value(&b);
+        v["events"][0].as_object_mut().unwrap().remove("hist");
+        assert_eq!(decode_value::<EventBatch>(&v).unwrap(), batch());
+    }
+
+    #[test]
+    fn missing_required_field_is_an_error() {
+        for field in ["v", "device", "events"] {
+            assert_required(&batch(), field);
+        }
+        for field in ["seq", "ts", "mono", "boot", "sync", "kind"] {
+            let mut v = to_value(&batch());
+            v["events"][0].as_object_mut().unwrap().remove(field);
+            assert!(decode_value::<EventBatch>(&v).is_err(), "{field}");
+        }
+        for (i, field) in [(0, "version"), (3, "new"), (4, "unit"), (6, "records")] {
+            let mut v = to_value(&batch());
+            v["events"][i].as_object_mut().unwrap().remove(field);
+            assert!(decode_value::<EventBatch>(&v).is_err(), "{field}");
+        }
+    }
+
+    #[test]
+    fn unknown_kind_is_an_error() {
+        let mut v = to_value(&batch());
+        v["events"][1]["kind"] = "meteor_strike".into();
+        assert!(decode_value::<EventBatch>(&v).is_err());
+    }
+}

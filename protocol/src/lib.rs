@@ -23,6 +23,9 @@ pub mod state;
 pub mod telemetry;
 pub mod topic;
 
+#[cfg(test)]
+mod test_util;
+
 pub use alert::{Alert, AlertSet, Severity};
 pub use codec::{DecodeError, EncodeError, Format, decode, encode};
 pub use command::{Action, Command};

@@ -48,3 +48,87 @@ pub enum OfflineReason {
     /// The broker published the Last Will: the connection was lost.
     ConnectionLost,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VERSION;
+    use crate::test_util::*;
+
+    fn birth() -> State {
+        State {
+            v: VERSION,
+            device: DeviceId::new("pi-kitchen.01").unwrap(),
+            status: Presence::Online,
+            session: "3f9a0c11d2e4b705".into(),
+            version: Some("0.1.0".into()),
+            model: Some("Raspberry Pi 4 Model B Rev 1.4".into()),
+            boot: Some("4c1b0f2e-8d3a-4d47-9a53-2b8f1f0c6e11".into()),
+            ts: Some(1_717_171_717_000),
+            reason: None,
+        }
+    }
+
+    fn will() -> State {
+        State {
+            v: VERSION,
+            device: DeviceId::new("pi-kitchen.01").unwrap(),
+            status: Presence::Offline,
+            session: "3f9a0c11d2e4b705".into(),
+            version: None,
+            model: None,
+            boot: None,
+            ts: Some(1_717_171_717_000),
+            reason: Some(OfflineReason::ConnectionLost),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        round_trip(&birth());
+        round_trip(&will());
+    }
+
+    #[test]
+    fn json_field_names() {
+        let b = to_value(&birth());
+        assert_eq!(
+            keys(&b),
+            [
+                "boot", "device", "model", "session", "status", "ts", "v", "version"
+            ]
+        );
+        assert_eq!(b["status"], "online");
+        let w = to_value(&will());
+        assert_eq!(
+            keys(&w),
+            ["device", "reason", "session", "status", "ts", "v"]
+        );
+        assert_eq!(w["status"], "offline");
+        assert_eq!(w["reason"], "connection_lost");
+        let mut clean = will();
+        clean.reason = Some(OfflineReason::CleanStop);
+        assert_eq!(to_value(&clean)["reason"], "clean_stop");
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut v = to_value(&birth());
+        add_unknown(&mut v);
+        assert_eq!(decode_value::<State>(&v).unwrap(), birth());
+    }
+
+    #[test]
+    fn missing_required_field_is_an_error() {
+        for field in ["v", "device", "status", "session"] {
+            assert_required(&birth(), field);
+        }
+    }
+
+    #[test]
+    fn unknown_status_is_an_error() {
+        let mut v = to_value(&birth());
+        v["status"] = "sleeping".into();
+        assert!(decode_value::<State>(&v).is_err());
+    }
+}

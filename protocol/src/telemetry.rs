@@ -232,3 +232,262 @@ pub struct AgentHealth {
     /// Segments found corrupt and set aside, since the queue was created.
     pub quarantined: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VERSION;
+    use crate::test_util::*;
+
+    fn full_sample() -> Sample {
+        Sample {
+            seq: 41_207,
+            ts: 1_717_171_717_000,
+            mono: 86_400_123,
+            boot: "4c1b0f2e-8d3a-4d47-9a53-2b8f1f0c6e11".into(),
+            sync: true,
+            hist: false,
+            cpu: Some(12.5),
+            load: Some(Load {
+                m1: 0.42,
+                m5: 0.31,
+                m15: 0.27,
+            }),
+            mem: Some(Memory {
+                total: 3_981_000_704,
+                used: 612_343_808,
+                avail: 3_201_000_448,
+                pct: 15.38,
+            }),
+            swap: Some(Memory {
+                total: 104_853_504,
+                used: 0,
+                avail: 104_853_504,
+                pct: 0.0,
+            }),
+            uptime: Some(86_400),
+            disks: vec![Disk {
+                mount: "/".into(),
+                fs: "ext4".into(),
+                total: 31_166_976_000,
+                used: 4_410_000_000,
+                free: 25_400_000_000,
+                pct: 14.79,
+            }],
+            net: vec![NetIf {
+                name: "eth0".into(),
+                rx_bytes: 9_123_456_789,
+                tx_bytes: 123_456_789,
+                rx_packets: 7_000_001,
+                tx_packets: 900_002,
+                rx_errors: 0,
+                tx_errors: 0,
+                rx_dropped: 17,
+                tx_dropped: 0,
+            }],
+            thermal: vec![Thermal {
+                zone: "thermal_zone0".into(),
+                kind: "cpu-thermal".into(),
+                c: 48.686,
+            }],
+            throttle: Some(Throttle::from_firmware(0x50005)),
+            services: vec![Service {
+                unit: "nginx.service".into(),
+                active: ActiveState::Active,
+                sub: "running".into(),
+            }],
+            agent: Some(AgentHealth {
+                version: "0.1.0".into(),
+                config: "cbf29ce484222325".into(),
+                queue_records: 3,
+                queue_bytes: 2_048,
+                oldest_unsent_ms: Some(12_000),
+                dropped: 0,
+                quarantined: 0,
+            }),
+        }
+    }
+
+    /// What a Pi with nothing optional to report sends.
+    fn bare_sample() -> Sample {
+        Sample {
+            seq: 1,
+            ts: 946_684_800_000,
+            mono: 4_200,
+            boot: "4c1b0f2e-8d3a-4d47-9a53-2b8f1f0c6e11".into(),
+            sync: false,
+            hist: true,
+            cpu: None,
+            load: None,
+            mem: None,
+            swap: None,
+            uptime: None,
+            disks: vec![],
+            net: vec![],
+            thermal: vec![],
+            throttle: None,
+            services: vec![],
+            agent: None,
+        }
+    }
+
+    fn batch() -> Telemetry {
+        Telemetry {
+            v: VERSION,
+            device: DeviceId::new("pi-kitchen.01").unwrap(),
+            samples: vec![bare_sample(), full_sample()],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        round_trip(&batch());
+        round_trip(&Telemetry {
+            samples: vec![],
+            ..batch()
+        });
+    }
+
+    #[test]
+    fn json_field_names() {
+        let v = to_value(&batch());
+        assert_eq!(keys(&v), ["device", "samples", "v"]);
+        assert_eq!(
+            keys(&v["samples"][0]),
+            ["boot", "hist", "mono", "seq", "sync", "ts"]
+        );
+        let s = &v["samples"][1];
+        assert_eq!(
+            keys(s),
+            [
+                "agent", "boot", "cpu", "disks", "hist", "load", "mem", "mono", "net", "seq",
+                "services", "swap", "sync", "thermal", "throttle", "ts", "uptime"
+            ]
+        );
+        assert_eq!(keys(&s["load"]), ["m1", "m15", "m5"]);
+        assert_eq!(keys(&s["mem"]), ["avail", "pct", "total", "used"]);
+        assert_eq!(
+            keys(&s["disks"][0]),
+            ["free", "fs", "mount", "pct", "total", "used"]
+        );
+        assert_eq!(
+            keys(&s["net"][0]),
+            [
+                "name",
+                "rx_bytes",
+                "rx_dropped",
+                "rx_errors",
+                "rx_packets",
+                "tx_bytes",
+                "tx_dropped",
+                "tx_errors",
+                "tx_packets"
+            ]
+        );
+        assert_eq!(keys(&s["thermal"][0]), ["c", "type", "zone"]);
+        assert_eq!(s["thermal"][0]["type"], "cpu-thermal");
+        assert_eq!(
+            keys(&s["throttle"]),
+            [
+                "capped",
+                "capped_boot",
+                "raw",
+                "soft_temp",
+                "soft_temp_boot",
+                "src",
+                "throttled",
+                "throttled_boot",
+                "uv",
+                "uv_boot"
+            ]
+        );
+        assert_eq!(s["throttle"]["src"], "firmware");
+        assert_eq!(s["throttle"]["raw"], 0x50005);
+        assert_eq!(keys(&s["services"][0]), ["active", "sub", "unit"]);
+        assert_eq!(s["services"][0]["active"], "active");
+        assert_eq!(
+            keys(&s["agent"]),
+            [
+                "config",
+                "dropped",
+                "oldest_unsent_ms",
+                "quarantined",
+                "queue_bytes",
+                "queue_records",
+                "version"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut v = to_value(&batch());
+        add_unknown(&mut v);
+        add_unknown(&mut v["samples"][1]);
+        add_unknown(&mut v["samples"][1]["thermal"][0]);
+        add_unknown(&mut v["samples"][1]["throttle"]);
+        assert_eq!(decode_value::<Telemetry>(&v).unwrap(), batch());
+    }
+
+    #[test]
+    fn hist_defaults_to_false() {
+        let mut v = to_value(&batch());
+        v["samples"][1].as_object_mut().unwrap().remove("hist");
+        let decoded = decode_value::<Telemetry>(&v).unwrap();
+        assert!(!decoded.samples[1].hist);
+        assert_eq!(decoded, batch());
+    }
+
+    #[test]
+    fn missing_required_field_is_an_error() {
+        for field in ["v", "device", "samples"] {
+            assert_required(&batch(), field);
+        }
+        for field in ["seq", "ts", "mono", "boot", "sync"] {
+            let mut v = to_value(&batch());
+            v["samples"][0].as_object_mut().unwrap().remove(field);
+            assert!(decode_value::<Telemetry>(&v).is_err(), "{field}");
+        }
+        let mut v = to_value(&batch());
+        v["samples"][1]["thermal"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("c");
+        assert!(decode_value::<Telemetry>(&v).is_err());
+    }
+
+    #[test]
+    fn throttle_from_firmware_word() {
+        let t = Throttle::from_firmware(0x50005);
+        assert!(t.uv && !t.capped && t.throttled && !t.soft_temp);
+        assert!(t.uv_boot && !t.capped_boot && t.throttled_boot && !t.soft_temp_boot);
+        assert_eq!(t.raw, Some(0x50005));
+        let all = Throttle::from_firmware(0xF000F);
+        assert!(all.uv && all.capped && all.throttled && all.soft_temp);
+        assert!(all.uv_boot && all.capped_boot && all.throttled_boot && all.soft_temp_boot);
+        let none = Throttle::from_firmware(0);
+        assert!(!(none.uv || none.capped || none.throttled || none.soft_temp));
+    }
+
+    #[test]
+    fn active_state_parse() {
+        for (s, want) in [
+            ("active", ActiveState::Active),
+            ("reloading", ActiveState::Reloading),
+            ("inactive", ActiveState::Inactive),
+            ("failed", ActiveState::Failed),
+            ("activating", ActiveState::Activating),
+            ("deactivating", ActiveState::Deactivating),
+            ("maintenance", ActiveState::Maintenance),
+            ("refreshing", ActiveState::Refreshing),
+            ("active\n", ActiveState::Active),
+            ("bogus", ActiveState::Unknown),
+            ("", ActiveState::Unknown),
+        ] {
+            assert_eq!(ActiveState::parse(s), want, "{s:?}");
+            if want != ActiveState::Unknown {
+                assert_eq!(serde_json::to_value(want).unwrap(), s.trim());
+            }
+        }
+    }
+}

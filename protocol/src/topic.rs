@@ -209,3 +209,157 @@ pub enum TopicError {
     #[error("command id {0:?}: {1}")]
     CommandId(String, DeviceIdError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(id: &str) -> DeviceId {
+        DeviceId::new(id).unwrap()
+    }
+
+    #[test]
+    fn device_id_validation() {
+        let ok = ["a", "pi-kitchen.01", "Z_9", "...", "-", &"x".repeat(64)];
+        for id in ok {
+            assert_eq!(DeviceId::new(id).unwrap().as_str(), id);
+        }
+        let bad: [(&str, DeviceIdError); 9] = [
+            ("", DeviceIdError::Empty),
+            (&"x".repeat(65), DeviceIdError::TooLong(65)),
+            ("a+b", DeviceIdError::BadChar('+')),
+            ("#", DeviceIdError::BadChar('#')),
+            ("a/b", DeviceIdError::BadChar('/')),
+            ("a b", DeviceIdError::BadChar(' ')),
+            ("pi-ä", DeviceIdError::BadChar('ä')),
+            ("a\0", DeviceIdError::BadChar('\0')),
+            ("a\n", DeviceIdError::BadChar('\n')),
+        ];
+        for (id, err) in bad {
+            assert_eq!(DeviceId::new(id), Err(err), "{id:?}");
+            assert!(id.parse::<DeviceId>().is_err());
+        }
+    }
+
+    #[test]
+    fn device_id_serde_validates() {
+        let id: DeviceId = serde_json::from_str(r#""pi-1""#).unwrap();
+        assert_eq!(id, dev("pi-1"));
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#""pi-1""#);
+        assert!(serde_json::from_str::<DeviceId>(r#""pi/1""#).is_err());
+        assert!(serde_json::from_str::<DeviceId>(r#""""#).is_err());
+    }
+
+    #[test]
+    fn prefix_validation() {
+        for ok in ["picket", "site/a/picket", "p-1.x"] {
+            assert_eq!(Topics::new(ok).unwrap().prefix(), ok);
+        }
+        for bad in [
+            "", "/picket", "picket/", "a//b", "a/+/b", "#", "pi#", "a\0b",
+        ] {
+            assert_eq!(
+                Topics::new(bad),
+                Err(TopicError::BadPrefix(bad.into())),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(Topics::default().prefix(), "picket");
+    }
+
+    #[test]
+    fn builders_parse_back() {
+        for prefix in ["picket", "site/a/picket"] {
+            let t = Topics::new(prefix).unwrap();
+            let d = dev("pi-kitchen.01");
+            let built = [
+                (t.state(&d), TopicKind::State, "state"),
+                (t.telemetry(&d), TopicKind::Telemetry, "telemetry"),
+                (t.event(&d), TopicKind::Event, "event"),
+                (t.alert(&d), TopicKind::Alert, "alert"),
+                (
+                    t.cmd(&d, "c-1").unwrap(),
+                    TopicKind::Cmd("c-1".into()),
+                    "cmd/c-1",
+                ),
+                (
+                    t.reply(&d, "c-1").unwrap(),
+                    TopicKind::Reply("c-1".into()),
+                    "reply/c-1",
+                ),
+            ];
+            for (topic, kind, tail) in built {
+                assert_eq!(topic, format!("{prefix}/v1/pi-kitchen.01/{tail}"));
+                assert_eq!(
+                    t.parse(&topic).unwrap(),
+                    Topic {
+                        device: d.clone(),
+                        kind
+                    }
+                );
+            }
+            assert_eq!(t.cmd_filter(&d), format!("{prefix}/v1/pi-kitchen.01/cmd/+"));
+            assert_eq!(
+                t.fleet_filter("telemetry"),
+                format!("{prefix}/v1/+/telemetry")
+            );
+        }
+    }
+
+    #[test]
+    fn builders_refuse_bad_command_ids() {
+        let t = Topics::default();
+        let d = dev("pi");
+        for id in ["", "a/b", "+", "#", &"x".repeat(65)] {
+            assert!(
+                matches!(t.cmd(&d, id), Err(TopicError::CommandId(..))),
+                "{id:?}"
+            );
+            assert!(
+                matches!(t.reply(&d, id), Err(TopicError::CommandId(..))),
+                "{id:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_refuses_foreign_topics() {
+        let t = Topics::new("site/picket").unwrap();
+        let unknown = [
+            "picket/v1/pi/state",
+            "site/picket/v2/pi/state",
+            "site/picket/v1",
+            "site/picket/v1/",
+            "site/picketx/v1/pi/state",
+            "site/picket/v1/pi",
+            "site/picket/v1/pi/",
+            "site/picket/v1/pi/status",
+            "site/picket/v1/pi/state/extra",
+            "site/picket/v1/pi/telemetry/",
+            "site/picket/v1/pi/cmd",
+            "site/picket/v1/pi/reply",
+            "site/picket/v1/pi/cmd/c1/extra",
+            "x/site/picket/v1/pi/state",
+            "",
+        ];
+        for topic in unknown {
+            assert!(t.parse(topic).is_err(), "{topic:?}");
+        }
+        assert!(matches!(
+            t.parse("site/picket/v1/pi+/state"),
+            Err(TopicError::Device(..))
+        ));
+        assert!(matches!(
+            t.parse("site/picket/v1//state"),
+            Err(TopicError::Device(..))
+        ));
+        assert!(matches!(
+            t.parse("site/picket/v1/pi/cmd/"),
+            Err(TopicError::CommandId(..))
+        ));
+        assert!(matches!(
+            t.parse("site/picket/v1/pi/reply/#"),
+            Err(TopicError::CommandId(..))
+        ));
+    }
+}

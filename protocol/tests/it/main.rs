@@ -1,0 +1,6 @@
+//! Property and robustness tests of the wire format.
+
+mod garbage;
+mod limits;
+mod roundtrip;
+mod strategies;
