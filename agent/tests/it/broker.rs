@@ -1,0 +1,246 @@
+//! A real MQTT broker for the tests, on a free loopback port: Mosquitto when
+//! `PICKET_TEST_BROKER=mosquitto` (started from `mosquitto` on PATH, or
+//! `PICKET_TEST_MOSQUITTO=/path`), else rumqttd embedded in the test
+//! process. Both can be stopped and restarted on the same port: Mosquitto by
+//! stopping the process (it keeps persistent sessions on disk), rumqttd by
+//! cutting the TCP path in front of it (it cannot be stopped in-process).
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+pub fn free_port() -> u16 {
+    let l = StdListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+pub fn use_mosquitto() -> bool {
+    std::env::var("PICKET_TEST_BROKER").is_ok_and(|v| v == "mosquitto")
+}
+
+pub struct Broker {
+    /// The port the agent connects to (may be cut).
+    pub port: u16,
+    /// The port test subscribers connect to.
+    pub sub_port: u16,
+    backend: Backend,
+}
+
+enum Backend {
+    Mosquitto {
+        child: Option<Child>,
+        conf: PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Embedded {
+        target: SocketAddr,
+        proxy: Option<Proxy>,
+    },
+}
+
+impl Broker {
+    pub async fn start() -> Broker {
+        if use_mosquitto() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let conf = dir.path().join("mosquitto.conf");
+            let text = format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n\
+                 log_dest file {}/mosquitto.log\n",
+                dir.path().display(),
+                dir.path().display()
+            );
+            std::fs::write(&conf, text).expect("write mosquitto.conf");
+            let mut b = Broker {
+                port,
+                sub_port: port,
+                backend: Backend::Mosquitto {
+                    child: None,
+                    conf,
+                    _dir: dir,
+                },
+            };
+            b.resume().await;
+            b
+        } else {
+            let internal = free_port();
+            let target: SocketAddr = ([127, 0, 0, 1], internal).into();
+            std::thread::spawn(move || {
+                let mut broker = rumqttd::Broker::new(rumqttd_config(target));
+                // start() only returns on failure; the test then times out
+                // connecting, which names the problem.
+                let _ = broker.start();
+            });
+            wait_listening(target).await;
+            let port = free_port();
+            let mut b = Broker {
+                port,
+                sub_port: internal,
+                backend: Backend::Embedded {
+                    target,
+                    proxy: None,
+                },
+            };
+            b.resume().await;
+            b
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// The broker becomes unreachable for the agent.
+    pub async fn stop(&mut self) {
+        match &mut self.backend {
+            Backend::Mosquitto { child, .. } => {
+                if let Some(mut c) = child.take() {
+                    // SIGTERM: Mosquitto saves its persistence file on the way out.
+                    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                    let _ = tokio::task::spawn_blocking(move || c.wait()).await;
+                }
+            }
+            Backend::Embedded { proxy, .. } => {
+                if let Some(p) = proxy.take() {
+                    p.cut().await;
+                }
+            }
+        }
+    }
+
+    pub async fn resume(&mut self) {
+        let port = self.port;
+        match &mut self.backend {
+            Backend::Mosquitto { child, conf, .. } => {
+                let bin = std::env::var("PICKET_TEST_MOSQUITTO").unwrap_or_else(|_| "mosquitto".into());
+                let c = Command::new(bin)
+                    .arg("-c")
+                    .arg(&*conf)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start mosquitto (install it, or unset PICKET_TEST_BROKER)");
+                *child = Some(c);
+                wait_listening(([127, 0, 0, 1], port).into()).await;
+            }
+            Backend::Embedded { target, proxy } => {
+                *proxy = Some(Proxy::start(port, *target).await);
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Backend::Mosquitto {
+            child: Some(c), ..
+        } = &mut self.backend
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rumqttd_config(listen: SocketAddr) -> rumqttd::Config {
+    use std::collections::HashMap;
+    let connections = rumqttd::ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: 4 << 20,
+        max_inflight_count: 500,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = rumqttd::ServerSettings {
+        name: "v4".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections,
+    };
+    // Segments sized with a wide margin: too small and a lagging QoS 1
+    // subscriber silently loses messages.
+    let router = rumqttd::RouterConfig {
+        max_connections: 100,
+        max_outgoing_packet_count: 1000,
+        max_segment_size: 64 << 20,
+        max_segment_count: 4,
+        custom_segment: None,
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
+    };
+    rumqttd::Config {
+        id: 0,
+        router,
+        v4: Some(HashMap::from([("v4".to_string(), server)])),
+        v5: None,
+        ws: None,
+        cluster: None,
+        console: None,
+        bridge: None,
+        prometheus: None,
+        metrics: None,
+    }
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("broker did not start listening on {addr}");
+}
+
+/// A TCP forwarder whose cut drops the listener and every connection, like
+/// a broker that went away.
+struct Proxy {
+    accept: JoinHandle<()>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(port: u16, target: SocketAddr) -> Proxy {
+        let mut listener = None;
+        for _ in 0..100 {
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        let listener = listener.expect("re-bind the proxy port");
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let c2 = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c2.lock().await.push(task);
+            }
+        });
+        Proxy { accept, conns }
+    }
+
+    async fn cut(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
+        for c in self.conns.lock().await.drain(..) {
+            c.abort();
+        }
+    }
+}

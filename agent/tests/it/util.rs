@@ -1,0 +1,248 @@
+//! Test harness: a subscriber that records what the broker delivered, and
+//! the agent run in-process or as its binary.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use picket_agent::Observers;
+use picket_protocol::{Event, EventBatch, State, Telemetry, decode};
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Everything the subscriber received, in arrival order.
+#[derive(Debug, Default, Clone)]
+pub struct Received {
+    pub samples: Vec<picket_protocol::Sample>,
+    pub events: Vec<Event>,
+    pub states: Vec<State>,
+    /// Every seq (samples and events) in arrival order.
+    pub seqs: Vec<u64>,
+    pub undecodable: usize,
+}
+
+impl Received {
+    /// Seqs with duplicates removed, in first-arrival order.
+    pub fn first_arrivals(&self) -> Vec<u64> {
+        let mut seen = std::collections::HashSet::new();
+        self.seqs.iter().copied().filter(|s| seen.insert(*s)).collect()
+    }
+
+    pub fn duplicates(&self) -> usize {
+        self.seqs.len() - self.first_arrivals().len()
+    }
+}
+
+pub struct Subscriber {
+    pub received: Arc<Mutex<Received>>,
+    task: JoinHandle<()>,
+}
+
+impl Subscriber {
+    /// Subscribes (QoS 1, persistent session) to every device's telemetry,
+    /// event and state topics, and waits for the subscription to be acked.
+    pub async fn start(port: u16, name: &str) -> Subscriber {
+        let mut opts = MqttOptions::new(format!("test-sub-{name}"), "127.0.0.1", port);
+        opts.set_clean_session(false);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_max_packet_size(16 << 20, 16 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        let received: Arc<Mutex<Received>> = Arc::default();
+        let r2 = received.clone();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                        for t in ["telemetry", "event", "state"] {
+                            let _ = client
+                                .subscribe(format!("picket/v1/+/{t}"), QoS::AtLeastOnce)
+                                .await;
+                        }
+                    }
+                    Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                        let mut r = r2.lock().unwrap();
+                        record(&mut r, &p.topic, &p.payload);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(20), ready_rx)
+            .await
+            .expect("subscriber did not connect")
+            .expect("subscriber task");
+        Subscriber { received, task }
+    }
+
+    pub fn snapshot(&self) -> Received {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Wait until `cond` holds for what was received, or panic after `limit`.
+    pub async fn wait_for(&self, limit: Duration, what: &str, cond: impl Fn(&Received) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if cond(&self.received.lock().unwrap()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let r = self.snapshot();
+                panic!(
+                    "timed out waiting for {what}: {} samples, {} events, last seqs {:?}",
+                    r.samples.len(),
+                    r.events.len(),
+                    r.seqs.iter().rev().take(5).collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn record(r: &mut Received, topic: &str, payload: &[u8]) {
+    let max = 16 << 20;
+    if topic.ends_with("/telemetry") {
+        match decode::<Telemetry>(payload, max) {
+            Ok(t) => {
+                for s in t.samples {
+                    r.seqs.push(s.seq);
+                    r.samples.push(s);
+                }
+            }
+            Err(_) => r.undecodable += 1,
+        }
+    } else if topic.ends_with("/event") {
+        match decode::<EventBatch>(payload, max) {
+            Ok(b) => {
+                for e in b.events {
+                    r.seqs.push(e.seq);
+                    r.events.push(e);
+                }
+            }
+            Err(_) => r.undecodable += 1,
+        }
+    } else if topic.ends_with("/state") {
+        match decode::<State>(payload, max) {
+            Ok(s) => r.states.push(s),
+            Err(_) => r.undecodable += 1,
+        }
+    }
+}
+
+/// Configuration through the same path as the binary: TOML defaults plus
+/// `PICKET_*` variables.
+pub fn config(env: &[(&str, String)]) -> picket_agent::Config {
+    let vars: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let (raw, unknown) = picket_agent::config::parse("", Path::new("test"), vars).expect("parse");
+    assert!(unknown.is_empty(), "unknown variables {unknown:?}");
+    picket_agent::config::validate(raw).expect("valid config")
+}
+
+/// The variables every test sets: device, broker, queue, fast sampling.
+pub fn base_env(device: &str, broker_url: &str, queue: &Path, interval: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PICKET_DEVICE_ID", device.to_string()),
+        ("PICKET_BROKER_URL", broker_url.to_string()),
+        ("PICKET_QUEUE_DIR", queue.display().to_string()),
+        ("PICKET_SAMPLING_INTERVAL", interval.to_string()),
+        ("PICKET_BROKER_KEEP_ALIVE", "5s".to_string()),
+        ("PICKET_UPLINK_BACKOFF_MAX", "2s".to_string()),
+    ]
+}
+
+/// The agent running in this process.
+pub struct Agent {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), picket_agent::RunError>>>,
+    pub observers: Observers,
+}
+
+impl Agent {
+    pub async fn start(config: picket_agent::Config) -> Agent {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (obs_tx, obs_rx) = oneshot::channel();
+        let task = tokio::spawn(picket_agent::run_observed(
+            config,
+            async move {
+                let _ = stop_rx.await;
+            },
+            move |o| {
+                let _ = obs_tx.send(o);
+            },
+        ));
+        let observers = tokio::time::timeout(Duration::from_secs(20), obs_rx)
+            .await
+            .expect("agent did not start")
+            .expect("agent failed to start");
+        Agent {
+            stop: Some(stop_tx),
+            task: Some(task),
+            observers,
+        }
+    }
+
+    /// Stop cleanly and return how long it took.
+    pub async fn stop(mut self) -> Duration {
+        let t = Instant::now();
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("agent did not stop within 10 s")
+                .expect("agent task panicked")
+                .expect("agent returned an error");
+        }
+        t.elapsed()
+    }
+
+    pub fn appended_through(&self) -> Option<u64> {
+        self.observers.store.borrow().appended_through
+    }
+
+    pub async fn wait_store(
+        &self,
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&picket_agent::store::StoreStatus) -> bool,
+    ) {
+        let deadline = Instant::now() + limit;
+        while !cond(&self.observers.store.borrow()) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Seqs must form one contiguous range: returns the missing ones.
+pub fn gaps(seqs: impl IntoIterator<Item = u64>) -> Vec<u64> {
+    let set: BTreeMap<u64, ()> = seqs.into_iter().map(|s| (s, ())).collect();
+    let (Some((&lo, _)), Some((&hi, _))) = (set.first_key_value(), set.last_key_value()) else {
+        return vec![];
+    };
+    (lo..=hi).filter(|s| !set.contains_key(s)).collect()
+}
+
+pub fn is_strictly_increasing(v: &[u64]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
