@@ -103,6 +103,9 @@ impl Sensors {
     /// `hist` false; `agent` None (filled by the caller).
     /// The events are changes since the previous call (throttle word changed,
     /// service state changed, clock became synced).
+    ///
+    /// Blocking: file reads, `statvfs` and `systemctl` (bounded by a
+    /// timeout), so async callers run it on a blocking thread.
     pub fn sample(&mut self, stamp: &Stamp) -> (Sample, Vec<EventKind>) {
         let root = self.cfg.host_root.as_path();
         let mut events = Vec::new();

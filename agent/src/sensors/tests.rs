@@ -46,6 +46,13 @@ fn sensors(root: &Path) -> Sensors {
 }
 
 #[test]
+fn sensors_can_move_to_a_blocking_thread() {
+    fn send<T: Send>() {}
+    send::<Sensors>();
+    send::<clock::SystemClock>();
+}
+
+#[test]
 fn pi4_identity() {
     let root = fixture();
     assert_eq!(

@@ -26,6 +26,8 @@ impl ThrottleReader {
     /// reading. The first reading raises none: the sample already carries
     /// it. A transiently unreadable source does not count as a change.
     pub fn read(&mut self, root: &Path) -> (Option<Throttle>, Option<EventKind>) {
+        // A present firmware word is authoritative even when unparsable:
+        // the hwmon alarm knows less, and mixing sources would fake changes.
         let now = match read_text(root, FIRMWARE) {
             Some(text) => parse_firmware(&text),
             None => self.hwmon(root),
