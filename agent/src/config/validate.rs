@@ -43,8 +43,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let broker = broker(&raw, &device)?;
 
     let sampling_interval = raw.sampling.interval.0;
-    if sampling_interval < Duration::from_millis(100) {
-        return Err(invalid("sampling.interval", "must be at least 100ms"));
+    if sampling_interval < Duration::from_millis(10) {
+        return Err(invalid("sampling.interval", "must be at least 10ms"));
     }
     if sampling_interval > Duration::from_secs(3600) {
         return Err(invalid("sampling.interval", "must be at most 1h"));

@@ -1,0 +1,9 @@
+//! The agent's integration tests: the whole pipeline against a real broker
+//! (rumqttd embedded by default; Mosquitto with PICKET_TEST_BROKER=mosquitto),
+//! and the binary as a process (exit codes, signals, SIGKILL).
+
+mod broker;
+mod fixture;
+mod pipeline;
+mod process;
+mod util;
