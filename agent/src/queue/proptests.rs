@@ -36,11 +36,17 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn payload(seq: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (seq as usize).wrapping_mul(131).wrapping_add(i) as u8).collect()
+    (0..len)
+        .map(|i| (seq as usize).wrapping_mul(131).wrapping_add(i) as u8)
+        .collect()
 }
 
 fn kind(seq: u64) -> RecordKind {
-    if seq % 3 == 0 { RecordKind::Event } else { RecordKind::Sample }
+    if seq % 3 == 0 {
+        RecordKind::Event
+    } else {
+        RecordKind::Sample
+    }
 }
 
 /// What the queue must hold, kept exact between crashes.
@@ -59,13 +65,28 @@ struct Model {
 impl Model {
     fn check_intact(&self, records: &[Record]) {
         for w in records.windows(2) {
-            assert!(w[0].seq < w[1].seq, "out of order: {} then {}", w[0].seq, w[1].seq);
+            assert!(
+                w[0].seq < w[1].seq,
+                "out of order: {} then {}",
+                w[0].seq,
+                w[1].seq
+            );
         }
         for r in records {
             let len = self.appended.get(&r.seq).copied();
-            assert_eq!(len, Some(r.payload.len()), "seq {} was never appended with this size", r.seq);
+            assert_eq!(
+                len,
+                Some(r.payload.len()),
+                "seq {} was never appended with this size",
+                r.seq
+            );
             assert_eq!((r.kind, r.ts_ms), (kind(r.seq), r.seq * 7));
-            assert_eq!(r.payload, payload(r.seq, r.payload.len()), "seq {} damaged", r.seq);
+            assert_eq!(
+                r.payload,
+                payload(r.seq, r.payload.len()),
+                "seq {} damaged",
+                r.seq
+            );
         }
     }
 
@@ -80,7 +101,12 @@ impl Model {
     /// After a crash the queue's view wins, once checked: nothing synced and
     /// unacked is missing, nothing is damaged, no seq can come back.
     fn adopt(&mut self, q: &mut Queue, report: &OpenReport) {
-        assert!(q.next_seq() >= self.next, "seq {} would be reused (next was {})", q.next_seq(), self.next);
+        assert!(
+            q.next_seq() >= self.next,
+            "seq {} would be reused (next was {})",
+            q.next_seq(),
+            self.next
+        );
         if let Some((from, to)) = report.seq_skipped {
             assert!(from < to && to == q.next_seq());
         }
@@ -97,7 +123,9 @@ impl Model {
 
 fn cut_back(synced: &[(std::path::PathBuf, u64)], cuts: &[u8]) {
     for (i, (path, synced_len)) in synced.iter().enumerate() {
-        let Ok(f) = fs::OpenOptions::new().write(true).open(path) else { continue };
+        let Ok(f) = fs::OpenOptions::new().write(true).open(path) else {
+            continue;
+        };
         let len = f.metadata().unwrap().len();
         let keep = synced_len + (len - synced_len) * u64::from(cuts[i % cuts.len()]) / 255;
         f.set_len(keep).unwrap();
@@ -119,7 +147,12 @@ fn run(ops: Vec<Op>) {
         match op {
             Op::Append { n, len } => {
                 let batch: Vec<_> = (m.next..m.next + u64::from(n))
-                    .map(|seq| NewRecord { seq, kind: kind(seq), ts_ms: seq * 7, payload: payload(seq, len.into()) })
+                    .map(|seq| NewRecord {
+                        seq,
+                        kind: kind(seq),
+                        ts_ms: seq * 7,
+                        payload: payload(seq, len.into()),
+                    })
                     .collect();
                 let dropped = q.append(&batch).unwrap();
                 for _ in 0..dropped {
@@ -150,7 +183,13 @@ fn run(ops: Vec<Op>) {
             Op::Read { from, max } => {
                 let from = m.next.saturating_sub(u64::from(from));
                 let got = q.read(from, max.into(), usize::MAX).unwrap();
-                let want: Vec<u64> = m.live.iter().copied().filter(|&s| s >= from).take(max.into()).collect();
+                let want: Vec<u64> = m
+                    .live
+                    .iter()
+                    .copied()
+                    .filter(|&s| s >= from)
+                    .take(max.into())
+                    .collect();
                 assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), want);
             }
             Op::Close { reboot } => {
@@ -158,7 +197,11 @@ fn run(ops: Vec<Op>) {
                 m.boot += u32::from(reboot);
                 let (nq, report) = open(m.boot);
                 q = nq;
-                assert_eq!((q.next_seq(), &report.seq_skipped), (m.next, &None), "close must make seqs exact");
+                assert_eq!(
+                    (q.next_seq(), &report.seq_skipped),
+                    (m.next, &None),
+                    "close must make seqs exact"
+                );
                 m.synced = m.live.iter().copied().collect();
             }
             Op::ProcessCrash => {
@@ -188,7 +231,10 @@ fn run(ops: Vec<Op>) {
 
 /// Crashes only ever tear tails: nothing the queue wrote is ever corrupt.
 fn assert_quarantine_empty(dir: &Path) {
-    assert!(!dir.join("quarantine").exists(), "a crash point produced a quarantined segment");
+    assert!(
+        !dir.join("quarantine").exists(),
+        "a crash point produced a quarantined segment"
+    );
 }
 
 proptest! {
