@@ -16,7 +16,7 @@ impl Queue {
     /// On an I/O error a prefix of the batch may be in: `next_seq()` says.
     pub fn append(&mut self, records: &[NewRecord]) -> Result<u64, QueueError> {
         for (i, r) in records.iter().enumerate() {
-            let expected = self.next_seq + i as u64;
+            let expected = self.next_seq.saturating_add(i as u64);
             if r.seq != expected {
                 return Err(QueueError::SeqMismatch {
                     expected,
@@ -105,7 +105,7 @@ impl Queue {
             return Err(at(&path)(e));
         }
         seg.len += buf.len() as u64;
-        self.next_seq += pending.len() as u64;
+        self.next_seq = self.next_seq.saturating_add(pending.len() as u64);
         seg.entries.append(pending);
         buf.clear();
         self.pending_since.get_or_insert_with(Instant::now);
