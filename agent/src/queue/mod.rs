@@ -308,8 +308,11 @@ impl Queue {
             meta::sync_dir(&self.cfg.dir).map_err(at(&self.cfg.dir))?;
             self.dir_dirty = false;
         }
+        let acked_next = self.acked_next();
         for seg in &mut self.segments {
-            if seg.len == seg.synced_len {
+            // A segment whose records are all acked is about to go: its
+            // bytes need not reach the disk.
+            if seg.len == seg.synced_len || seg.last_seq().is_none_or(|l| l < acked_next) {
                 continue;
             }
             let path = seg.path(&self.cfg.dir);
