@@ -236,7 +236,13 @@ mod tests {
     #[test]
     fn next_seq_table() {
         let log = [seg(10, 5), seg(15, 3)]; // seqs 10..18
-        let cases: [(Option<Meta>, Option<u64>, &str, (u64, Option<(u64, u64)>)); 7] = [
+        type Case = (
+            Option<Meta>,
+            Option<u64>,
+            &'static str,
+            (u64, Option<(u64, u64)>),
+        );
+        let cases: [Case; 7] = [
             (None, None, "b", (18, None)),
             (None, Some(30), "b", (31, None)),
             (Some(meta("b", 100, 0, false)), None, "b", (18, None)),

@@ -243,9 +243,13 @@ pub(super) fn scan(file: &File, base: u64) -> io::Result<Scan> {
             offset,
             ts_ms: h.ts_ms,
         });
-        expected_seq = expected_seq.saturating_add(1);
         pos = end;
         s.valid_len = pos;
+        let Some(next) = expected_seq.checked_add(1) else {
+            s.verdict = Verdict::Corrupt("seq space exhausted");
+            return Ok(s);
+        };
+        expected_seq = next;
     }
     Ok(s)
 }

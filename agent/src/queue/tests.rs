@@ -2,6 +2,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use super::segment::HEADER_LEN;
 use super::*;
 
 const BOOT: &str = "boot-a";
@@ -431,4 +432,52 @@ fn acked_cursor_survives_a_crash_once_synced() {
     let (mut q, _) = Queue::open(cfg(dir.path()), BOOT).unwrap();
     assert_eq!(seqs(&read_all(&mut q)), (5..10).collect::<Vec<_>>());
     assert_eq!(q.stats().acked_through, Some(4));
+}
+
+/// Bytes this thread made the disk write: pages charged when they went
+/// clean to dirty, less the ones truncated or unlinked before writeback.
+fn disk_write_bytes() -> Option<i64> {
+    let io = fs::read_to_string("/proc/thread-self/io").ok()?;
+    let field = |name: &str| -> Option<i64> {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    };
+    Some(field("write_bytes:")? - field("cancelled_write_bytes:")?)
+}
+
+/// The SD-card targets, with time compressed: one ~600-byte record per
+/// simulated second, a sync every 10 of them (the default interval).
+#[test]
+fn write_amplification_within_targets() {
+    let Some(_) = disk_write_bytes() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = QueueConfig {
+        segment_bytes: 1 << 20,
+        ..cfg(dir.path())
+    };
+    let (mut q, _) = Queue::open(config, BOOT).unwrap();
+    let n = 600;
+
+    let start = disk_write_bytes().unwrap();
+    for i in 0..n {
+        append_n(&mut q, 1, 600);
+        if i % 10 == 9 {
+            q.sync().unwrap();
+        }
+    }
+    let broker_down = (disk_write_bytes().unwrap() - start) as f64 / (n * 600) as f64;
+    assert!(broker_down <= 3.0, "broker down: {broker_down:.2}x");
+    q.ack(q.next_seq() - 1).unwrap();
+
+    let start = disk_write_bytes().unwrap();
+    for i in 0..n {
+        append_n(&mut q, 1, 600);
+        q.ack(q.next_seq() - 1).unwrap();
+        if i % 10 == 9 {
+            q.sync().unwrap();
+        }
+    }
+    let connected = (disk_write_bytes().unwrap() - start) as f64 / (n * 600) as f64;
+    assert!(connected <= 0.05, "connected: {connected:.3}x");
+    eprintln!("write amplification: broker down {broker_down:.2}x, connected {connected:.3}x");
 }
