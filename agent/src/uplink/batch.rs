@@ -6,10 +6,8 @@
 //! format. Records from before the current connection are marked `hist`:
 //! they are history, and a collector must not take them for current state.
 
-use picket_protocol::{
-    DEFAULT_MAX_PAYLOAD, DeviceId, Event, EventBatch, Format, Sample, Telemetry, Topics, VERSION,
-    decode, encode,
-};
+use picket_protocol::{DeviceId, Event, EventBatch, Format, Sample, Telemetry, Topics, VERSION, encode};
+use serde::de::DeserializeOwned;
 use tracing::error;
 
 use crate::queue::{Record, RecordKind};
@@ -66,7 +64,7 @@ impl Batcher {
             let hist = record.seq < live_from;
             match kind {
                 RecordKind::Sample => {
-                    match decode::<Sample>(&record.payload, DEFAULT_MAX_PAYLOAD) {
+                    match stored::<Sample>(&record.payload) {
                         Ok(mut s) => {
                             s.hist = hist;
                             samples.push(s);
@@ -77,7 +75,7 @@ impl Batcher {
                         }
                     }
                 }
-                RecordKind::Event => match decode::<Event>(&record.payload, DEFAULT_MAX_PAYLOAD) {
+                RecordKind::Event => match stored::<Event>(&record.payload) {
                     Ok(mut ev) => {
                         ev.hist = hist;
                         events.push(ev);
@@ -136,9 +134,16 @@ impl Batcher {
     }
 }
 
+/// A queue record is one CBOR sample or event as the store wrote it: not a
+/// wire message (no `v`), and already CRC-checked by the queue.
+fn stored<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    ciborium::de::from_reader(payload).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use picket_protocol::decode;
     use picket_protocol::EventKind;
 
     fn sample(seq: u64) -> Sample {

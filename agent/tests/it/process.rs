@@ -14,7 +14,6 @@ fn agent_cmd(device: &str, broker: &str, queue: &Path, interval: &str) -> Comman
     let mut c = Command::new(BIN);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PICKET_CONFIG", "/nonexistent-so-only-env-counts.toml")
         .env("PICKET_DEVICE_ID", device)
         .env("PICKET_BROKER_URL", broker)
         .env("PICKET_QUEUE_DIR", queue)
