@@ -6,7 +6,9 @@
 //! format. Records from before the current connection are marked `hist`:
 //! they are history, and a collector must not take them for current state.
 
-use picket_protocol::{DeviceId, Event, EventBatch, Format, Sample, Telemetry, Topics, VERSION, encode};
+use picket_protocol::{
+    DeviceId, Event, EventBatch, Format, Sample, Telemetry, Topics, VERSION, encode,
+};
 use serde::de::DeserializeOwned;
 use tracing::error;
 
@@ -63,18 +65,16 @@ impl Batcher {
             }
             let hist = record.seq < live_from;
             match kind {
-                RecordKind::Sample => {
-                    match stored::<Sample>(&record.payload) {
-                        Ok(mut s) => {
-                            s.hist = hist;
-                            samples.push(s);
-                        }
-                        Err(e) => {
-                            error!(seq = record.seq, error = %e, "stored sample unreadable; skipped");
-                            continue;
-                        }
+                RecordKind::Sample => match stored::<Sample>(&record.payload) {
+                    Ok(mut s) => {
+                        s.hist = hist;
+                        samples.push(s);
                     }
-                }
+                    Err(e) => {
+                        error!(seq = record.seq, error = %e, "stored sample unreadable; skipped");
+                        continue;
+                    }
+                },
                 RecordKind::Event => match stored::<Event>(&record.payload) {
                     Ok(mut ev) => {
                         ev.hist = hist;
@@ -143,8 +143,8 @@ fn stored<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picket_protocol::decode;
     use picket_protocol::EventKind;
+    use picket_protocol::decode;
 
     fn sample(seq: u64) -> Sample {
         Sample {

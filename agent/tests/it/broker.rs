@@ -53,10 +53,17 @@ impl Broker {
             let text = format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
                  persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n\
-                 log_dest file {}/mosquitto.log\n",
+                 log_dest file {}/mosquitto.log\nlog_type all\n",
                 dir.path().display(),
                 dir.path().display()
             );
+            // Started as root, Mosquitto switches to the `mosquitto` user,
+            // which cannot write into this private directory.
+            let text = if unsafe { libc::geteuid() } == 0 {
+                text + "user root\n"
+            } else {
+                text
+            };
             std::fs::write(&conf, text).expect("write mosquitto.conf");
             let mut b = Broker {
                 port,
@@ -119,7 +126,8 @@ impl Broker {
         let port = self.port;
         match &mut self.backend {
             Backend::Mosquitto { child, conf, .. } => {
-                let bin = std::env::var("PICKET_TEST_MOSQUITTO").unwrap_or_else(|_| "mosquitto".into());
+                let bin =
+                    std::env::var("PICKET_TEST_MOSQUITTO").unwrap_or_else(|_| "mosquitto".into());
                 let c = Command::new(bin)
                     .arg("-c")
                     .arg(&*conf)
@@ -139,10 +147,12 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Backend::Mosquitto {
-            child: Some(c), ..
-        } = &mut self.backend
+        if let (Ok(to), Backend::Mosquitto { _dir, .. }) =
+            (std::env::var("PICKET_TEST_KEEP_LOG"), &self.backend)
         {
+            let _ = std::fs::copy(_dir.path().join("mosquitto.log"), to);
+        }
+        if let Backend::Mosquitto { child: Some(c), .. } = &mut self.backend {
             let _ = c.kill();
             let _ = c.wait();
         }

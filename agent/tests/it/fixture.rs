@@ -20,13 +20,19 @@ async fn a_pi4_fixture_is_reported_decoded() {
     let cfg = config(&env);
     assert_eq!(cfg.device.as_str(), "10000000a1b2c3d4");
     let agent = Agent::start(cfg).await;
-    sub.wait_for(Duration::from_secs(30), "two samples", |r| r.samples.len() >= 2).await;
+    sub.wait_for(Duration::from_secs(30), "two samples", |r| {
+        r.samples.len() >= 2
+    })
+    .await;
     agent.stop().await;
 
     let r = sub.snapshot();
     let s = &r.samples[1];
     let thermal = &s.thermal[0];
-    assert_eq!((thermal.zone.as_str(), thermal.kind.as_str()), ("thermal_zone0", "cpu-thermal"));
+    assert_eq!(
+        (thermal.zone.as_str(), thermal.kind.as_str()),
+        ("thermal_zone0", "cpu-thermal")
+    );
     assert!((thermal.c - 48.312).abs() < 1e-3);
     let t = s.throttle.expect("throttle decoded");
     assert_eq!(t.raw, Some(0x50005));
@@ -36,7 +42,13 @@ async fn a_pi4_fixture_is_reported_decoded() {
     let birth = r
         .states
         .iter()
-        .find(|st| st.device.as_str() == "10000000a1b2c3d4")
-        .expect("birth");
-    assert_eq!(birth.model.as_deref(), Some("Raspberry Pi 4 Model B Rev 1.4"));
+        .find(|st| {
+            st.device.as_str() == "10000000a1b2c3d4"
+                && st.status == picket_protocol::Presence::Online
+        })
+        .unwrap_or_else(|| panic!("birth among {:?}", r.states));
+    assert_eq!(
+        birth.model.as_deref(),
+        Some("Raspberry Pi 4 Model B Rev 1.4")
+    );
 }

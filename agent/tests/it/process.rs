@@ -52,7 +52,10 @@ fn invalid_configuration_exits_2_naming_the_key() {
         let out = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
-        assert!(stderr.contains(key), "{var}={value}: stderr names {key}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{var}={value}: stderr names {key}: {stderr}"
+        );
     }
     // A config file with an unknown key, given explicitly.
     let file = dir.path().join("agent.toml");
@@ -73,7 +76,10 @@ fn invalid_configuration_exits_2_naming_the_key() {
 
 #[test]
 fn print_default_config_is_the_commented_default() {
-    let out = Command::new(BIN).arg("print-default-config").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("print-default-config")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
@@ -89,13 +95,15 @@ async fn sigterm_stops_cleanly_within_five_seconds() {
     let mut child = agent_cmd("pi-term", &broker.url(), dir.path(), "50ms")
         .spawn()
         .unwrap();
-    sub.wait_for(Duration::from_secs(30), "samples", |r| r.samples.len() >= 5).await;
+    sub.wait_for(Duration::from_secs(30), "samples", |r| r.samples.len() >= 5)
+        .await;
     let t = Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
-        .await
-        .unwrap()
-        .expect("agent exited");
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("agent exited");
     let took = t.elapsed();
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(5), "stopped in {took:?}");
@@ -125,8 +133,10 @@ async fn sigkill_mid_stream_loses_nothing() {
     for round in 0..4u64 {
         let mut child = spawn();
         let target = (round + 1) * 150;
-        sub.wait_for(Duration::from_secs(60), "progress", |r| r.samples.len() as u64 >= target)
-            .await;
+        sub.wait_for(Duration::from_secs(60), "progress", |r| {
+            r.samples.len() as u64 >= target
+        })
+        .await;
         // Kill at a point that varies between rounds.
         tokio::time::sleep(Duration::from_millis(37 * round)).await;
         child.kill().unwrap();
@@ -139,14 +149,19 @@ async fn sigkill_mid_stream_loses_nothing() {
     })
     .await;
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
-        .await
-        .unwrap();
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
+            .await
+            .unwrap();
     assert_eq!(status.and_then(|s| s.code()), Some(0));
 
     let r = sub.snapshot();
     assert_eq!(r.undecodable, 0);
-    assert_eq!(gaps(r.seqs.iter().copied()), Vec::<u64>::new(), "no record lost");
+    assert_eq!(
+        gaps(r.seqs.iter().copied()),
+        Vec::<u64>::new(),
+        "no record lost"
+    );
     // The same seq always carries the same record.
     let mut by_seq = std::collections::HashMap::new();
     for s in &r.samples {

@@ -27,7 +27,11 @@ impl Received {
     /// Seqs with duplicates removed, in first-arrival order.
     pub fn first_arrivals(&self) -> Vec<u64> {
         let mut seen = std::collections::HashSet::new();
-        self.seqs.iter().copied().filter(|s| seen.insert(*s)).collect()
+        self.seqs
+            .iter()
+            .copied()
+            .filter(|s| seen.insert(*s))
+            .collect()
     }
 
     pub fn duplicates(&self) -> usize {
@@ -158,7 +162,12 @@ pub fn config(env: &[(&str, String)]) -> picket_agent::Config {
 }
 
 /// The variables every test sets: device, broker, queue, fast sampling.
-pub fn base_env(device: &str, broker_url: &str, queue: &Path, interval: &str) -> Vec<(&'static str, String)> {
+pub fn base_env(
+    device: &str,
+    broker_url: &str,
+    queue: &Path,
+    interval: &str,
+) -> Vec<(&'static str, String)> {
     vec![
         ("PICKET_DEVICE_ID", device.to_string()),
         ("PICKET_BROKER_URL", broker_url.to_string()),
