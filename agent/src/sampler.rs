@@ -152,7 +152,7 @@ impl Sampler {
             dropped: status.stats.dropped_total,
             quarantined: status.stats.quarantined_total,
         });
-        items.push(Item::Sample(sample));
+        items.push(Item::Sample(Box::new(sample)));
         Some(items)
     }
 }

@@ -15,7 +15,7 @@ use crate::queue::{NewRecord, Queue, QueueError, QueueStats, Record, RecordKind}
 /// Something to append; the store sets its `seq`.
 #[derive(Debug)]
 pub enum Item {
-    Sample(Sample),
+    Sample(Box<Sample>),
     Event(Event),
 }
 

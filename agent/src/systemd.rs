@@ -24,11 +24,14 @@ pub fn stopping() {
 /// Feed the watchdog at half its period while every beacon beat within that
 /// half period. Returns at once when no watchdog is configured.
 pub async fn watchdog(beacons: Vec<Beacon>, mut shutdown: Shutdown) {
-    let mut usec = 0;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+    let Some(timeout) = watchdog_timeout(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    ) else {
         return;
-    }
-    let period = Duration::from_micros(usec) / 2;
+    };
+    let period = timeout / 2;
     let mut ticker = tokio::time::interval(period);
     let mut stalled: Option<&'static str> = None;
     loop {
@@ -47,6 +50,38 @@ pub async fn watchdog(beacons: Vec<Beacon>, mut shutdown: Shutdown) {
                     stalled = Some(b.name);
                 }
             }
+        }
+    }
+}
+
+/// The watchdog timeout systemd asked for, with libsystemd's rules: a
+/// `WATCHDOG_PID` that is set must be ours (it may be absent).
+fn watchdog_timeout(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    match pid {
+        Some(p) if p.trim().parse::<u32>().ok() != Some(me) => None,
+        _ => Some(Duration::from_micros(usec)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_timeout_follows_libsystemd() {
+        let ms = |m| Some(Duration::from_millis(m));
+        let table = [
+            (None, None, None),
+            (Some("30000000"), None, ms(30_000)),
+            (Some("30000000"), Some("42"), ms(30_000)),
+            (Some("30000000"), Some("43"), None),
+            (Some("0"), None, None),
+            (Some("soon"), None, None),
+            (Some("500000"), Some("x"), None),
+        ];
+        for (usec, pid, want) in table {
+            assert_eq!(watchdog_timeout(usec, pid, 42), want, "{usec:?} {pid:?}");
         }
     }
 }

@@ -77,9 +77,12 @@ fn unknown_environment_variables_are_reported() {
     assert_eq!(unknown, ["PICKET_BROKER_URLL"]);
 }
 
+/// (file text, environment, key the error must name)
+type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+
 #[test]
 fn errors_name_the_key() {
-    let table: &[(&str, &[(&str, &str)], &str)] = &[
+    let table: &[Case] = &[
         ("[sampling]\ninterval = \"10\"\n", &[], "sampling.interval"),
         ("[sampling]\ninterval = 10\n", &[], "sampling.interval"),
         ("[broker]\nurl = \"http://x\"\n", &[], "broker.url"),

@@ -6,4 +6,5 @@ mod broker;
 mod fixture;
 mod pipeline;
 mod process;
+mod recovery;
 mod util;

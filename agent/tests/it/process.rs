@@ -182,3 +182,51 @@ async fn sigkill_mid_stream_loses_nothing() {
         r.duplicates()
     );
 }
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): READY once running,
+/// watchdog pings at half the period while the loops make progress,
+/// STOPPING on the way out.
+#[test]
+fn notifies_systemd_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // No broker: readiness and liveness must not depend on the network.
+    let port = crate::broker::free_port();
+    let mut child = agent_cmd(
+        "pi-notify",
+        &format!("mqtt://127.0.0.1:{port}"),
+        &dir.path().join("q"),
+        "100ms",
+    )
+    .env("NOTIFY_SOCKET", &sock_path)
+    .env("WATCHDOG_USEC", "400000")
+    .spawn()
+    .unwrap();
+
+    let mut buf = [0u8; 256];
+    let mut recv = || {
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+    };
+    assert_eq!(recv(), "READY=1");
+    let t = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(recv(), "WATCHDOG=1");
+    }
+    // Five pings at a 200 ms period; generous bound for a loaded machine.
+    assert!(t.elapsed() < Duration::from_secs(5));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    loop {
+        let msg = recv();
+        if msg == "STOPPING=1" {
+            break;
+        }
+        assert_eq!(msg, "WATCHDOG=1");
+    }
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exited");
+    assert_eq!(status.code(), Some(0));
+}
