@@ -78,7 +78,11 @@ fn unknown_environment_variables_are_reported() {
 }
 
 /// (file text, environment, key the error must name)
-type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
 
 #[test]
 fn errors_name_the_key() {
