@@ -99,7 +99,7 @@ impl Default for RawQueue {
             dir: "/var/lib/picket/queue".into(),
             max_bytes: ByteSize(64 << 20),
             segment_bytes: ByteSize(1 << 20),
-            sync_interval: HumanDuration(Duration::from_secs(5)),
+            sync_interval: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
