@@ -8,13 +8,15 @@ use super::ConfigError;
 /// Apply every `PICKET_*` variable of `vars` that names a known key to
 /// `table`. `defaults` is the default configuration as a table: it lists
 /// the known keys and their types. Returns the names of the variables that
-/// name no key, for a warning (a typo should not go unnoticed).
+/// name no key, for a warning (a typo should not go unnoticed), and the
+/// `(section.key, variable)` pairs applied, so errors can name their origin.
 pub fn apply(
     table: &mut Table,
     defaults: &Table,
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<String>, ConfigError> {
+) -> Result<Applied, ConfigError> {
     let mut unknown = Vec::new();
+    let mut applied = Vec::new();
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("PICKET_") else {
             continue;
@@ -37,6 +39,7 @@ pub fn apply(
             .or_insert_with(|| Value::Table(Table::new()));
         match entry {
             Value::Table(t) => {
+                applied.push((format!("{section}.{key}"), name.clone()));
                 t.insert(key, parsed);
             }
             _ => {
@@ -48,7 +51,13 @@ pub fn apply(
             }
         }
     }
-    Ok(unknown)
+    Ok(Applied { unknown, applied })
+}
+
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub unknown: Vec<String>,
+    pub applied: Vec<(String, String)>,
 }
 
 fn find_key<'a>(defaults: &'a Table, rest: &str) -> Option<(String, String, &'a Value)> {

@@ -142,9 +142,13 @@ pub fn parse(
             reason: e.to_string(),
             origin: "built-in defaults".into(),
         })?;
-    let unknown = env::apply(&mut table, &defaults, vars)?;
+    let env = env::apply(&mut table, &defaults, vars)?;
     let raw: RawConfig = serde_path_to_error::deserialize(table).map_err(|e| {
         let key = e.path().to_string();
+        let origin = match env.applied.iter().find(|(k, _)| *k == key) {
+            Some((_, var)) => format!("environment variable {var}"),
+            None => origin.display().to_string(),
+        };
         ConfigError::Invalid {
             key: if key == "." {
                 "(top level)".into()
@@ -152,10 +156,10 @@ pub fn parse(
                 key
             },
             reason: e.inner().message().to_string(),
-            origin: origin.display().to_string(),
+            origin,
         }
     })?;
-    Ok((raw, unknown))
+    Ok((raw, env.unknown))
 }
 
 fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
