@@ -195,8 +195,35 @@ impl Uplink {
             }
 
             tokio::select! {
+                // Rarely-ready branches first, so a busy event loop (a
+                // backlog streaming out) cannot starve the watchdog beacon
+                // or the next read.
                 biased;
                 () = shutdown.wait() => break,
+                _ = tick.tick() => self.beacon.beat(),
+                reply = self.replies.recv() => {
+                    let Some(reply) = reply else { break };
+                    if reply.epoch != epoch {
+                        continue;
+                    }
+                    read_pending = false;
+                    if !connected {
+                        continue;
+                    }
+                    let Some(last) = reply.records.last().map(|r| r.seq) else {
+                        continue;
+                    };
+                    let n = reply.records.len() as u64;
+                    for publication in self.batcher.build(reply.records, live_from) {
+                        let tracked = Tracked::Batch { first: publication.first, last: publication.last };
+                        match self.client.try_publish(&publication.topic, QoS::AtLeastOnce, false, publication.payload) {
+                            Ok(()) => window.queued(tracked),
+                            Err(e) => warn!(error = %e, "mqtt client queue full; batch will be re-sent after reconnect"),
+                        }
+                    }
+                    send_next = last + 1;
+                    self.set_status(|s| s.published += n);
+                }
                 ev = self.eventloop.poll(), if poll_at.is_none() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         connected = true;
@@ -255,35 +282,11 @@ impl Uplink {
                     }
                 },
                 () = sleep_until(poll_at), if poll_at.is_some() => poll_at = None,
-                reply = self.replies.recv() => {
-                    let Some(reply) = reply else { break };
-                    if reply.epoch != epoch {
-                        continue;
-                    }
-                    read_pending = false;
-                    if !connected {
-                        continue;
-                    }
-                    let Some(last) = reply.records.last().map(|r| r.seq) else {
-                        continue;
-                    };
-                    let n = reply.records.len() as u64;
-                    for publication in self.batcher.build(reply.records, live_from) {
-                        let tracked = Tracked::Batch { first: publication.first, last: publication.last };
-                        match self.client.try_publish(&publication.topic, QoS::AtLeastOnce, false, publication.payload) {
-                            Ok(()) => window.queued(tracked),
-                            Err(e) => warn!(error = %e, "mqtt client queue full; batch will be re-sent after reconnect"),
-                        }
-                    }
-                    send_next = last + 1;
-                    self.set_status(|s| s.published += n);
-                }
                 changed = self.store.changed() => {
                     if changed.is_err() {
                         break;
                     }
                 }
-                _ = tick.tick() => self.beacon.beat(),
             }
         }
 
