@@ -7,4 +7,5 @@ mod fixture;
 mod pipeline;
 mod process;
 mod recovery;
+mod tls;
 mod util;
