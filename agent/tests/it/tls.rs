@@ -42,7 +42,7 @@ fn leaf(issuer: &CertifiedIssuer<'static, KeyPair>, names: &[&str]) -> (String, 
     (cert.pem(), key.serialize_pem())
 }
 
-fn pki(ca_name: &str) -> Pki {
+fn make_pki(ca_name: &str) -> Pki {
     let ca = ca(ca_name);
     Pki {
         ca_pem: ca.pem(),
@@ -120,7 +120,7 @@ fn tls_env(
 async fn mqtts_with_a_client_certificate_delivers() {
     let broker = Broker::start().await;
     let sub = Subscriber::start(broker.sub_port, "tls").await;
-    let pki = pki("picket test CA");
+    let pki = make_pki("picket test CA");
     let port = tls_endpoint(&pki, ([127, 0, 0, 1], broker.sub_port).into()).await;
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(config(&tls_env(dir.path(), port, &pki.ca_pem, &pki.client))).await;
@@ -134,10 +134,10 @@ async fn mqtts_with_a_client_certificate_delivers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_broker_certificate_is_a_tls_failure() {
     let broker = Broker::start().await;
-    let pki = pki("picket test CA");
+    let pki = make_pki("picket test CA");
     let port = tls_endpoint(&pki, ([127, 0, 0, 1], broker.sub_port).into()).await;
     // The agent trusts another CA: the broker's certificate must be refused.
-    let other = pki("another CA");
+    let other = make_pki("another CA");
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(config(&tls_env(
         dir.path(),
