@@ -44,14 +44,35 @@ enum Backend {
     },
 }
 
+/// Username and password every client must present, when set.
+pub type Auth = Option<(&'static str, &'static str)>;
+
 impl Broker {
     pub async fn start() -> Broker {
+        Broker::start_with(None).await
+    }
+
+    pub async fn start_with(auth: Auth) -> Broker {
         if use_mosquitto() {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = free_port();
             let conf = dir.path().join("mosquitto.conf");
+            let access = match auth {
+                None => "allow_anonymous true\n".to_string(),
+                Some((user, pass)) => {
+                    let file = dir.path().join("passwd");
+                    let status = Command::new("mosquitto_passwd")
+                        .args(["-b", "-c"])
+                        .arg(&file)
+                        .args([user, pass])
+                        .status()
+                        .expect("run mosquitto_passwd");
+                    assert!(status.success(), "mosquitto_passwd failed");
+                    format!("allow_anonymous false\npassword_file {}\n", file.display())
+                }
+            };
             let text = format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                "listener {port} 127.0.0.1\n{access}persistence true\n\
                  persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n\
                  log_dest file {}/mosquitto.log\nlog_type all\n",
                 dir.path().display(),
@@ -80,7 +101,7 @@ impl Broker {
             let internal = free_port();
             let target: SocketAddr = ([127, 0, 0, 1], internal).into();
             std::thread::spawn(move || {
-                let mut broker = rumqttd::Broker::new(rumqttd_config(target));
+                let mut broker = rumqttd::Broker::new(rumqttd_config(target, auth));
                 // start() only returns on failure; the test then times out
                 // connecting, which names the problem.
                 let _ = broker.start();
@@ -159,13 +180,13 @@ impl Drop for Broker {
     }
 }
 
-fn rumqttd_config(listen: SocketAddr) -> rumqttd::Config {
+fn rumqttd_config(listen: SocketAddr, auth: Auth) -> rumqttd::Config {
     use std::collections::HashMap;
     let connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: 4 << 20,
         max_inflight_count: 500,
-        auth: None,
+        auth: auth.map(|(u, p)| HashMap::from([(u.to_string(), p.to_string())])),
         external_auth: None,
         dynamic_filters: true,
     };

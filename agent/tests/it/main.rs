@@ -2,6 +2,7 @@
 //! (rumqttd embedded by default; Mosquitto with PICKET_TEST_BROKER=mosquitto),
 //! and the binary as a process (exit codes, signals, SIGKILL).
 
+mod auth;
 mod broker;
 mod fixture;
 mod pipeline;

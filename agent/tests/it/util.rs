@@ -48,7 +48,14 @@ impl Subscriber {
     /// Subscribes (QoS 1, persistent session) to every device's telemetry,
     /// event and state topics, and waits for the subscription to be acked.
     pub async fn start(port: u16, name: &str) -> Subscriber {
+        Subscriber::start_with(port, name, None).await
+    }
+
+    pub async fn start_with(port: u16, name: &str, auth: crate::broker::Auth) -> Subscriber {
         let mut opts = MqttOptions::new(format!("test-sub-{name}"), "127.0.0.1", port);
+        if let Some((user, pass)) = auth {
+            opts.set_credentials(user, pass);
+        }
         opts.set_clean_session(false);
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_max_packet_size(16 << 20, 16 << 20);
