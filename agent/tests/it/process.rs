@@ -213,12 +213,9 @@ fn notifies_systemd_ready_watchdog_and_stopping() {
         String::from_utf8_lossy(&buf[..n]).trim().to_string()
     };
     assert_eq!(recv(), "READY=1");
-    let t = Instant::now();
     for _ in 0..5 {
         assert_eq!(recv(), "WATCHDOG=1");
     }
-    // Five pings at a 200 ms period; generous bound for a loaded machine.
-    assert!(t.elapsed() < Duration::from_secs(5));
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     loop {
         let msg = recv();
