@@ -118,6 +118,13 @@ rss_kib() {
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }
 
+# VmRSS split into private memory (heap, stacks) and mapped files (the
+# program and its shared libraries, which other processes may share and the
+# kernel can drop and re-read).
+rss_split_kib() {
+    awk '/^RssAnon:/ {a = $2} /^RssFile:/ {f = $2} END {print a, f}' "/proc/$1/status"
+}
+
 # Bytes this process made dirty (and that were not cancelled by truncation or
 # unlinking before writeback): what it will cost the disk.
 disk_write_bytes() {

@@ -96,6 +96,8 @@ for _ in $(seq 1 "$DURATION"); do
     rss_kib "$AGENT_PID" >>"$BENCH_TMP/rss-agent"
     rss_kib "$COLLECTD_PID" >>"$BENCH_TMP/rss-collectd"
 done
+read -r agent_anon agent_file < <(rss_split_kib "$AGENT_PID")
+read -r collectd_anon collectd_file < <(rss_split_kib "$COLLECTD_PID")
 agent_cpu1=$(cpu_ticks "$AGENT_PID")
 collectd_cpu1=$(cpu_ticks "$COLLECTD_PID")
 t1=$(date +%s.%N)
@@ -128,6 +130,7 @@ awk -v dur="$DURATION" -v tck="$CLK_TCK" -v n="$samples" \
     -v acpu0="$agent_cpu0" -v acpu1="$agent_cpu1" -v ccpu0="$collectd_cpu0" -v ccpu1="$collectd_cpu1" \
     -v armed="$agent_rss_med" -v armax="$agent_rss_max" -v crmed="$collectd_rss_med" -v crmax="$collectd_rss_max" \
     -v amsg="$agent_msgs" -v abytes="$agent_bytes" -v cmsg="$collectd_msgs" -v cbytes="$collectd_bytes" \
+    -v aanon="$agent_anon" -v afile="$agent_file" -v canon="$collectd_anon" -v cfile="$collectd_file" \
     -v cver="$collectd_version" -v mver="$mosquitto_version" '
 BEGIN {
     acpu = (acpu1 - acpu0) / tck; ccpu = (ccpu1 - ccpu0) / tck
@@ -135,6 +138,8 @@ BEGIN {
     printf "%-26s %14s %14s %12s\n", "", "picket-agent", "collectd", "agent/collectd"
     printf "%-26s %14.1f %14.1f %12.2f\n", "RSS median (MiB)", armed / 1024, crmed / 1024, armed / crmed
     printf "%-26s %14.1f %14.1f %12.2f\n", "RSS max (MiB)", armax / 1024, crmax / 1024, armax / crmax
+    printf "%-26s %14.1f %14.1f %12.2f\n", "RSS anonymous, end (MiB)", aanon / 1024, canon / 1024, aanon / canon
+    printf "%-26s %14.1f %14.1f %12.2f\n", "RSS file-backed, end (MiB)", afile / 1024, cfile / 1024, afile / cfile
     printf "%-26s %14.2f %14.2f %12s\n", "CPU user+sys (s)", acpu, ccpu, (ccpu > 0 ? sprintf("%.2f", acpu / ccpu) : "n/a")
     printf "%-26s %14.2f %14.2f %12s\n", "CPU per sample (ms)", 1000 * acpu / n, 1000 * ccpu / n, (ccpu > 0 ? sprintf("%.2f", acpu / ccpu) : "n/a")
     printf "%-26s %14d %14d\n", "MQTT messages received", amsg, cmsg
