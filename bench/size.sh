@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Size of the agent as shipped to a Raspberry Pi: a stripped, static
+# aarch64-unknown-linux-musl release build (settings in .cargo/config.toml).
+#
+# Usage (from the repository root): bench/size.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+
+TARGET=aarch64-unknown-linux-musl
+LIMIT=$((3 * 1024 * 1024))
+
+need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
+need file file
+if ! rustup target list --installed | grep -qx "$TARGET"; then
+    log "adding the $TARGET Rust target"
+    rustup target add "$TARGET"
+fi
+log "building the release agent for $TARGET"
+cargo build --release -q -p picket-agent --target "$TARGET"
+
+bin=target/$TARGET/release/picket-agent
+bytes=$(stat -c %s "$bin")
+kind=$(file -b "$bin")
+[[ $kind == *"statically linked"* ]] || die "not a static binary: $kind"
+[[ $kind == *"stripped"* && $kind != *"not stripped"* ]] || die "not stripped: $kind"
+
+printf '\npicket-agent for %s (%s)\n\n' "$TARGET" "$(rustc --version)"
+printf '%-10s %s\n' \
+    size "$bytes bytes ($(awk -v b="$bytes" 'BEGIN {printf "%.2f", b / 1048576}') MiB)" \
+    file "$kind" \
+    target "<= 3 MiB: $([[ $bytes -le $LIMIT ]] && echo met || echo MISSED)"

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Disk bytes written per payload byte, at one sample a second, in the two
+# regimes an SD card lives through: broker connected (records are acked within
+# milliseconds) and broker down (everything accumulates in the queue). Both
+# agents run at once, each with its own queue directory.
+#
+# Disk bytes come from the kernel's per-process I/O accounting
+# (/proc/PID/io: write_bytes - cancelled_write_bytes), which charges a page
+# when it turns dirty and refunds it when it is truncated or unlinked before
+# writeback. Filesystem journal and metadata writes are done by kernel
+# threads and are not included.
+#
+# Usage (from the repository root): bench/write-amplification.sh
+#   DURATION       seconds measured after a 5 s warm-up (default 120)
+#   SYNC_INTERVAL  queue.sync_interval for both agents (default: the agent's)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+
+DURATION=${DURATION:-120}
+SYNC_INTERVAL=${SYNC_INTERVAL:-}
+WARMUP=5
+
+need python3 python3
+build_agent
+log "building the queue reader"
+cargo build --release -q -p picket-agent --example queue_bytes
+QUEUE_BYTES=$PWD/target/release/examples/queue_bytes
+# Under target/: the queue must sit on a real disk, not on a tmpfs /tmp.
+bench_tmp target
+fs=$(findmnt -n -o FSTYPE -T "$BENCH_TMP")
+[[ $fs != tmpfs ]] || die "$BENCH_TMP is on tmpfs: no disk writes to measure"
+start_mosquitto "$BENCH_TMP"
+DOWN_PORT=$(free_port)
+
+effective_sync=${SYNC_INTERVAL:-$("$AGENT" print-default-config | awk -F'"' '/^sync_interval/ {print $2}')}
+
+bg "$BENCH_TMP/sub.txt" mosquitto_sub -p "$MQTT_PORT" -q 1 -t 'picket/v1/wa-connected/telemetry' -F '%U %l'
+sleep 0.5
+
+# run_agent NAME PORT: an agent named NAME publishing to 127.0.0.1:PORT.
+run_agent() {
+    mkdir -p "$BENCH_TMP/$1"
+    local env=(
+        PICKET_DEVICE_ID="$1"
+        PICKET_BROKER_URL="mqtt://127.0.0.1:$2"
+        PICKET_QUEUE_DIR="$BENCH_TMP/$1"
+        PICKET_SAMPLING_INTERVAL=1s
+        PICKET_PAYLOAD_FORMAT=cbor
+        RUST_LOG=warn
+    )
+    [[ -z $SYNC_INTERVAL ]] || env+=(PICKET_QUEUE_SYNC_INTERVAL="$SYNC_INTERVAL")
+    bg "$BENCH_TMP/$1.log" env "${env[@]}" "$AGENT"
+}
+run_agent wa-connected "$MQTT_PORT"
+CONNECTED_PID=$BG_PID
+# Nothing listens on DOWN_PORT: the agent keeps retrying, as with a dead link.
+run_agent wa-down "$DOWN_PORT"
+DOWN_PID=$BG_PID
+
+log "sync interval $effective_sync; warming up for ${WARMUP}s, then measuring for ${DURATION}s"
+sleep "$WARMUP"
+for pid in "$CONNECTED_PID" "$DOWN_PID"; do
+    kill -0 "$pid" 2>/dev/null || die "agent $pid died; see $BENCH_TMP/*.log"
+done
+t0=$(date +%s.%N)
+t0_ms=$(now_ms)
+connected_w0=$(disk_write_bytes "$CONNECTED_PID")
+down_w0=$(disk_write_bytes "$DOWN_PID")
+sleep "$DURATION"
+connected_w1=$(disk_write_bytes "$CONNECTED_PID")
+down_w1=$(disk_write_bytes "$DOWN_PID")
+t1=$(date +%s.%N)
+t1_ms=$(now_ms)
+sleep 1
+stop "$CONNECTED_PID"
+stop "$DOWN_PID"
+
+# Connected: the telemetry the broker delivered inside the window (each
+# message is a one-sample batch: the CBOR sample plus a few bytes of
+# envelope).
+read -r connected_msgs connected_payload < <(awk -v t0="$t0" -v t1="$t1" \
+    '$1 >= t0 && $1 < t1 {n++; b += $2} END {printf "%d %d\n", n, b}' "$BENCH_TMP/sub.txt")
+# Down: the records the agent queued inside the window, samples and events.
+read -r down_records down_payload < <("$QUEUE_BYTES" "$BENCH_TMP/wa-down" \
+    --since-ms "$t0_ms" --until-ms "$t1_ms" | sed 's/[a-z_]*=//g')
+[[ $connected_msgs -gt 0 ]] || die "the connected agent published nothing"
+[[ $down_records -gt 0 ]] || die "the disconnected agent queued nothing"
+
+printf '\nwrite amplification, 1 Hz, %d s window, queue.sync_interval %s, %s on %s\n\n' \
+    "$DURATION" "$effective_sync" "$fs" "$(findmnt -n -o SOURCE -T "$BENCH_TMP")"
+printf '%-18s %10s %14s %16s %10s\n' regime records "payload bytes" "disk bytes" "disk/payload"
+awk -v n="$connected_msgs" -v p="$connected_payload" -v w="$((connected_w1 - connected_w0))" \
+    'BEGIN {printf "%-18s %10d %14d %16d %10.3f\n", "broker connected", n, p, w, w / p}'
+awk -v n="$down_records" -v p="$down_payload" -v w="$((down_w1 - down_w0))" \
+    'BEGIN {printf "%-18s %10d %14d %16d %10.3f\n", "broker down", n, p, w, w / p}'
+printf '\n(Targets: broker down <= 3x, connected close to 0.)\n'
