@@ -66,6 +66,9 @@ pub(super) fn open(mut cfg: QueueConfig, boot_id: &str) -> Result<(Queue, OpenRe
             quarantined_total += 1;
             continue;
         }
+        if scan.verdict == Verdict::Recycled {
+            file.set_len(0).map_err(at(&path))?;
+        }
         if scan.verdict == Verdict::TornTail {
             file.set_len(scan.valid_len).map_err(at(&path))?;
             let cut = scan.file_len - scan.valid_len;

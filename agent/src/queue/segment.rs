@@ -145,6 +145,10 @@ pub(super) enum Verdict {
     /// Damage with valid-looking data after it: not an interrupted append,
     /// so the file is set aside rather than silently shortened.
     Corrupt(&'static str),
+    /// A fully acknowledged segment renamed to the next seq but not yet
+    /// emptied (see `Queue::ack`): every record in it was acknowledged, so
+    /// it is emptied and kept as the empty segment its name describes.
+    Recycled,
 }
 
 #[derive(Debug)]
@@ -179,6 +183,10 @@ pub(super) fn scan(file: &File, base: u64) -> io::Result<Scan> {
     r.read_exact(&mut hdr)?;
     match decode_header(&hdr) {
         Some(b) if b == base => {}
+        Some(b) if b < base => {
+            s.verdict = Verdict::Recycled;
+            return Ok(s);
+        }
         Some(_) => {
             s.verdict = Verdict::Corrupt("header base seq differs from the file name");
             return Ok(s);
@@ -366,9 +374,13 @@ mod tests {
 
         let (_t, f) = file_with(&segment(1, 3));
         assert!(
-            matches!(scan(&f, 2).unwrap().verdict, Verdict::Corrupt(_)),
-            "base mismatch"
+            matches!(scan(&f, 0).unwrap().verdict, Verdict::Corrupt(_)),
+            "header seq above the name"
         );
+        // Below the name: a recycled segment caught between rename and
+        // truncation, not damage.
+        let (_t, f) = file_with(&segment(1, 3));
+        assert_eq!(scan(&f, 4).unwrap().verdict, Verdict::Recycled);
 
         let mut bytes = segment(1, 1);
         encode_frame(1, RecordKind::Sample, 0, b"x", &mut bytes);
