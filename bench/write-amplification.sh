@@ -2,7 +2,7 @@
 # Disk bytes written per payload byte, at one sample a second, in the two
 # regimes an SD card lives through: broker connected (records are acked within
 # milliseconds) and broker down (everything accumulates in the queue). Both
-# agents run at once, each with its own queue directory.
+# agents run one after the other, each with its own queue directory.
 #
 # Disk bytes come from the kernel's per-process I/O accounting
 # (/proc/PID/io: write_bytes - cancelled_write_bytes), which charges a page
@@ -53,29 +53,35 @@ run_agent() {
     [[ -z $SYNC_INTERVAL ]] || env+=(PICKET_QUEUE_SYNC_INTERVAL="$SYNC_INTERVAL")
     bg "$BENCH_TMP/$1.log" env "${env[@]}" "$AGENT"
 }
-run_agent wa-connected "$MQTT_PORT"
-CONNECTED_PID=$BG_PID
-# Nothing listens on DOWN_PORT: the agent keeps retrying, as with a dead link.
-run_agent wa-down "$DOWN_PORT"
-DOWN_PID=$BG_PID
+# measure NAME PORT: run one agent, let it warm up, and record its disk
+# writes over the window in W0/W1 and the window's bounds in T0/T1 (seconds)
+# and T0_MS/T1_MS. One regime at a time: an agent that fsyncs forces the
+# filesystem journal to commit, which would write the other one's short-lived
+# pages too and blur both figures.
+measure() {
+    run_agent "$1" "$2"
+    local pid=$BG_PID
+    sleep "$WARMUP"
+    kill -0 "$pid" 2>/dev/null || die "agent $1 died; see $BENCH_TMP/$1.log"
+    T0=$(date +%s.%N)
+    T0_MS=$(now_ms)
+    W0=$(disk_write_bytes "$pid")
+    sleep "$DURATION"
+    W1=$(disk_write_bytes "$pid")
+    T1=$(date +%s.%N)
+    T1_MS=$(now_ms)
+    sleep 1
+    stop "$pid"
+}
 
-log "sync interval $effective_sync; warming up for ${WARMUP}s, then measuring for ${DURATION}s"
-sleep "$WARMUP"
-for pid in "$CONNECTED_PID" "$DOWN_PID"; do
-    kill -0 "$pid" 2>/dev/null || die "agent $pid died; see $BENCH_TMP/*.log"
-done
-t0=$(date +%s.%N)
-t0_ms=$(now_ms)
-connected_w0=$(disk_write_bytes "$CONNECTED_PID")
-down_w0=$(disk_write_bytes "$DOWN_PID")
-sleep "$DURATION"
-connected_w1=$(disk_write_bytes "$CONNECTED_PID")
-down_w1=$(disk_write_bytes "$DOWN_PID")
-t1=$(date +%s.%N)
-t1_ms=$(now_ms)
-sleep 1
-stop "$CONNECTED_PID"
-stop "$DOWN_PID"
+log "sync interval $effective_sync; per regime: ${WARMUP}s warm-up, ${DURATION}s measured"
+log "regime 1: broker connected"
+measure wa-connected "$MQTT_PORT"
+t0=$T0 t1=$T1 connected_w0=$W0 connected_w1=$W1
+# Nothing listens on DOWN_PORT: the agent keeps retrying, as with a dead link.
+log "regime 2: broker down"
+measure wa-down "$DOWN_PORT"
+t0_ms=$T0_MS t1_ms=$T1_MS down_w0=$W0 down_w1=$W1
 
 # Connected: the telemetry the broker delivered inside the window (each
 # message is a one-sample batch: the CBOR sample plus a few bytes of
