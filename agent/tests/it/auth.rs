@@ -45,16 +45,7 @@ async fn a_wrong_password_is_a_refusal() {
     let broker = Broker::start_with(AUTH).await;
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(config(&env_with_password(&broker, dir.path(), "guess"))).await;
-    let mut status = agent.observers.uplink.clone();
-    let link = tokio::time::timeout(
-        Duration::from_secs(30),
-        status.wait_for(|s| matches!(s.link, Link::Down { .. })),
-    )
-    .await
-    .expect("the link goes down")
-    .unwrap()
-    .link
-    .clone();
+    let link = agent.link_down(Duration::from_secs(30)).await;
     let err = agent.observers.uplink.borrow().last_error.clone();
     // Mosquitto answers CONNACK "not authorised"; rumqttd 0.20 closes the
     // connection without a CONNACK, which a client can only see as the

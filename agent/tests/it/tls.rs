@@ -146,16 +146,7 @@ async fn an_untrusted_broker_certificate_is_a_tls_failure() {
         &pki.client,
     )))
     .await;
-    let mut status = agent.observers.uplink.clone();
-    let link = tokio::time::timeout(
-        Duration::from_secs(30),
-        status.wait_for(|s| matches!(s.link, Link::Down { .. })),
-    )
-    .await
-    .expect("the link goes down")
-    .unwrap()
-    .link
-    .clone();
+    let link = agent.link_down(Duration::from_secs(30)).await;
     assert!(
         matches!(
             link,

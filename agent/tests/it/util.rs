@@ -232,6 +232,20 @@ impl Agent {
         t.elapsed()
     }
 
+    /// Wait until the uplink reports the link down, and return that state.
+    pub async fn link_down(&self, limit: Duration) -> picket_agent::uplink::Link {
+        let mut status = self.observers.uplink.clone();
+        tokio::time::timeout(
+            limit,
+            status.wait_for(|s| matches!(s.link, picket_agent::uplink::Link::Down { .. })),
+        )
+        .await
+        .expect("the link goes down")
+        .expect("the agent is running")
+        .link
+        .clone()
+    }
+
     pub fn appended_through(&self) -> Option<u64> {
         self.observers.store.borrow().appended_through
     }
