@@ -91,6 +91,7 @@ pub struct RawQueue {
     pub max_bytes: ByteSize,
     pub segment_bytes: ByteSize,
     pub sync_interval: HumanDuration,
+    pub hot_dir: String,
 }
 
 impl Default for RawQueue {
@@ -100,6 +101,7 @@ impl Default for RawQueue {
             max_bytes: ByteSize(64 << 20),
             segment_bytes: ByteSize(1 << 20),
             sync_interval: HumanDuration(Duration::from_secs(10)),
+            hot_dir: String::new(),
         }
     }
 }

@@ -260,11 +260,25 @@ fn queue(raw: &RawConfig) -> Result<QueueConfig, ConfigError> {
             "must be at most 5m (it is the most a power cut may lose)",
         ));
     }
+    let hot_dir = match q.hot_dir.as_str() {
+        "" => None,
+        d if !Path::new(d).is_absolute() => {
+            return Err(invalid("queue.hot_dir", "must be an absolute path"));
+        }
+        d if Path::new(d) == Path::new(&q.dir) => {
+            return Err(invalid(
+                "queue.hot_dir",
+                "must differ from queue.dir (it belongs on tmpfs, queue.dir on the SD card)",
+            ));
+        }
+        d => Some(PathBuf::from(d)),
+    };
     Ok(QueueConfig {
         dir: PathBuf::from(&q.dir),
         segment_bytes: q.segment_bytes.0,
         max_bytes: q.max_bytes.0,
         sync_interval: sync,
+        hot_dir,
     })
 }
 

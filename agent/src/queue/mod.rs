@@ -74,6 +74,7 @@
 //! - `meta.rs`: the meta file.
 //! - `types.rs`: configuration, records, reports, errors.
 
+mod hot;
 mod meta;
 mod recover;
 mod segment;
@@ -143,6 +144,9 @@ pub struct Queue {
     boot_id: String,
     /// Sorted by base seq; only the last one can be writable.
     segments: Vec<Segment>,
+    /// The hot spool (with `hot_dir` only): records newer than the log's,
+    /// except those a move to the log left behind (see `spool_start`).
+    spool: Option<Segment>,
     next_seq: u64,
     acked: Option<u64>,
     lease: u64,
@@ -192,7 +196,12 @@ impl Queue {
         self.acked = Some(through_seq);
         self.ack_dirty = true;
         let all_acked = through_seq + 1 == self.next_seq;
-        if all_acked {
+        let hot = self.cfg.hot_dir.is_some();
+        if all_acked && hot {
+            // The spool file carries the next seq in its name; the log needs
+            // no marker on the SD card, which spares it a rename per ack.
+            self.reset_spool()?;
+        } else if all_acked {
             let marker_in_place = self
                 .segments
                 .last()
@@ -203,7 +212,8 @@ impl Queue {
                 self.start_segment(self.next_seq)?;
             }
         }
-        while self.segments.len() > 1
+        let keep = usize::from(!hot);
+        while self.segments.len() > keep
             && self.segments[0].last_seq().is_none_or(|l| l <= through_seq)
         {
             self.remove_segment(0)?;
@@ -258,52 +268,30 @@ impl Queue {
         max_bytes: usize,
     ) -> Result<Vec<Record>, QueueError> {
         let start = from_seq.max(self.acked_next());
+        let spool_start = start.max(self.spool_start());
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for seg in &self.segments {
-            if out.len() >= max_records {
-                break;
-            }
-            if seg.last_seq().is_none_or(|l| l < start) {
-                continue;
-            }
-            let first = seg.index_of(start);
-            let mut end = first;
-            while end < seg.entries.len() && out.len() + (end - first) < max_records {
-                let frame = (seg.end_of(end) - u64::from(seg.entries[end].offset)) as usize;
-                let payload = frame.saturating_sub(FRAME_HEADER_LEN);
-                if (!out.is_empty() || end > first) && bytes + payload > max_bytes {
-                    break;
-                }
-                bytes += payload;
-                end += 1;
-            }
-            if end == first {
-                break;
-            }
-            let from = u64::from(seg.entries[first].offset);
-            let mut buf = vec![0u8; (seg.end_of(end - 1) - from) as usize];
-            let path = seg.path(&self.cfg.dir);
-            match &seg.file {
-                Some(f) => f.read_exact_at(&mut buf, from),
-                None => File::open(&path).and_then(|f| f.read_exact_at(&mut buf, from)),
-            }
-            .map_err(at(&path))?;
-            for i in first..end {
-                let a = (u64::from(seg.entries[i].offset) - from) as usize;
-                let b = (seg.end_of(i) - from) as usize;
-                match buf.get(a..b).and_then(segment::decode_frame) {
-                    Some(r) if r.seq == seg.base + i as u64 => out.push(r),
-                    _ => {
-                        tracing::warn!(path = %path.display(), seq = seg.base + i as u64, "queued record damaged on disk, skipped")
-                    }
-                }
-            }
-            if end < seg.entries.len() {
+        let log = self.segments.iter().map(|s| (s, &self.cfg.dir, start));
+        let hot = (self.spool.iter())
+            .zip(self.cfg.hot_dir.iter())
+            .map(|(s, d)| (s, d, spool_start));
+        for (seg, dir, start) in log.chain(hot) {
+            let limits = (max_records, max_bytes);
+            if !read_segment(seg, dir, start, limits, &mut out, &mut bytes)? {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// The first seq the spool holds that the log does not: a move to the
+    /// log that failed half-way, or a crash before the spool was reset,
+    /// leaves a prefix of the spool's records in both.
+    fn spool_start(&self) -> u64 {
+        let log_end = (self.segments.iter().rev())
+            .find_map(Segment::last_seq)
+            .map_or(0, |l| l.saturating_add(1));
+        self.spool.as_ref().map_or(log_end, |s| s.base.max(log_end))
     }
 
     /// When the caller must call `sync()` next (`None`: nothing pending).
@@ -321,6 +309,7 @@ impl Queue {
     /// One fdatasync per segment with unsynced bytes, skipped when every
     /// record appended since the last sync is already acknowledged.
     pub fn sync(&mut self) -> Result<(), QueueError> {
+        self.move_spool()?;
         if self.unsynced_unacked() {
             self.sync_data()?;
         }
@@ -375,8 +364,10 @@ impl Queue {
             acked_through: self.acked,
             ..QueueStats::default()
         };
-        for seg in &self.segments {
-            let first = seg.index_of(acked_next);
+        let spool_start = acked_next.max(self.spool_start());
+        let log = self.segments.iter().map(|s| (s, acked_next));
+        for (seg, start) in log.chain(self.spool.iter().map(|s| (s, spool_start))) {
+            let first = seg.index_of(start);
             let Some(e) = seg.entries.get(first) else {
                 continue;
             };
@@ -390,6 +381,7 @@ impl Queue {
     /// Clean shutdown: persists everything, so the next start continues the
     /// seqs exactly. Dropping a `Queue` without it is treated like a crash.
     pub fn close(mut self) -> Result<(), QueueError> {
+        self.move_spool()?;
         if self.unsynced_unacked() {
             self.sync_data()?;
         }
@@ -421,4 +413,56 @@ impl Queue {
             .map(|s| (s.path(&self.cfg.dir), s.synced_len))
             .collect()
     }
+}
+
+/// Appends to `out` the records of `seg` from seq `start` on, within the
+/// limits `(max_records, max_bytes)` shared with the segments read before.
+/// Returns whether a later segment may contribute more.
+fn read_segment(
+    seg: &Segment,
+    dir: &Path,
+    start: u64,
+    (max_records, max_bytes): (usize, usize),
+    out: &mut Vec<Record>,
+    bytes: &mut usize,
+) -> Result<bool, QueueError> {
+    if out.len() >= max_records {
+        return Ok(false);
+    }
+    if seg.last_seq().is_none_or(|l| l < start) {
+        return Ok(true);
+    }
+    let first = seg.index_of(start);
+    let mut end = first;
+    while end < seg.entries.len() && out.len() + (end - first) < max_records {
+        let frame = (seg.end_of(end) - u64::from(seg.entries[end].offset)) as usize;
+        let payload = frame.saturating_sub(FRAME_HEADER_LEN);
+        if (!out.is_empty() || end > first) && *bytes + payload > max_bytes {
+            break;
+        }
+        *bytes += payload;
+        end += 1;
+    }
+    if end == first {
+        return Ok(false);
+    }
+    let from = u64::from(seg.entries[first].offset);
+    let mut buf = vec![0u8; (seg.end_of(end - 1) - from) as usize];
+    let path = seg.path(dir);
+    match &seg.file {
+        Some(f) => f.read_exact_at(&mut buf, from),
+        None => File::open(&path).and_then(|f| f.read_exact_at(&mut buf, from)),
+    }
+    .map_err(at(&path))?;
+    for i in first..end {
+        let a = (u64::from(seg.entries[i].offset) - from) as usize;
+        let b = (seg.end_of(i) - from) as usize;
+        match buf.get(a..b).and_then(segment::decode_frame) {
+            Some(r) if r.seq == seg.base + i as u64 => out.push(r),
+            _ => {
+                tracing::warn!(path = %path.display(), seq = seg.base + i as u64, "queued record damaged on disk, skipped")
+            }
+        }
+    }
+    Ok(end == seg.entries.len())
 }

@@ -1,7 +1,8 @@
 //! Random operation sequences against a model, with crash points: a process
-//! crash (drop without close, same boot) and a power cut (drop, then every
-//! segment cut back to a random length no shorter than what fdatasync made
-//! durable, new boot).
+//! crash (drop without close, same boot, the hot spool's tmpfs kept) and a
+//! power cut (drop, then every segment cut back to a random length no shorter
+//! than what fdatasync made durable, the tmpfs emptied, new boot). Each
+//! sequence runs without and with a hot spool.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -132,13 +133,22 @@ fn cut_back(synced: &[(std::path::PathBuf, u64)], cuts: &[u8]) {
     }
 }
 
-fn run(ops: Vec<Op>) {
+/// What a reboot does to tmpfs.
+fn empty_dir(dir: &Path) {
+    for e in fs::read_dir(dir).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+}
+
+fn run(ops: Vec<Op>, with_hot: bool) {
     let dir = tempfile::tempdir().unwrap();
+    let hot = tempfile::tempdir().unwrap();
     let cfg = QueueConfig {
         dir: dir.path().to_owned(),
         segment_bytes: 4096,
         max_bytes: 12 << 10,
         sync_interval: Duration::from_secs(10),
+        hot_dir: with_hot.then(|| hot.path().to_owned()),
     };
     let open = |boot: u32| Queue::open(cfg.clone(), &format!("boot-{boot}")).unwrap();
     let mut m = Model::default();
@@ -195,6 +205,9 @@ fn run(ops: Vec<Op>) {
             Op::Close { reboot } => {
                 q.close().unwrap();
                 m.boot += u32::from(reboot);
+                if reboot {
+                    empty_dir(hot.path());
+                }
                 let (nq, report) = open(m.boot);
                 q = nq;
                 assert_eq!(
@@ -217,6 +230,7 @@ fn run(ops: Vec<Op>) {
                 let synced = q.synced_lengths();
                 drop(q);
                 cut_back(&synced, &cuts);
+                empty_dir(hot.path());
                 m.boot += 1;
                 let (nq, report) = open(m.boot);
                 q = nq;
@@ -242,6 +256,13 @@ proptest! {
 
     #[test]
     fn random_operations_with_crash_points(ops in proptest::collection::vec(op(), 1..40)) {
-        run(ops);
+        run(ops, false);
+    }
+
+    #[test]
+    fn random_operations_with_crash_points_and_a_hot_spool(
+        ops in proptest::collection::vec(op(), 1..40)
+    ) {
+        run(ops, true);
     }
 }

@@ -6,6 +6,7 @@
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
+use super::hot;
 use super::meta::{self, Loaded, Meta};
 use super::segment::{self, Verdict};
 use super::{LEASE_BLOCK, OpenReport, Quarantined, Queue, QueueConfig, QueueError, Segment, at};
@@ -47,7 +48,7 @@ pub(super) fn open(mut cfg: QueueConfig, boot_id: &str) -> Result<(Queue, OpenRe
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "queue segment unreadable");
                 let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-                quarantine(&dir, &name, bytes, &mut report)?;
+                quarantine(&dir, &dir, &name, bytes, &mut report)?;
                 quarantined_total += 1;
                 continue;
             }
@@ -62,7 +63,7 @@ pub(super) fn open(mut cfg: QueueConfig, boot_id: &str) -> Result<(Queue, OpenRe
         };
         if let Some(reason) = reason {
             tracing::warn!(path = %path.display(), reason, "queue segment corrupt, moved to quarantine");
-            quarantine(&dir, &name, scan.file_len, &mut report)?;
+            quarantine(&dir, &dir, &name, scan.file_len, &mut report)?;
             quarantined_total += 1;
             continue;
         }
@@ -85,7 +86,20 @@ pub(super) fn open(mut cfg: QueueConfig, boot_id: &str) -> Result<(Queue, OpenRe
         });
     }
 
-    let (next_seq, skipped) = next_seq(stored.as_ref(), &segments, acked, boot_id);
+    let spools = match cfg.hot_dir.clone() {
+        Some(hot) => scan_spools(&hot, &dir, &mut report, &mut quarantined_total)?,
+        None => Vec::new(),
+    };
+    // With a hot spool, a crash on the same boot is only exact if the tmpfs
+    // survived it: the spool file is always there while the queue is open.
+    let hot_intact = cfg.hot_dir.is_none() || !spools.is_empty();
+    let (next_seq, skipped) = next_seq(
+        stored.as_ref(),
+        segments.iter().chain(&spools),
+        acked,
+        boot_id,
+        hot_intact,
+    );
     report.seq_skipped = skipped;
     if let Some((from, to)) = skipped {
         tracing::warn!(
@@ -102,6 +116,7 @@ pub(super) fn open(mut cfg: QueueConfig, boot_id: &str) -> Result<(Queue, OpenRe
         cfg,
         boot_id: boot_id.to_owned(),
         segments,
+        spool: None,
         next_seq,
         acked,
         lease,
@@ -127,6 +142,7 @@ pub(super) fn open(mut cfg: QueueConfig, boot_id: &str) -> Result<(Queue, OpenRe
             i += 1;
         }
     }
+    q.adopt_spools(spools)?;
     Ok((q, report))
 }
 
@@ -155,6 +171,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, String)>, QueueError> {
 }
 
 fn quarantine(
+    from_dir: &Path,
     dir: &Path,
     name: &str,
     bytes: u64,
@@ -168,8 +185,11 @@ fn quarantine(
         target = qdir.join(format!("{name}.{n}"));
         n += 1;
     }
-    let from = dir.join(name);
-    fs::rename(&from, &target).map_err(at(&from))?;
+    let from = from_dir.join(name);
+    // The hot spool lives on another filesystem, where rename cannot go.
+    fs::rename(&from, &target)
+        .or_else(|_| fs::copy(&from, &target).and_then(|_| fs::remove_file(&from)))
+        .map_err(at(&from))?;
     report.quarantined.push(Quarantined {
         segment: name.to_owned(),
         bytes,
@@ -177,17 +197,78 @@ fn quarantine(
     Ok(())
 }
 
+/// The hot spool files in `hot`, scanned like segments: torn tails cut,
+/// corrupt ones set aside in `dir/quarantine/`.
+fn scan_spools(
+    hot: &Path,
+    dir: &Path,
+    report: &mut OpenReport,
+    quarantined_total: &mut u64,
+) -> Result<Vec<Segment>, QueueError> {
+    fs::create_dir_all(hot).map_err(at(hot))?;
+    let mut spools = Vec::new();
+    for (base, name) in list_segments(hot)? {
+        let path = hot.join(&name);
+        let file = hot::open_rw(&path, false).map_err(at(&path))?;
+        let scan = match segment::scan(&file, base) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "hot spool unreadable");
+                let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+                quarantine(hot, dir, &name, bytes, report)?;
+                *quarantined_total += 1;
+                continue;
+            }
+        };
+        if let Verdict::Corrupt(reason) = scan.verdict {
+            tracing::warn!(path = %path.display(), reason, "hot spool corrupt, moved to quarantine");
+            quarantine(hot, dir, &name, scan.file_len, report)?;
+            *quarantined_total += 1;
+            continue;
+        }
+        let mut spool = Segment {
+            base,
+            entries: scan.entries,
+            len: scan.valid_len,
+            synced_len: 0,
+            file: Some(file),
+            writable: true,
+        };
+        match scan.verdict {
+            Verdict::Recycled => {
+                spool.entries.clear();
+                spool.len = 0;
+            }
+            Verdict::TornTail => {
+                let cut = scan.file_len - scan.valid_len;
+                tracing::warn!(path = %path.display(), bytes = cut, "hot spool had a torn tail, truncated");
+                report.truncated_bytes += cut;
+            }
+            _ => {}
+        }
+        if let Some(f) = &spool.file {
+            if spool.len < scan.file_len {
+                f.set_len(spool.len).map_err(at(&path))?;
+            }
+        }
+        spools.push(spool);
+    }
+    Ok(spools)
+}
+
 /// The next seq, and the range skipped when it has to come from the lease.
-fn next_seq(
+/// `hot_intact`: no hot spool is configured, or its file survived.
+fn next_seq<'a>(
     stored: Option<&Meta>,
-    segments: &[Segment],
+    segments: impl IntoIterator<Item = &'a Segment>,
     acked: Option<u64>,
     boot_id: &str,
+    hot_intact: bool,
 ) -> (u64, Option<(u64, u64)>) {
     // Every seq the log shows as handed out: the last record, or for an
     // empty segment its name, which is the seq its first record would get.
     let from_log = segments
-        .iter()
+        .into_iter()
         .map(|s| s.last_seq().map_or(s.base, |l| l.saturating_add(1)))
         .max()
         .unwrap_or(0);
@@ -196,7 +277,7 @@ fn next_seq(
         return (from_log.max(from_ack), None);
     };
     let known = from_log.max(from_ack).max(m.next_floor);
-    let same_boot = !boot_id.is_empty() && m.boot_id == boot_id;
+    let same_boot = !boot_id.is_empty() && m.boot_id == boot_id && hot_intact;
     if same_boot || m.clean || m.lease <= known {
         (known, None)
     } else {
@@ -266,12 +347,12 @@ mod tests {
         ];
         for (stored, acked, boot, want) in cases {
             assert_eq!(
-                next_seq(stored.as_ref(), &log, acked, boot),
+                next_seq(stored.as_ref(), &log, acked, boot, true),
                 want,
                 "{stored:?} {acked:?} {boot}"
             );
         }
         let marker = [seg(10, 5), seg(42, 0)];
-        assert_eq!(next_seq(None, &marker, None, "b"), (42, None));
+        assert_eq!(next_seq(None, &marker, None, "b", true), (42, None));
     }
 }

@@ -13,6 +13,7 @@ fn cfg(dir: &Path) -> QueueConfig {
         segment_bytes: 4096,
         max_bytes: 1 << 20,
         sync_interval: Duration::from_secs(10),
+        hot_dir: None,
     }
 }
 

@@ -12,6 +12,9 @@ pub struct QueueConfig {
     /// Cap on segment bytes on disk (see the module docs for its granularity).
     pub max_bytes: u64,
     pub sync_interval: Duration,
+    /// A directory on tmpfs for the hot spool (see the module docs): records
+    /// reach `dir` only if still unacknowledged at the sync deadline.
+    pub hot_dir: Option<PathBuf>,
 }
 
 impl QueueConfig {
@@ -34,6 +37,7 @@ impl QueueConfig {
             segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
             max_bytes: Self::DEFAULT_MAX_BYTES,
             sync_interval: Self::DEFAULT_SYNC_INTERVAL,
+            hot_dir: None,
         }
     }
 }

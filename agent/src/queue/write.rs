@@ -37,12 +37,22 @@ impl Queue {
             self.lease = last.saturating_add(1 + LEASE_BLOCK);
             self.store_meta(false)?;
         }
+        if self.cfg.hot_dir.is_some() {
+            return self.append_spool(records);
+        }
+        self.append_log(records)
+    }
+
+    /// Writes records to the segment log. Seqs must ascend past the log's
+    /// last one; a gap (records acknowledged while in the hot spool) starts
+    /// a new segment, as a segment's seqs are consecutive.
+    pub(super) fn append_log(&mut self, records: &[NewRecord]) -> Result<u64, QueueError> {
         let mut dropped = 0;
         let mut buf = Vec::new();
         let mut pending = Vec::new();
         for r in records {
             let frame = segment::frame_len(r.payload.len()) as u64;
-            if self.needs_new_segment(r.seq, buf.len() as u64 + frame, pending.is_empty()) {
+            if self.needs_new_segment(r.seq, buf.len() as u64 + frame, pending.len()) {
                 self.flush(&mut buf, &mut pending)?;
                 self.start_segment(r.seq)?;
             }
@@ -54,7 +64,7 @@ impl Queue {
             } else {
                 0
             };
-            dropped += self.enforce_cap(buf.len() as u64 + header + frame)?;
+            dropped += self.enforce_cap(buf.len() as u64 + header + frame, 1)?;
             let Some(active) = self.segments.last() else {
                 continue;
             };
@@ -72,14 +82,15 @@ impl Queue {
         Ok(dropped)
     }
 
-    fn needs_new_segment(&self, seq: u64, bytes: u64, nothing_pending: bool) -> bool {
+    fn needs_new_segment(&self, seq: u64, bytes: u64, pending: usize) -> bool {
         match self.segments.last() {
             Some(s) if s.writable && s.file.is_some() => {
-                let empty = s.entries.is_empty() && nothing_pending;
-                if empty {
+                let count = (s.entries.len() + pending) as u64;
+                if count == 0 {
                     s.base != seq
                 } else {
-                    s.len.max(HEADER_LEN) + bytes > self.cfg.segment_bytes
+                    s.base.saturating_add(count) != seq
+                        || s.len.max(HEADER_LEN) + bytes > self.cfg.segment_bytes
                 }
             }
             _ => true,
@@ -105,8 +116,10 @@ impl Queue {
             return Err(at(&path)(e));
         }
         seg.len += buf.len() as u64;
-        self.next_seq = self.next_seq.saturating_add(pending.len() as u64);
         seg.entries.append(pending);
+        // Records moved from the hot spool already had their seqs counted.
+        let end = seg.base.saturating_add(seg.entries.len() as u64);
+        self.next_seq = self.next_seq.max(end);
         buf.clear();
         self.pending_since.get_or_insert_with(Instant::now);
         Ok(())
@@ -156,11 +169,13 @@ impl Queue {
     }
 
     /// Drops the oldest segments until `incoming` more bytes fit under the
-    /// cap, sparing the active (last) segment.
-    fn enforce_cap(&mut self, incoming: u64) -> Result<u64, QueueError> {
+    /// cap, sparing the last `spare` (the one being written to). The hot
+    /// spool's bytes count too: it is part of the queue.
+    pub(super) fn enforce_cap(&mut self, incoming: u64, spare: usize) -> Result<u64, QueueError> {
         let mut dropped = 0;
-        let mut total: u64 = self.segments.iter().map(|s| s.len).sum();
-        while total + incoming > self.cfg.max_bytes && self.segments.len() > 1 {
+        let mut total: u64 = self.segments.iter().map(|s| s.len).sum::<u64>()
+            + self.spool.as_ref().map_or(0, |s| s.len);
+        while total + incoming > self.cfg.max_bytes && self.segments.len() > spare {
             let oldest = &self.segments[0];
             let unacked = oldest.entries.len() - oldest.index_of(self.acked_next());
             total -= oldest.len;
