@@ -5,6 +5,8 @@ use std::time::Duration;
 use super::segment::HEADER_LEN;
 use super::*;
 
+mod hot;
+
 const BOOT: &str = "boot-a";
 
 fn cfg(dir: &Path) -> QueueConfig {
