@@ -13,6 +13,9 @@
 # Usage (from the repository root): bench/write-amplification.sh
 #   DURATION       seconds measured after a 5 s warm-up (default 120)
 #   SYNC_INTERVAL  queue.sync_interval for both agents (default: the agent's)
+#   HOT_DIR        tmpfs directory for both agents' queue.hot_dir (one
+#                  subdirectory each); default: a fresh directory under
+#                  /dev/shm when that is tmpfs; "off" runs without a hot spool
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,6 +34,25 @@ QUEUE_BYTES=$PWD/target/release/examples/queue_bytes
 bench_tmp target
 fs=$(findmnt -n -o FSTYPE -T "$BENCH_TMP")
 [[ $fs != tmpfs ]] || die "$BENCH_TMP is on tmpfs: no disk writes to measure"
+HOT_DIR=${HOT_DIR-auto}
+HOT_TMP=""
+case $HOT_DIR in
+    off | "") HOT_DIR="" ;;
+    auto)
+        if [[ $(findmnt -n -o FSTYPE -T /dev/shm 2>/dev/null) == tmpfs ]]; then
+            HOT_TMP=$(mktemp -d /dev/shm/picket-hot.XXXXXX)
+            HOT_DIR=$HOT_TMP
+        else
+            HOT_DIR=""
+        fi
+        ;;
+    *)
+        mkdir -p "$HOT_DIR"
+        [[ $(findmnt -n -o FSTYPE -T "$HOT_DIR") == tmpfs ]] || die "HOT_DIR=$HOT_DIR is not on tmpfs"
+        ;;
+esac
+# The hot spool lives outside the scratch directory that lib.sh removes.
+trap 'bench_cleanup; [[ -z $HOT_TMP ]] || rm -rf "$HOT_TMP"' EXIT
 start_mosquitto "$BENCH_TMP"
 DOWN_PORT=$(free_port)
 
@@ -51,6 +73,7 @@ run_agent() {
         RUST_LOG=warn
     )
     [[ -z $SYNC_INTERVAL ]] || env+=(PICKET_QUEUE_SYNC_INTERVAL="$SYNC_INTERVAL")
+    [[ -z $HOT_DIR ]] || env+=(PICKET_QUEUE_HOT_DIR="$HOT_DIR/$1")
     bg "$BENCH_TMP/$1.log" env "${env[@]}" "$AGENT"
 }
 # measure NAME PORT: run one agent, let it warm up, and record its disk
@@ -74,7 +97,7 @@ measure() {
     stop "$pid"
 }
 
-log "sync interval $effective_sync; per regime: ${WARMUP}s warm-up, ${DURATION}s measured"
+log "sync interval $effective_sync; hot spool ${HOT_DIR:-off}; per regime: ${WARMUP}s warm-up, ${DURATION}s measured"
 log "regime 1: broker connected"
 measure wa-connected "$MQTT_PORT"
 t0=$T0 t1=$T1 connected_w0=$W0 connected_w1=$W1
@@ -94,8 +117,9 @@ read -r down_records down_payload < <("$QUEUE_BYTES" "$BENCH_TMP/wa-down" \
 [[ $connected_msgs -gt 0 ]] || die "the connected agent published nothing"
 [[ $down_records -gt 0 ]] || die "the disconnected agent queued nothing"
 
-printf '\nwrite amplification, 1 Hz, %d s window, queue.sync_interval %s, %s on %s\n\n' \
-    "$DURATION" "$effective_sync" "$fs" "$(findmnt -n -o SOURCE -T "$BENCH_TMP")"
+printf '\nwrite amplification, 1 Hz, %d s window, queue.sync_interval %s, %s on %s, hot spool %s\n\n' \
+    "$DURATION" "$effective_sync" "$fs" "$(findmnt -n -o SOURCE -T "$BENCH_TMP")" \
+    "$([[ -n $HOT_DIR ]] && echo "on tmpfs" || echo off)"
 printf '%-18s %10s %14s %16s %10s\n' regime records "payload bytes" "disk bytes" "disk/payload"
 awk -v n="$connected_msgs" -v p="$connected_payload" -v w="$((connected_w1 - connected_w0))" \
     'BEGIN {printf "%-18s %10d %14d %16d %10.3f\n", "broker connected", n, p, w, w / p}'
