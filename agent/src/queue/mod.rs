@@ -12,6 +12,10 @@
 //! segment starts when the next frame would push the current one past
 //! `segment_bytes` (a larger record goes alone into a segment of its own), and
 //! on every open, so a segment is only ever written by one process lifetime.
+//! The log as a whole may skip seqs (acknowledged while in the hot spool).
+//!
+//! With `hot_dir` set (a tmpfs directory, see below) it holds the hot spool:
+//! one file in the segment format, named after its base seq like a segment.
 //!
 //! # Durability
 //! `append` hands the frames to the kernel at once (a killed process loses
@@ -21,6 +25,18 @@
 //! skips the fdatasync when every record appended since the last one is acked.
 //! The directory is fsynced before the first fdatasync that covers records in
 //! a newly created segment, so synced records cannot vanish with their entry.
+//!
+//! With a hot spool, `append` writes to the spool on tmpfs instead, which
+//! survives a crash of the process but not a power cut, and `sync` first
+//! moves the spool's unacknowledged records to the log (same frames, a new
+//! segment where acked records left a gap in the seqs), then fdatasyncs as
+//! above and empties the spool. The promises are unchanged: a killed process
+//! loses nothing (on open the spool is read back, and its records are moved
+//! to the log and synced before anything else), and a power cut loses at
+//! most the records appended within `sync_interval` and not yet
+//! acknowledged. A crash between the move and the emptying leaves records in
+//! both places: the log's copy wins (`Queue::spool_start`). The spool is
+//! moved early when it would outgrow a segment, which bounds the RAM it takes.
 //!
 //! # Write amplification
 //! The kernel charges a page to us when it goes from clean to dirty and
@@ -40,6 +56,11 @@
 //!   interval that is ~2.5 pages (10 KiB) per 6 000 payload bytes, ~1.7x
 //!   (5 s would give ~2.4x, 2 s ~4.4x). `write_amplification_within_targets`
 //!   measures both cases from the kernel's per-thread I/O accounting.
+//! - With a hot spool, connected: records acked before the sync deadline are
+//!   never written to `dir` at all, and the log needs no marker segment (the
+//!   spool's name carries the next seq), so the SD card sees neither data
+//!   writes nor renames. Broker down: the same writes as without it, made at
+//!   the sync instead of at the append.
 //! - The meta file is rewritten only when the seq lease runs out (every
 //!   [`LEASE_BLOCK`] records), when counters change, at open and close, and for
 //!   the ack cursor only at a sync while acked records still sit in a
@@ -50,7 +71,9 @@
 //! file holds a lease: no seq at or above it was ever handed out; crossing it
 //! extends it by [`LEASE_BLOCK`] with an atomic meta rewrite. On open, if the
 //! stored boot id is ours (a process crash: the page cache survived, so the
-//! log's tail and segment names know every appended seq) or the last shutdown
+//! log's tail and segment names know every appended seq; with a hot spool,
+//! only if its file survived too, as its tmpfs may have been emptied) or the
+//! last shutdown
 //! was a clean `close()`, the next seq is exact. Otherwise (power loss, or
 //! a reboot after a crash) it continues at the lease, and
 //! [`OpenReport::seq_skipped`] names the seqs that were never used.
@@ -58,9 +81,10 @@
 //! a power cut may then come back.
 //!
 //! # Cap
-//! The cap counts segment bytes and is enforced in whole segments: before a
-//! write would exceed `max_bytes`, the oldest segments are deleted and their
-//! unacked records counted as dropped. The segment being written is never
+//! The cap counts segment bytes and the hot spool's, and is enforced in whole
+//! segments: before a write would exceed `max_bytes`, the oldest segments are
+//! deleted and their unacked records counted as dropped. The spool, which
+//! holds the newest records, and the segment being written are never
 //! dropped, so with `max_bytes` under two segments the directory can exceed
 //! the cap by up to one segment. Quarantined files do not count.
 //!
@@ -69,6 +93,7 @@
 //! # Layout
 //! - `mod.rs`: [`Queue`]: ack, read, sync, stats, close.
 //! - `write.rs`: append, segment roll-over, the cap.
+//! - `hot.rs`: the hot spool: append to it, move it to the log, recover it.
 //! - `recover.rs`: open: scan, truncate, quarantine, next seq.
 //! - `segment.rs`: segment and frame format, the recovery scan.
 //! - `meta.rs`: the meta file.

@@ -9,8 +9,8 @@ use super::segment::{self, Entry, HEADER_LEN};
 use super::{LEASE_BLOCK, MAX_PAYLOAD, NewRecord, Queue, QueueError, Segment, at};
 
 impl Queue {
-    /// Appends (write(2) immediately, so a SIGKILL loses nothing), fdatasync
-    /// deferred to the sync deadline. Records must carry consecutive seqs
+    /// Appends (write(2) immediately, to the log or the hot spool, so a
+    /// SIGKILL loses nothing), fdatasync deferred to the sync deadline. Records must carry consecutive seqs
     /// starting at `next_seq()`, else nothing is written. Applies the byte
     /// cap with drop-oldest; returns how many records this call dropped.
     /// On an I/O error a prefix of the batch may be in: `next_seq()` says.
