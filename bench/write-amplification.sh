@@ -39,7 +39,9 @@ HOT_TMP=""
 case $HOT_DIR in
     off | "") HOT_DIR="" ;;
     auto)
-        if [[ $(findmnt -n -o FSTYPE -T /dev/shm 2>/dev/null) == tmpfs ]]; then
+        # stat, not findmnt: a mount point with mounts stacked on it makes
+        # findmnt -T print one line per mount.
+        if [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]]; then
             HOT_TMP=$(mktemp -d /dev/shm/picket-hot.XXXXXX)
             HOT_DIR=$HOT_TMP
         else
@@ -48,7 +50,7 @@ case $HOT_DIR in
         ;;
     *)
         mkdir -p "$HOT_DIR"
-        [[ $(findmnt -n -o FSTYPE -T "$HOT_DIR") == tmpfs ]] || die "HOT_DIR=$HOT_DIR is not on tmpfs"
+        [[ $(stat -f -c %T "$HOT_DIR") == tmpfs ]] || die "HOT_DIR=$HOT_DIR is not on tmpfs"
         ;;
 esac
 # The hot spool lives outside the scratch directory that lib.sh removes.
