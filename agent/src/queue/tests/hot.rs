@@ -257,3 +257,57 @@ fn the_cap_counts_the_spool_and_drops_the_oldest_first() {
     );
     assert_eq!(q.stats().dropped_total, dropped);
 }
+
+/// `write_amplification_within_targets` with the spool on tmpfs: nothing at
+/// all reaches the disk while every record is acked before its deadline.
+#[test]
+fn write_amplification_with_a_hot_spool() {
+    let Some(_) = disk_write_bytes() else { return };
+    if !dev_shm_is_tmpfs() {
+        return;
+    }
+    let sd = tempfile::tempdir().unwrap();
+    let hot = tempfile::tempdir_in("/dev/shm").unwrap();
+    let config = QueueConfig {
+        segment_bytes: 1 << 20,
+        hot_dir: Some(hot.path().to_owned()),
+        ..cfg(sd.path())
+    };
+    let (mut q, _) = Queue::open(config, BOOT).unwrap();
+    let n = 600;
+
+    let start = disk_write_bytes().unwrap();
+    for i in 0..n {
+        append_n(&mut q, 1, 600);
+        q.ack(q.next_seq() - 1).unwrap();
+        if i % 10 == 9 {
+            q.sync().unwrap();
+        }
+    }
+    let connected = disk_write_bytes().unwrap() - start;
+    assert_eq!(
+        connected, 0,
+        "connected: {connected} bytes reached the disk"
+    );
+
+    let start = disk_write_bytes().unwrap();
+    for i in 0..n {
+        append_n(&mut q, 1, 600);
+        if i % 10 == 9 {
+            q.sync().unwrap();
+        }
+    }
+    let broker_down = (disk_write_bytes().unwrap() - start) as f64 / (n * 600) as f64;
+    assert!(broker_down <= 3.0, "broker down: {broker_down:.2}x");
+    assert_eq!(seqs(&read_all(&mut q)).len(), n);
+    eprintln!("write amplification, hot spool: broker down {broker_down:.2}x, connected 0");
+}
+
+fn dev_shm_is_tmpfs() -> bool {
+    fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+        m.lines().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.get(1) == Some(&"/dev/shm") && f.get(2) == Some(&"tmpfs")
+        })
+    })
+}
