@@ -11,7 +11,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use super::segment::{self, Entry, HEADER_LEN};
@@ -210,7 +210,7 @@ pub(super) fn open_rw(path: &Path, create: bool) -> io::Result<File> {
         .open(path)
 }
 
-fn remove_file(path: &PathBuf) -> Result<(), QueueError> {
+fn remove_file(path: &Path) -> Result<(), QueueError> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(at(path)(e)),
         _ => Ok(()),
