@@ -47,6 +47,7 @@ fn environment_overrides_the_file() {
             ("PICKET_PAYLOAD_FORMAT", "json"),
             ("PICKET_UPLINK_INFLIGHT", "4"),
             ("PICKET_SERVICES_WATCH", "kiosk.service, ssh.service"),
+            ("PICKET_QUEUE_HOT_DIR", "/run/picket/hot"),
         ],
     )
     .unwrap();
@@ -60,6 +61,10 @@ fn environment_overrides_the_file() {
     assert_eq!(c.format, Format::Json);
     assert_eq!(c.uplink.inflight, 4);
     assert_eq!(c.sensors.services, ["kiosk.service", "ssh.service"]);
+    assert_eq!(
+        c.queue.hot_dir.as_deref(),
+        Some(Path::new("/run/picket/hot"))
+    );
 }
 
 #[test]
@@ -123,6 +128,12 @@ fn errors_name_the_key() {
             "broker.client_key",
         ),
         ("[host]\nroot = \"relative\"\n", &[], "host.root"),
+        ("[queue]\nhot_dir = \"run/hot\"\n", &[], "queue.hot_dir"),
+        (
+            "[queue]\ndir = \"/q\"\nhot_dir = \"/q\"\n",
+            &[],
+            "queue.hot_dir",
+        ),
         ("[services]\nwatch = [\"a b\"]\n", &[], "services.watch"),
     ];
     for (text, env, key) in table {

@@ -26,6 +26,32 @@ fn agent_cmd(device: &str, broker: &str, queue: &Path, interval: &str) -> Comman
     c
 }
 
+/// A child process that is killed if the test panics before it ends: a
+/// failing test must not leave an agent running behind it.
+struct KillOnDrop(Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -94,6 +120,7 @@ async fn sigterm_stops_cleanly_within_five_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = agent_cmd("pi-term", &broker.url(), dir.path(), "50ms")
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     sub.wait_for(Duration::from_secs(30), "samples", |r| r.samples.len() >= 5)
         .await;
@@ -128,6 +155,7 @@ async fn sigkill_mid_stream_loses_nothing() {
     let spawn = || {
         agent_cmd("pi-kill", &broker.url(), dir.path(), "10ms")
             .spawn()
+            .map(KillOnDrop)
             .unwrap()
     };
     for round in 0..4u64 {
@@ -205,6 +233,7 @@ fn notifies_systemd_ready_watchdog_and_stopping() {
     .env("NOTIFY_SOCKET", &sock_path)
     .env("WATCHDOG_USEC", "400000")
     .spawn()
+    .map(KillOnDrop)
     .unwrap();
 
     let mut buf = [0u8; 256];
