@@ -8,14 +8,11 @@
 //! the seqs continue, and its absence after a crash tells recovery that the
 //! tmpfs was lost with whatever it held (see `recover::next_seq`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::time::Instant;
 
 use super::segment::{self, Entry, HEADER_LEN};
-use super::{NewRecord, Queue, QueueError, Segment, at, read_segment};
+use super::{NewRecord, Queue, QueueError, Segment, at, open_rw, read_segment, remove_if_exists};
 
 impl Queue {
     /// Appends to the spool in one write(2). A spool that would outgrow a
@@ -119,28 +116,13 @@ impl Queue {
     }
 
     /// Empties the spool and names it after the next seq (creating it if
-    /// there is none). Rename first, as in `recycle_active`: a crash in
-    /// between leaves a file whose header seq is below its name, which
-    /// recovery reads as emptied (every record in it was moved or acked).
+    /// there is none); see `Segment::recycle` for the crash-safe order.
     pub(super) fn reset_spool(&mut self) -> Result<(), QueueError> {
         let next = self.next_seq;
-        let (Some(spool), Some(hot)) = (self.spool.as_mut(), self.cfg.hot_dir.as_ref()) else {
-            return self.place_spool(next);
-        };
-        if spool.base != next {
-            let from = spool.path(hot);
-            let to = hot.join(segment::segment_name(next));
-            fs::rename(&from, &to).map_err(at(&from))?;
-            spool.base = next;
+        match (self.spool.as_mut(), self.cfg.hot_dir.as_ref()) {
+            (Some(spool), Some(hot)) => spool.recycle(hot, next),
+            _ => self.place_spool(next),
         }
-        if spool.len > 0 {
-            if let Some(f) = &spool.file {
-                f.set_len(0).map_err(at(&spool.path(hot)))?;
-            }
-        }
-        spool.entries.clear();
-        spool.len = 0;
-        Ok(())
     }
 
     /// Makes sure a spool file exists and, unless it holds records, is named
@@ -151,16 +133,11 @@ impl Queue {
         };
         match self.spool.as_mut() {
             Some(s) if s.base == base || !s.entries.is_empty() => {}
-            Some(s) => {
-                let from = s.path(hot);
-                let to = hot.join(segment::segment_name(base));
-                fs::rename(&from, &to).map_err(at(&from))?;
-                s.base = base;
-            }
+            Some(s) => s.recycle(hot, base)?,
             None => {
                 let path = hot.join(segment::segment_name(base));
                 let file = open_rw(&path, true).map_err(at(&path))?;
-                self.spool = Some(spool_segment(base, file));
+                self.spool = Some(Segment::empty(base, file));
             }
         }
         Ok(())
@@ -180,39 +157,12 @@ impl Queue {
             self.move_spool_records()?;
             if i + 1 < count {
                 self.spool = None;
-                remove_file(&path)?;
+                remove_if_exists(&path)?;
             }
         }
         if self.unsynced_unacked() {
             self.sync_data()?;
         }
         self.reset_spool()
-    }
-}
-
-fn spool_segment(base: u64, file: File) -> Segment {
-    Segment {
-        base,
-        entries: Vec::new(),
-        len: 0,
-        synced_len: 0,
-        file: Some(file),
-        writable: true,
-    }
-}
-
-pub(super) fn open_rw(path: &Path, create: bool) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(create)
-        .open(path)
-}
-
-fn remove_file(path: &Path) -> Result<(), QueueError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(at(path)(e)),
-        _ => Ok(()),
     }
 }

@@ -6,10 +6,11 @@
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
-use super::hot;
 use super::meta::{self, Loaded, Meta};
 use super::segment::{self, Verdict};
-use super::{LEASE_BLOCK, OpenReport, Quarantined, Queue, QueueConfig, QueueError, Segment, at};
+use super::{
+    LEASE_BLOCK, OpenReport, Quarantined, Queue, QueueConfig, QueueError, Segment, at, open_rw,
+};
 
 const QUARANTINE_DIR: &str = "quarantine";
 const MIN_SEGMENT_BYTES: u64 = 4 << 10;
@@ -209,7 +210,7 @@ fn scan_spools(
     let mut spools = Vec::new();
     for (base, name) in list_segments(hot)? {
         let path = hot.join(&name);
-        let file = hot::open_rw(&path, false).map_err(at(&path))?;
+        let file = open_rw(&path, false).map_err(at(&path))?;
         let scan = match segment::scan(&file, base) {
             Ok(s) => s,
             Err(e) => {

@@ -1,12 +1,12 @@
 //! The write path: appending frames, rolling segments, enforcing the cap.
 
-use std::fs::{self, OpenOptions};
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use super::segment::{self, Entry, HEADER_LEN};
-use super::{LEASE_BLOCK, MAX_PAYLOAD, NewRecord, Queue, QueueError, Segment, at};
+use super::{
+    LEASE_BLOCK, MAX_PAYLOAD, NewRecord, Queue, QueueError, Segment, at, open_rw, remove_if_exists,
+};
 
 impl Queue {
     /// Appends (write(2) immediately, to the log or the hot spool, so a
@@ -138,32 +138,15 @@ impl Queue {
             }
         }
         let seg_path = self.cfg.dir.join(segment::segment_name(base));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&seg_path)
-            .map_err(at(&seg_path))?;
+        let file = open_rw(&seg_path, true).map_err(at(&seg_path))?;
         self.dir_dirty = true;
-        self.segments.push(Segment {
-            base,
-            entries: Vec::new(),
-            len: 0,
-            synced_len: 0,
-            file: Some(file),
-            writable: true,
-        });
+        self.segments.push(Segment::empty(base, file));
         Ok(())
     }
 
     pub(super) fn remove_segment(&mut self, i: usize) -> Result<(), QueueError> {
         let path = self.segments[i].path(&self.cfg.dir);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(at(&path)(e)),
-        }
+        remove_if_exists(&path)?;
         self.segments.remove(i);
         Ok(())
     }
