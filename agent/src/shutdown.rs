@@ -21,10 +21,6 @@ impl Trigger {
 }
 
 impl Shutdown {
-    pub fn is_set(&self) -> bool {
-        *self.0.borrow()
-    }
-
     /// Resolves once shutdown was fired (or every trigger was dropped).
     pub async fn wait(&mut self) {
         // An error means the trigger is gone, which also means "stop".

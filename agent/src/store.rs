@@ -45,8 +45,6 @@ pub struct StoreStatus {
     /// The highest seq appended so far (by this or an earlier run).
     pub appended_through: Option<u64>,
     pub stats: QueueStats,
-    /// Records dropped by the size cap since this process started.
-    pub dropped_here: u64,
     /// The last I/O error, if the disk is misbehaving.
     pub last_error: Option<String>,
 }
@@ -57,7 +55,6 @@ pub struct Store {
     requests: mpsc::Receiver<UplinkRequest>,
     replies: mpsc::Sender<ReadReply>,
     status: watch::Sender<StoreStatus>,
-    dropped_here: u64,
     last_error: Option<String>,
 }
 
@@ -75,7 +72,6 @@ impl Store {
             requests,
             replies,
             status,
-            dropped_here: 0,
             last_error: None,
         };
         store.publish_status();
@@ -176,7 +172,6 @@ impl Store {
         match self.queue.append(&records) {
             Ok(dropped) => {
                 if dropped > 0 {
-                    self.dropped_here += dropped;
                     warn!(
                         dropped,
                         total = self.queue.stats().dropped_total,
@@ -205,7 +200,6 @@ impl Store {
         let status = StoreStatus {
             appended_through: next.checked_sub(1),
             stats,
-            dropped_here: self.dropped_here,
             last_error: self.last_error.clone(),
         };
         self.status.send_if_modified(|old| {

@@ -95,10 +95,6 @@ impl Sensors {
         }
     }
 
-    pub fn config(&self) -> &SensorConfig {
-        &self.cfg
-    }
-
     /// One reading. `seq` of the returned Sample is 0 (the queue assigns it);
     /// `hist` false; `agent` None (filled by the caller).
     /// The events are changes since the previous call (throttle word changed,

@@ -97,14 +97,6 @@ impl Window {
     pub fn clear(&mut self) {
         self.entries.clear();
     }
-
-    /// The lowest seq not yet acknowledged in the window, if any batch is.
-    pub fn first_unacked(&self) -> Option<u64> {
-        self.entries.iter().find_map(|e| match e.what {
-            Tracked::Batch { first, .. } if !e.acked => Some(first),
-            _ => None,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -138,7 +130,6 @@ mod tests {
         assert_eq!(w.puback(2), None);
         assert_eq!(w.puback(3), None);
         assert_eq!(w.len(), 1);
-        assert_eq!(w.first_unacked(), Some(1));
         assert_eq!(w.puback(1), Some(12));
         assert!(w.is_empty());
     }
@@ -197,6 +188,5 @@ mod tests {
         w.clear();
         assert!(w.is_empty());
         assert_eq!(w.puback(1), None);
-        assert_eq!(w.first_unacked(), None);
     }
 }
