@@ -43,8 +43,6 @@ use crate::uplink::{Identity, Uplink, UplinkStatus};
 pub enum RunError {
     #[error("cannot open the queue: {0}")]
     Queue(#[from] QueueError),
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] uplink::tls::TlsError),
     #[error("a task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -103,14 +101,7 @@ pub async fn run_observed(
     let (req_tx, req_rx) = mpsc::channel(uplink::request_capacity(&config.uplink));
     let (reply_tx, reply_rx) = mpsc::channel(8);
     let (store_tx, store_rx) = watch::channel(StoreStatus::default());
-    let (uplink_tx, uplink_rx) = watch::channel(UplinkStatus {
-        link: uplink::Link::Connecting,
-        broker: config.broker.url.clone(),
-        session: String::new(),
-        last_error: None,
-        published: 0,
-        acked_through: None,
-    });
+    let (uplink_tx, uplink_rx) = watch::channel(UplinkStatus::connecting(&config.broker.url));
 
     let store = Store::new(queue, item_rx, req_rx, reply_tx, store_tx);
     let rt = tokio::runtime::Handle::current();
@@ -133,7 +124,7 @@ pub async fn run_observed(
         uplink_tx,
         stop.clone(),
         uplink_beacon.clone(),
-    )?;
+    );
     let uplink_task = tokio::spawn(uplink.run());
 
     let sampler = Sampler::new(

@@ -8,6 +8,7 @@ pub mod units;
 mod validate;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use picket_protocol::{DeviceId, Format, Topics};
@@ -72,19 +73,14 @@ pub struct BrokerConfig {
     pub url: String,
     pub host: String,
     pub port: u16,
-    pub tls: Option<TlsConfig>,
+    /// Built at validation time from the PEM files, so a missing or
+    /// unreadable file is a config error at start-up rather than a
+    /// connection failure later.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub client_id: String,
     pub credentials: Option<(String, String)>,
     pub keep_alive: Duration,
     pub topics: Topics,
-}
-
-/// PEM material read at validation time, so a missing file is a config
-/// error at start-up rather than a connection failure later.
-#[derive(Debug, Clone)]
-pub struct TlsConfig {
-    pub ca: Vec<u8>,
-    pub client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use picket_protocol::{DeviceId, Format, Topics};
 
 use super::raw::RawConfig;
-use super::{BrokerConfig, Config, ConfigError, TlsConfig, UplinkConfig, fnv1a};
+use super::{BrokerConfig, Config, ConfigError, UplinkConfig, fnv1a};
 use crate::queue::QueueConfig;
 use crate::sensors::{SensorConfig, identity};
 
@@ -154,11 +154,11 @@ fn broker(raw: &RawConfig, device: &DeviceId) -> Result<BrokerConfig, ConfigErro
         } else {
             read_file("broker.ca_file", &b.ca_file)?
         };
-        let tls = TlsConfig {
-            ca,
-            client: client_files,
-        };
-        crate::uplink::tls::client_config(&tls).map_err(|e| invalid(e.key(), e.to_string()))?;
+        let client = client_files
+            .as_ref()
+            .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
+        let tls = crate::uplink::tls::client_config(&ca, client)
+            .map_err(|e| invalid(e.key(), e.to_string()))?;
         Some(tls)
     } else {
         if client_files.is_some() || !b.ca_file.is_empty() {

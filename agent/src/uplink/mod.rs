@@ -63,6 +63,20 @@ pub struct UplinkStatus {
     pub acked_through: Option<u64>,
 }
 
+impl UplinkStatus {
+    /// Before the first connection attempt has finished.
+    pub fn connecting(broker: &str) -> Self {
+        UplinkStatus {
+            link: Link::Connecting,
+            broker: broker.to_string(),
+            session: String::new(),
+            last_error: None,
+            published: 0,
+            acked_through: None,
+        }
+    }
+}
+
 /// Facts about this device announced in the birth message.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -108,7 +122,7 @@ impl Uplink {
         status: watch::Sender<UplinkStatus>,
         shutdown: Shutdown,
         beacon: Beacon,
-    ) -> Result<Self, tls::TlsError> {
+    ) -> Self {
         let session = new_session_id();
         let state_topic = broker.topics.state(&identity.device);
         let mut opts = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
@@ -126,23 +140,19 @@ impl Uplink {
         if let Some((user, pass)) = &broker.credentials {
             opts.set_credentials(user.clone(), pass.clone());
         }
-        if let Some(t) = &broker.tls {
-            let config = tls::client_config(t)?;
-            opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+        if let Some(config) = &broker.tls {
+            opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config.clone())));
         }
         opts.set_last_will(will(&state_topic, &identity, &session, format));
         let (client, mut eventloop) = AsyncClient::new(opts, cfg.inflight * 2 + 8);
         eventloop.network_options.set_connection_timeout(10);
         let batcher = Batcher::new(&broker.topics, identity.device.clone(), format);
-        status.send_replace(UplinkStatus {
-            link: Link::Connecting,
-            broker: broker.url.clone(),
-            session: session.clone(),
-            last_error: None,
-            published: 0,
-            acked_through: store.borrow().stats.acked_through,
+        let acked_through = store.borrow().stats.acked_through;
+        status.send_modify(|s| {
+            s.session = session.clone();
+            s.acked_through = acked_through;
         });
-        Ok(Uplink {
+        Uplink {
             broker,
             cfg,
             identity,
@@ -158,7 +168,7 @@ impl Uplink {
             status,
             shutdown,
             beacon,
-        })
+        }
     }
 
     pub async fn run(mut self) {

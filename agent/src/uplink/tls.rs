@@ -11,8 +11,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
-use crate::config::TlsConfig;
-
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("no PEM certificate could be read from the CA file{0}")]
@@ -46,11 +44,16 @@ pub fn install_provider() {
     });
 }
 
-pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
+/// A client configuration trusting the PEM CA bundle `ca`, presenting the
+/// PEM `(certificate chain, private key)` when given.
+pub fn client_config(
+    ca: &[u8],
+    client: Option<(&[u8], &[u8])>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     install_provider();
     let mut roots = RootCertStore::empty();
     let mut bad = 0usize;
-    for cert in CertificateDer::pem_slice_iter(&tls.ca) {
+    for cert in CertificateDer::pem_slice_iter(ca) {
         match cert {
             Ok(c) => {
                 if roots.add(c).is_err() {
@@ -69,7 +72,7 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
         return Err(TlsError::NoCa(detail));
     }
     let builder = ClientConfig::builder().with_root_certificates(roots);
-    let config = match &tls.client {
+    let config = match client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
