@@ -49,6 +49,9 @@ pub struct StoreStatus {
     pub last_error: Option<String>,
 }
 
+/// How long to wait before retrying a sync that failed.
+const SYNC_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Store {
     queue: Queue,
     items: mpsc::Receiver<Vec<Item>>,
@@ -56,6 +59,9 @@ pub struct Store {
     replies: mpsc::Sender<ReadReply>,
     status: watch::Sender<StoreStatus>,
     last_error: Option<String>,
+    /// After a failed sync the queue's deadline stays in the past: without a
+    /// pause the store would retry in a tight loop on a failing card.
+    retry_sync_at: Option<std::time::Instant>,
 }
 
 impl Store {
@@ -73,6 +79,7 @@ impl Store {
             replies,
             status,
             last_error: None,
+            retry_sync_at: None,
         };
         store.publish_status();
         store
@@ -85,7 +92,10 @@ impl Store {
         let mut items_open = true;
         let mut requests_open = true;
         while items_open || requests_open {
-            let deadline = self.queue.sync_deadline();
+            let deadline = match (self.queue.sync_deadline(), self.retry_sync_at) {
+                (Some(d), Some(r)) => Some(d.max(r)),
+                (d, _) => d,
+            };
             let next = rt.block_on(async {
                 let sleep = async {
                     match deadline {
@@ -108,6 +118,7 @@ impl Store {
                 Next::Items(Some(items)) => self.append(items),
                 Next::SyncDue => {
                     let r = self.queue.sync();
+                    self.retry_sync_at = r.is_err().then(|| std::time::Instant::now() + SYNC_RETRY);
                     self.note(r);
                 }
             }
