@@ -67,7 +67,7 @@ pub async fn run_observed(
     observe: impl FnOnce(Observers),
 ) -> Result<(), RunError> {
     let started = Instant::now();
-    uplink::tls::install_provider();
+    picket_config::tls::install_provider();
     let root = config.sensors.host_root.clone();
     let clock = SystemClock::new(&root);
     let boot = sensors::identity::boot_id(&root);

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::units::{ByteSize, HumanDuration};
+pub use picket_config::RawBroker;
+use picket_config::{ByteSize, HumanDuration};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -24,36 +25,6 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RawDevice {
     pub id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawBroker {
-    pub url: String,
-    pub client_id: String,
-    pub username: String,
-    pub password_file: String,
-    pub ca_file: String,
-    pub client_cert: String,
-    pub client_key: String,
-    pub keep_alive: HumanDuration,
-    pub topic_prefix: String,
-}
-
-impl Default for RawBroker {
-    fn default() -> Self {
-        RawBroker {
-            url: "mqtt://localhost:1883".into(),
-            client_id: String::new(),
-            username: String::new(),
-            password_file: String::new(),
-            ca_file: String::new(),
-            client_cert: String::new(),
-            client_key: String::new(),
-            keep_alive: HumanDuration(Duration::from_secs(30)),
-            topic_prefix: "picket".into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

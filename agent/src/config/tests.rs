@@ -159,32 +159,6 @@ fn syntax_errors_say_where() {
 }
 
 #[test]
-fn urls() {
-    use super::validate::parse_url;
-    let table = [
-        ("mqtt://h", Ok((false, "h", 1883))),
-        ("mqtts://h", Ok((true, "h", 8883))),
-        ("mqtt://h:1", Ok((false, "h", 1))),
-        ("mqtt://[::1]:1884", Ok((false, "::1", 1884))),
-        ("mqtt://[::1]", Ok((false, "::1", 1883))),
-        ("mqtt://h/", Ok((false, "h", 1883))),
-        ("tcp://h", Err(())),
-        ("mqtt://", Err(())),
-        ("mqtt://u:p@h", Err(())),
-        ("mqtt://h:99999", Err(())),
-        ("mqtt://[::1", Err(())),
-    ];
-    for (url, want) in table {
-        let got = parse_url(url);
-        let got = got
-            .as_ref()
-            .map(|(t, h, p)| (*t, h.as_str(), *p))
-            .map_err(|_| ());
-        assert_eq!(got, want, "{url}");
-    }
-}
-
-#[test]
 fn the_hash_follows_the_settings() {
     let a = parse_ok("", &[]).unwrap();
     let b = parse_ok("", &[]).unwrap();

@@ -4,24 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use picket_protocol::{DeviceId, Format, Topics};
+use picket_protocol::{DeviceId, Format};
 
 use super::raw::RawConfig;
-use super::{BrokerConfig, Config, ConfigError, UplinkConfig, fnv1a};
+use super::{Config, ConfigError, UplinkConfig};
 use crate::queue::QueueConfig;
 use crate::sensors::{SensorConfig, identity};
-
-/// Where a system CA bundle is on Debian and Raspberry Pi OS, used for
-/// `mqtts://` when no `broker.ca_file` is set.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-        origin: "configuration".into(),
-    }
-}
+use picket_config::{fnv1a, invalid};
 
 pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let host_root = PathBuf::from(&raw.host.root);
@@ -40,7 +29,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         DeviceId::new(raw.device.id.clone()).map_err(|e| invalid("device.id", e.to_string()))?
     };
 
-    let broker = broker(&raw, &device)?;
+    let broker = picket_config::broker::resolve(&raw.broker, &format!("picket-{device}"))?;
 
     let sampling_interval = raw.sampling.interval.0;
     if sampling_interval < Duration::from_millis(10) {
@@ -91,149 +80,6 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         sensors,
         hash,
     })
-}
-
-fn broker(raw: &RawConfig, device: &DeviceId) -> Result<BrokerConfig, ConfigError> {
-    let b = &raw.broker;
-    let (tls, host, port) = parse_url(&b.url).map_err(|e| invalid("broker.url", e))?;
-    let topics = Topics::new(b.topic_prefix.clone())
-        .map_err(|e| invalid("broker.topic_prefix", e.to_string()))?;
-
-    let client_id = if b.client_id.is_empty() {
-        format!("picket-{device}")
-    } else {
-        b.client_id.clone()
-    };
-    if client_id.len() > 256 {
-        return Err(invalid("broker.client_id", "longer than 256 bytes"));
-    }
-
-    let credentials = match (b.username.is_empty(), b.password_file.is_empty()) {
-        (true, true) => None,
-        (true, false) => {
-            return Err(invalid(
-                "broker.username",
-                "must be set when broker.password_file is",
-            ));
-        }
-        (false, true) => Some((b.username.clone(), String::new())),
-        (false, false) => {
-            let text = read_file("broker.password_file", &b.password_file)?;
-            let text = String::from_utf8(text)
-                .map_err(|_| invalid("broker.password_file", "is not UTF-8 text"))?;
-            let password = text.lines().next().unwrap_or("").to_string();
-            Some((b.username.clone(), password))
-        }
-    };
-
-    let keep_alive = b.keep_alive.0;
-    if keep_alive < Duration::from_secs(5) || keep_alive > Duration::from_secs(65535) {
-        return Err(invalid(
-            "broker.keep_alive",
-            "must be between 5s and 65535s",
-        ));
-    }
-
-    let client_files = match (b.client_cert.is_empty(), b.client_key.is_empty()) {
-        (true, true) => None,
-        (false, false) => Some((
-            read_file("broker.client_cert", &b.client_cert)?,
-            read_file("broker.client_key", &b.client_key)?,
-        )),
-        (false, true) => return Err(invalid("broker.client_key", "must be set with client_cert")),
-        (true, false) => return Err(invalid("broker.client_cert", "must be set with client_key")),
-    };
-    let tls = if tls {
-        let ca = if b.ca_file.is_empty() {
-            std::fs::read(SYSTEM_CA_BUNDLE).map_err(|e| {
-                invalid(
-                    "broker.ca_file",
-                    format!("mqtts:// needs a CA: not set, and no system bundle at {SYSTEM_CA_BUNDLE} ({e})"),
-                )
-            })?
-        } else {
-            read_file("broker.ca_file", &b.ca_file)?
-        };
-        let client = client_files
-            .as_ref()
-            .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
-        let tls = crate::uplink::tls::client_config(&ca, client)
-            .map_err(|e| invalid(e.key(), e.to_string()))?;
-        Some(tls)
-    } else {
-        if client_files.is_some() || !b.ca_file.is_empty() {
-            return Err(invalid(
-                "broker.url",
-                "TLS files are configured but the URL is mqtt://: use mqtts://",
-            ));
-        }
-        None
-    };
-
-    Ok(BrokerConfig {
-        url: b.url.clone(),
-        host,
-        port,
-        tls,
-        client_id,
-        credentials,
-        keep_alive,
-        topics,
-    })
-}
-
-/// `mqtt://host[:port]` or `mqtts://host[:port]`; IPv6 literals in brackets.
-pub(crate) fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else {
-        return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains(['/', '@', '?', '#']) {
-        return Err(format!(
-            "{url:?}: only scheme, host and port are allowed (credentials go in broker.username and broker.password_file)"
-        ));
-    }
-    let default_port = if tls { 8883 } else { 1883 };
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("{url:?}: unclosed '['"))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => parse_port(url, p)?,
-            None if after.is_empty() => default_port,
-            None => return Err(format!("{url:?}: unexpected text after ']'")),
-        };
-        (host.to_string(), port)
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), parse_port(url, p)?),
-            None => (rest.to_string(), default_port),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
-    }
-    Ok((tls, host, port))
-}
-
-fn parse_port(url: &str, p: &str) -> Result<u16, String> {
-    match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("{url:?}: port {p:?} is not in 1-65535")),
-        Ok(p) => Ok(p),
-    }
-}
-
-fn read_file(key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    let p = Path::new(path);
-    let data = std::fs::read(p).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;
-    if data.is_empty() {
-        return Err(invalid(key, format!("{path} is empty")));
-    }
-    Ok(data)
 }
 
 fn queue(raw: &RawConfig) -> Result<QueueConfig, ConfigError> {

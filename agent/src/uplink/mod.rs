@@ -10,7 +10,6 @@
 
 pub mod backoff;
 pub mod batch;
-pub mod tls;
 pub mod window;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

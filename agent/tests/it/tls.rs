@@ -53,7 +53,7 @@ fn make_pki(ca_name: &str) -> Pki {
 
 /// Terminates TLS (client certificate required) and forwards to `target`.
 async fn tls_endpoint(pki: &Pki, target: SocketAddr) -> u16 {
-    picket_agent::uplink::tls::install_provider();
+    picket_config::tls::install_provider();
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();

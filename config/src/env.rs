@@ -3,14 +3,14 @@
 
 use toml::{Table, Value};
 
-use super::ConfigError;
+use crate::ConfigError;
 
 /// Apply every `PICKET_*` variable of `vars` that names a known key to
 /// `table`. `defaults` is the default configuration as a table: it lists
 /// the known keys and their types. Returns the names of the variables that
 /// name no key, for a warning (a typo should not go unnoticed), and the
 /// `(section.key, variable)` pairs applied, so errors can name their origin.
-pub fn apply(
+pub(crate) fn apply(
     table: &mut Table,
     defaults: &Table,
     vars: impl IntoIterator<Item = (String, String)>,
@@ -55,7 +55,7 @@ pub fn apply(
 }
 
 #[derive(Debug, Default)]
-pub struct Applied {
+pub(crate) struct Applied {
     pub unknown: Vec<String>,
     pub applied: Vec<(String, String)>,
 }

@@ -1,0 +1,3 @@
+//! picket's collector: watches a fleet of agents over MQTT.
+
+pub mod model;
