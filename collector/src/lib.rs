@@ -1,3 +1,249 @@
-//! picket's collector: watches a fleet of agents over MQTT.
+//! picket's collector: watches a fleet of agents over MQTT, keeps their
+//! history, evaluates threshold rules, notifies, and serves an API.
+//!
+//! ```text
+//! MQTT (link) ─publishes─▶ fleet engine ─batches─▶ store thread (SQLite)
+//!                           │   ▲                     │ committed
+//!                 API ◀─────┘   └── queries           ▼
+//!                                           acks + alert sets (link), notifier
+//! ```
+//!
+//! # Layout
+//! - [`config`]: TOML + `PICKET_*` → validated [`config::Config`].
+//! - [`broker`]: the embedded rumqttd, when no broker is configured.
+//! - [`link`]: the MQTT session (owns the event loop) and the
+//!   acknowledgements that follow a commit.
+//! - [`fleet`]: the engine — decoding, dedupe, presence, rules, alerts.
+//! - [`rules`]: the threshold rule engine (pure).
+//! - [`notify`]: cooldown policy, webhook and e-mail delivery.
+//! - [`history`]: SQLite storage and queries.
+//! - [`store`]: the thread that commits batches.
+//! - [`api`]: REST API, `/metrics`, `/healthz`.
+//! - [`simulate`]: simulated devices (the demo and the load generator).
+//! - [`demo`]: embedded broker + collector + simulated fleet in one process.
+//! - [`model`]: the flattened metric names everything above shares.
 
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod demo;
+pub mod fleet;
+pub mod history;
+pub mod link;
 pub mod model;
+pub mod notify;
+pub mod rules;
+pub mod simulate;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use config::Config;
+use fleet::clock::Clock;
+use fleet::counters::IngestCounters;
+use fleet::query::Query;
+use fleet::Engine;
+use link::{Link, LinkStatus};
+use notify::{NotifyCounters, Notifier};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error("cannot open the database: {0}")]
+    History(#[from] history::HistoryError),
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the store thread: {0}")]
+    Thread(std::io::Error),
+    #[error("{0}")]
+    BrokerStopped(String),
+}
+
+/// What a running collector offers to whoever started it (the demo's
+/// summary line, tests).
+#[derive(Clone)]
+pub struct Running {
+    pub http: SocketAddr,
+    /// The embedded broker's address, when there is one.
+    pub broker: Option<SocketAddr>,
+    pub queries: mpsc::Sender<Query>,
+    pub counters: Arc<IngestCounters>,
+    pub link: watch::Receiver<LinkStatus>,
+}
+
+/// Run the collector until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    run_with(config, shutdown, |_| {}).await
+}
+
+/// [`run`], calling `ready` once everything listens.
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(Running),
+) -> Result<(), RunError> {
+    picket_config::tls::install_provider();
+
+    let mut embedded = match &config.embedded {
+        Some(cfg) => {
+            let b = broker::start(cfg)?;
+            info!(listen = %b.addr, "embedded MQTT broker started");
+            if !b.addr.ip().is_loopback() {
+                warn!(listen = %b.addr, "the embedded broker has no authentication and listens beyond loopback");
+            }
+            Some(b)
+        }
+        None => None,
+    };
+    let broker_addr = embedded.as_ref().map(|b| b.addr);
+
+    if let Some(dir) = config.storage_path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        warn!(dir = %dir.display(), "the database's directory does not exist");
+    }
+    let (writer, snapshot) = history::open(&config.storage_path)?;
+    let reader = history::Reader::open(&config.storage_path)?;
+    info!(path = %config.storage_path.display(), "history opened");
+
+    let counters = Arc::new(IngestCounters::default());
+    let notify_counters = Arc::new(NotifyCounters::default());
+    let clock = Clock::system();
+
+    let (inbound_tx, inbound_rx) = mpsc::channel(1024);
+    let (query_tx, query_rx) = mpsc::channel(64);
+    let (commit_tx, commit_rx) = mpsc::channel(4);
+    let (done_tx, done_rx) = mpsc::channel(4);
+    let (notify_tx, notify_rx) = mpsc::channel(1024);
+    let (status_tx, status_rx) = watch::channel(LinkStatus::default());
+
+    let link = Link::new(&config.link, inbound_tx, status_tx);
+    let client = link.client();
+    let engine = Engine::new(
+        config.engine.clone(),
+        snapshot,
+        clock,
+        Arc::clone(&counters),
+        inbound_rx,
+        query_rx,
+        commit_tx,
+    );
+    let store = store::spawn(
+        writer,
+        commit_rx,
+        done_tx,
+        Arc::clone(&counters),
+        config.retention,
+        clock,
+    )
+    .map_err(RunError::Thread)?;
+    let notifier = Notifier::new(config.notify.clone(), notify_rx, Arc::clone(&notify_counters));
+
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| RunError::Http {
+            addr: config.http_listen,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| RunError::Http {
+        addr: config.http_listen,
+        source,
+    })?;
+    if config.api.open() {
+        warn!(
+            "no API token configured: the API is read-only and answers loopback clients only \
+             (set api.read_token / api.admin_token)"
+        );
+    }
+    let app = api::router(api::AppState {
+        fleet: query_tx.clone(),
+        history: reader,
+        counters: Arc::clone(&counters),
+        notify: Arc::clone(&notify_counters),
+        link: status_rx.clone(),
+        auth: Arc::new(config.api.clone()),
+    });
+
+    let stop_http = CancellationToken::new();
+    let stop_engine = CancellationToken::new();
+    let stop_link = CancellationToken::new();
+    let stop_notify = CancellationToken::new();
+
+    let http = tokio::spawn({
+        let stop = stop_http.clone();
+        async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+        }
+    });
+    let link_task = tokio::spawn({
+        let stop = stop_link.clone();
+        async move { link.run(stop.cancelled_owned()).await }
+    });
+    let engine_task = tokio::spawn({
+        let stop = stop_engine.clone();
+        async move { engine.run(stop.cancelled_owned()).await }
+    });
+    let acks = tokio::spawn(link::after_commit(client, done_rx, notify_tx));
+    let notifier_task = tokio::spawn({
+        let stop = stop_notify.clone();
+        async move { notifier.run(stop.cancelled_owned()).await }
+    });
+
+    info!(http = %http_addr, broker = %config.link.broker.url, "collector running");
+    ready(Running {
+        http: http_addr,
+        broker: broker_addr,
+        queries: query_tx,
+        counters: Arc::clone(&counters),
+        link: status_rx,
+    });
+
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown => info!("stopping"),
+        why = async {
+            match embedded.as_mut() {
+                Some(b) => (&mut b.stopped).await.unwrap_or_else(|_| "the embedded broker stopped".into()),
+                None => std::future::pending().await,
+            }
+        } => {
+            failure = Some(RunError::BrokerStopped(why));
+        }
+    }
+
+    // Stop in dependency order: no new API calls; the engine stores what
+    // it handled; the store commits it; its acknowledgements go out; only
+    // then does the MQTT session close. Nothing acknowledged is unstored.
+    stop_http.cancel();
+    stop_engine.cancel();
+    let _ = engine_task.await;
+    let _ = tokio::task::spawn_blocking(move || store.join()).await;
+    let _ = acks.await;
+    stop_link.cancel();
+    let _ = link_task.await;
+    // The notifier's queue is closed now; give deliveries their grace.
+    stop_notify.cancel();
+    let _ = notifier_task.await;
+    let _ = http.await;
+    info!("stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

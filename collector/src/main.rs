@@ -1,1 +1,241 @@
-fn main() {}
+//! `picket-collector`: parse the command line, set up logging, load the
+//! configuration, and hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use picket_collector::config::{self, Config};
+
+/// picket's collector: watches a fleet of picket agents over MQTT, keeps
+/// their history, raises alerts, and serves a REST API and /metrics.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file [default: /etc/picket/collector.toml, optional].
+    /// Every key can also be set as PICKET_<SECTION>_<KEY>.
+    #[arg(short, long, global = true, env = "PICKET_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector (the default). Without broker.url it starts its
+    /// own MQTT broker.
+    Serve,
+    /// Embedded broker + collector + a simulated fleet in one process, with
+    /// a live one-line summary. Nothing to install, nothing kept.
+    Demo {
+        /// Simulated devices.
+        #[arg(long, default_value_t = 25)]
+        devices: usize,
+        /// Sampling interval of each simulated device.
+        #[arg(long, default_value = "2s", value_parser = duration)]
+        interval: Duration,
+        /// Address of the API [default: 127.0.0.1:8080, or a free port if taken].
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// Publish realistic telemetry for simulated devices (demo data, load).
+    Simulate {
+        /// Number of simulated devices, each with its own MQTT connection.
+        #[arg(long, default_value_t = 25)]
+        devices: usize,
+        /// Sampling interval of each device.
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        interval: Duration,
+        /// Broker to publish to [default: the configuration's broker.url,
+        /// else mqtt://127.0.0.1:1883].
+        #[arg(long)]
+        broker: Option<String>,
+        /// Payload encoding: cbor or json.
+        #[arg(long, default_value = "cbor")]
+        format: String,
+        /// Seed of the simulation (same seed, same fleet).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// No overheating, full disks, power loss...: steady load only.
+        #[arg(long)]
+        no_scenarios: bool,
+        /// Device ids are PREFIX-0001, PREFIX-0002...
+        #[arg(long, default_value = "sim")]
+        id_prefix: String,
+    },
+    /// Print the default configuration, with comments, and exit.
+    PrintDefaultConfig,
+    /// Check the configuration and print the effective values, then exit.
+    CheckConfig,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    picket_config::parse_duration(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::PrintDefaultConfig => {
+            print!("{}", config::DEFAULT_TOML);
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig => match load(&cli.config) {
+            Ok(c) => {
+                println!("configuration is valid");
+                match &c.embedded {
+                    Some(e) => println!("broker:   embedded, listening on {}", e.listen),
+                    None => println!("broker:   {}", c.link.broker.url),
+                }
+                println!("http:     {}", c.http_listen);
+                println!("storage:  {}", c.storage_path.display());
+                println!("rules:    {}", c.engine.rules.names().join(", "));
+                println!(
+                    "api:      {}",
+                    if c.api.open() {
+                        "no token: read-only, loopback only"
+                    } else {
+                        "bearer tokens"
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Serve => {
+            init_tracing(cli.verbose);
+            let config = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            report(runtime().and_then(|rt| {
+                rt.block_on(picket_collector::run(config, signal()))
+                    .context("collector failed")
+            }))
+        }
+        Command::Demo {
+            devices,
+            interval,
+            http,
+        } => {
+            init_tracing(cli.verbose);
+            let opts = picket_collector::demo::DemoOptions {
+                devices,
+                interval,
+                http,
+            };
+            report(runtime().and_then(|rt| {
+                rt.block_on(picket_collector::demo::run(opts, signal()))
+                    .context("demo failed")
+            }))
+        }
+        Command::Simulate {
+            devices,
+            interval,
+            broker,
+            format,
+            seed,
+            no_scenarios,
+            id_prefix,
+        } => {
+            init_tracing(cli.verbose);
+            let opts = picket_collector::simulate::cli::Options {
+                config: cli.config,
+                devices,
+                interval,
+                broker,
+                format,
+                seed,
+                scenarios: !no_scenarios,
+                id_prefix,
+            };
+            let sim = match picket_collector::simulate::cli::prepare(opts, std::env::vars()) {
+                Ok(sim) => sim,
+                Err(e) => {
+                    eprintln!("picket-collector: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            report(runtime().and_then(|rt| {
+                rt.block_on(picket_collector::simulate::cli::run(sim, signal()))
+                    .context("simulation failed")
+            }))
+        }
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("picket-collector: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Bad configuration exits with code 2 and names the key.
+fn load(path: &Option<PathBuf>) -> Result<Config, ExitCode> {
+    match config::load(path.as_deref(), std::env::vars()) {
+        Ok((config, unknown)) => {
+            for var in unknown {
+                tracing::warn!(variable = %var, "unknown PICKET_* variable ignored");
+            }
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("picket-collector: invalid configuration: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Multi-threaded: SQLite readers, the HTTP server and the MQTT loop share
+/// it; the store has its own thread.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// SIGTERM (systemd) or SIGINT (Ctrl-C).
+async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    // rumqttd logs an error for every ordinary client disconnect.
+    let default = match verbose {
+        0 => "info,rumqttc=warn,rumqttd=off",
+        1 => "debug,rumqttc=info,rumqttd=warn",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

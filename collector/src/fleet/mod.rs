@@ -1,0 +1,428 @@
+//! The fleet engine: one task that owns every device's state.
+//!
+//! It receives each MQTT publish from the link task, decodes it, dedupes
+//! records by sequence number, tracks presence, evaluates the rules, and
+//! builds a [`Commit`]: what to store, which publishes to acknowledge once
+//! stored, which retained alert sets to publish and which notifications to
+//! send. The store thread commits it to SQLite and only then are the
+//! publishes acknowledged to the broker, so a message the broker considers
+//! delivered is always stored, whatever happens to this process.
+//!
+//! # Layout
+//! - [`seq`]: per-device sequence accounting (pure).
+//! - [`presence`]: online/offline state machine (pure).
+//! - [`device`]: one device's state and what each record does to it.
+//! - [`ingest`]: topic and payload decoding, refusal counters.
+//! - [`query`]: read-only views the API asks for.
+
+pub mod clock;
+pub mod counters;
+pub mod device;
+mod ingest;
+pub mod presence;
+pub mod query;
+pub mod seq;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::Publish;
+use tokio::sync::mpsc;
+use tokio_util::time::{DelayQueue, delay_queue};
+use tracing::{debug, info, warn};
+
+use picket_protocol::{AlertSet, DeviceId, Format, Topics, VERSION};
+
+use crate::history::{AlertRow, DeviceRow, PresenceRow, Snapshot, StateRow, WriteBatch};
+use crate::model::Millis;
+use crate::notify::{Change as NotifyChange, Notification};
+use crate::rules::{DeviceCtx, Observation, RuleSet, Transition, TransitionKind};
+
+use clock::Clock;
+use counters::IngestCounters;
+use device::{Device, Persisted};
+use presence::{Input, Outcome};
+use query::Query;
+
+/// The engine's settings, from the validated configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub topics: Topics,
+    pub max_payload: usize,
+    pub presence_timeout: Duration,
+    pub cooldown: Duration,
+    pub rules: Arc<RuleSet>,
+    /// Labels by device-id glob, first match wins.
+    pub labels: Vec<(String, BTreeMap<String, String>)>,
+    /// Encoding of the retained alert sets the engine publishes.
+    pub format: Format,
+}
+
+/// One batch of work for the store thread and what follows its commit.
+#[derive(Debug, Default)]
+pub struct Commit {
+    pub batch: WriteBatch,
+    /// Acknowledged to the broker once the batch is stored.
+    pub acks: Vec<Publish>,
+    /// Retained alert sets: `(topic, payload)`; an empty payload clears.
+    pub alerts: Vec<(String, Vec<u8>)>,
+    pub notifications: Vec<Notification>,
+}
+
+impl Commit {
+    fn is_empty(&self) -> bool {
+        self.acks.is_empty()
+            && self.alerts.is_empty()
+            && self.notifications.is_empty()
+            && self.batch.is_empty()
+    }
+}
+
+/// Publishes handled per commit at most: bounds a commit's latency (and
+/// what a crash makes the broker redeliver) while amortising its cost.
+const MAX_BATCH: usize = 512;
+
+/// The kind under which each device's [`Persisted`] state is stored.
+const STATE_KIND: &str = "engine";
+
+pub struct Engine {
+    cfg: EngineConfig,
+    devices: HashMap<DeviceId, Device>,
+    timers: DelayQueue<DeviceId>,
+    timer_keys: HashMap<DeviceId, delay_queue::Key>,
+    clock: Clock,
+    counters: Arc<IngestCounters>,
+    inbound: mpsc::Receiver<Publish>,
+    queries: mpsc::Receiver<Query>,
+    commits: mpsc::Sender<Commit>,
+    pending: Commit,
+    warn_limit: ingest::WarnLimit,
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: EngineConfig,
+        snapshot: Snapshot,
+        clock: Clock,
+        counters: Arc<IngestCounters>,
+        inbound: mpsc::Receiver<Publish>,
+        queries: mpsc::Receiver<Query>,
+        commits: mpsc::Sender<Commit>,
+    ) -> Self {
+        let mut engine = Engine {
+            cfg,
+            devices: HashMap::new(),
+            timers: DelayQueue::new(),
+            timer_keys: HashMap::new(),
+            clock,
+            counters,
+            inbound,
+            queries,
+            commits,
+            pending: Commit::default(),
+            warn_limit: ingest::WarnLimit::default(),
+        };
+        engine.restore(snapshot);
+        engine
+    }
+
+    fn restore(&mut self, snapshot: Snapshot) {
+        let mut restored = 0usize;
+        for row in snapshot.state {
+            if row.kind != STATE_KIND {
+                continue;
+            }
+            let Some(value) = row.value else { continue };
+            let p: Persisted = match serde_json::from_str(&value) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(device = %row.device, error = %e, "stored state unreadable: starting this device afresh");
+                    Persisted::default()
+                }
+            };
+            let labels = self.labels_for(&row.device);
+            let mut dev = Device::new(labels, p);
+            // Re-assert the retained alert set: a broker restarted without
+            // persistence would otherwise leave the box's LED wrong.
+            let active: Vec<picket_protocol::Alert> =
+                dev.p.rules.active().into_iter().map(Into::into).collect();
+            if !active.is_empty() {
+                let payload = self.alert_payload(&row.device, active.clone(), self.clock.now());
+                self.pending
+                    .alerts
+                    .push((self.cfg.topics.alert(&row.device), payload));
+            }
+            dev.published = Some(active);
+            self.devices.insert(row.device.clone(), dev);
+            restored += 1;
+        }
+        let ids: Vec<DeviceId> = self.devices.keys().cloned().collect();
+        for id in ids {
+            self.reschedule(&id);
+        }
+        info!(devices = restored, "fleet state restored");
+    }
+
+    fn labels_for(&self, id: &DeviceId) -> BTreeMap<String, String> {
+        self.cfg
+            .labels
+            .iter()
+            .find(|(glob, _)| crate::rules::glob_match(glob, id.as_str()))
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Run until `shutdown`, then store what was received and return.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                msg = self.inbound.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg);
+                    let mut n = 1;
+                    while n < MAX_BATCH {
+                        match self.inbound.try_recv() {
+                            Ok(msg) => self.handle(msg),
+                            Err(_) => break,
+                        }
+                        n += 1;
+                    }
+                }
+                Some(expired) = std::future::poll_fn(|cx| self.timers.poll_expired(cx)) => {
+                    let id = expired.into_inner();
+                    self.timer_keys.remove(&id);
+                    self.tick(&id);
+                }
+                q = self.queries.recv() => {
+                    if let Some(q) = q {
+                        self.answer(q);
+                    }
+                }
+            }
+            if !self.pending.is_empty() {
+                self.flush().await;
+            }
+        }
+        // Whatever was handled is stored (and then acknowledged); messages
+        // still in the channel were never acknowledged: the broker keeps
+        // them for our persistent session.
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        for (id, dev) in &mut self.devices {
+            if dev.dirty {
+                dev.dirty = false;
+                self.pending.batch.state.push(StateRow {
+                    device: id.clone(),
+                    kind: STATE_KIND.into(),
+                    key: String::new(),
+                    value: serde_json::to_string(&dev.p).ok(),
+                });
+            }
+            if dev.seen_dirty {
+                dev.seen_dirty = false;
+                self.pending.batch.devices.push(DeviceRow {
+                    device: id.clone(),
+                    labels: dev.labels.clone(),
+                    model: dev.p.model.clone(),
+                    version: dev.p.version.clone(),
+                    seen: dev.p.presence.last_seen,
+                });
+            }
+        }
+        let commit = std::mem::take(&mut self.pending);
+        if commit.is_empty() {
+            return;
+        }
+        if self.commits.send(commit).await.is_err() {
+            warn!("the store has stopped: nothing more can be stored");
+        }
+    }
+
+    fn device(&mut self, id: &DeviceId) -> &mut Device {
+        if !self.devices.contains_key(id) {
+            let labels = self.labels_for(id);
+            let mut dev = Device::new(labels, Persisted::default());
+            dev.seen_dirty = true;
+            dev.dirty = true;
+            info!(device = %id, "new device");
+            self.devices.insert(id.clone(), dev);
+        }
+        self.devices.get_mut(id).expect("inserted above")
+    }
+
+    /// Re-arm the device's timer at its earliest deadline.
+    fn reschedule(&mut self, id: &DeviceId) {
+        let timeout = self.cfg.presence_timeout.as_millis() as Millis;
+        let Some(dev) = self.devices.get(id) else {
+            return;
+        };
+        let deadline = [dev.p.presence.deadline(timeout), dev.p.rules.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        match (deadline, self.timer_keys.get(id)) {
+            (Some(d), Some(key)) => self.timers.reset_at(key, self.clock.instant_at(d)),
+            (Some(d), None) => {
+                let key = self.timers.insert_at(id.clone(), self.clock.instant_at(d));
+                self.timer_keys.insert(id.clone(), key);
+            }
+            (None, Some(_)) => {
+                if let Some(key) = self.timer_keys.remove(id) {
+                    self.timers.remove(&key);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn tick(&mut self, id: &DeviceId) {
+        let now = self.clock.now();
+        let timeout = self.cfg.presence_timeout.as_millis() as Millis;
+        let outcome = self.device(id).p.presence.apply(Input::Tick { timeout }, now);
+        self.presence_outcome(id, outcome, now);
+        self.evaluate(id, &Observation::Tick, now);
+        self.reschedule(id);
+    }
+
+    /// Record a presence outcome and feed it to the rules.
+    fn presence_outcome(&mut self, id: &DeviceId, outcome: Outcome, now: Millis) {
+        match outcome {
+            Outcome::Changed(c) => {
+                let dev = self.device(id);
+                dev.dirty = true;
+                dev.seen_dirty = true;
+                match c.cause {
+                    Some(cause) => info!(device = %id, reason = cause.as_str(), "offline"),
+                    None => info!(device = %id, "online"),
+                }
+                self.pending.batch.presence.push(PresenceRow {
+                    device: id.clone(),
+                    ts: c.since,
+                    online: c.online,
+                    reason: c.cause.map(|r| r.as_str().to_string()),
+                    session: c.session.clone(),
+                });
+                let obs = Observation::Presence {
+                    online: c.online,
+                    since: c.since,
+                };
+                self.evaluate(id, &obs, now);
+            }
+            Outcome::Unchanged => {}
+            Outcome::StaleWill => {
+                IngestCounters::add(&self.counters.stale_wills, 1);
+                debug!(device = %id, "stale Last Will ignored");
+            }
+        }
+    }
+
+    /// Evaluate the rules on `obs`; record transitions, decide notifications
+    /// and republish the device's alert set when it changed.
+    fn evaluate(&mut self, id: &DeviceId, obs: &Observation<'_>, now: Millis) {
+        let rules = Arc::clone(&self.cfg.rules);
+        let cooldown = self.cfg.cooldown;
+        let dev = self.device(id);
+        let ctx = DeviceCtx {
+            id,
+            labels: &dev.labels,
+        };
+        let transitions = rules.evaluate(&ctx, &mut dev.p.rules, obs, now);
+        if transitions.is_empty() && dev.published.is_some() {
+            return;
+        }
+        dev.dirty = true;
+        let mut notes = Vec::new();
+        let mut rows = Vec::new();
+        for t in &transitions {
+            rows.push(alert_row(id, t));
+            let key = alert_key(t);
+            let change = match t.kind {
+                TransitionKind::Fired => NotifyChange::Fired,
+                TransitionKind::Escalated { .. } => NotifyChange::Escalated,
+                TransitionKind::DeEscalated { .. } => NotifyChange::DeEscalated,
+                TransitionKind::Resolved => NotifyChange::Resolved,
+            };
+            if let Some(state) = dev.p.cooldowns.decide(&key, change, now, cooldown) {
+                notes.push(Notification {
+                    device: id.clone(),
+                    labels: dev.labels.clone(),
+                    rule: t.rule.clone(),
+                    instance: t.instance.clone(),
+                    severity: t.severity,
+                    state,
+                    value: Some(t.value),
+                    message: t.message.clone(),
+                    ts: t.at,
+                });
+            }
+            match t.kind {
+                TransitionKind::Resolved => {
+                    info!(device = %id, rule = %key, "alert resolved")
+                }
+                _ => warn!(device = %id, rule = %key, severity = ?t.severity, message = %t.message, "alert"),
+            }
+        }
+        let active: Vec<picket_protocol::Alert> =
+            dev.p.rules.active().into_iter().map(Into::into).collect();
+        let changed = dev.published.as_ref() != Some(&active);
+        if changed {
+            dev.published = Some(active.clone());
+        }
+        self.pending.batch.alerts.extend(rows);
+        self.pending.notifications.extend(notes);
+        if changed {
+            let payload = self.alert_payload(id, active, now);
+            self.pending.alerts.push((self.cfg.topics.alert(id), payload));
+        }
+    }
+
+    /// The retained alert set's payload; empty (which clears the retained
+    /// message) when there is no active alert.
+    fn alert_payload(&self, id: &DeviceId, alerts: Vec<picket_protocol::Alert>, now: Millis) -> Vec<u8> {
+        if alerts.is_empty() {
+            return Vec::new();
+        }
+        let set = AlertSet {
+            v: VERSION,
+            device: id.clone(),
+            ts: now,
+            alerts,
+        };
+        picket_protocol::encode(&set, self.cfg.format).unwrap_or_default()
+    }
+}
+
+/// The alert's identity within its device: rule, or `rule:instance`.
+fn alert_key(t: &Transition) -> String {
+    match &t.instance {
+        Some(i) => format!("{}:{i}", t.rule),
+        None => t.rule.clone(),
+    }
+}
+
+fn alert_row(id: &DeviceId, t: &Transition) -> AlertRow {
+    let change = match t.kind {
+        TransitionKind::Fired => "fired",
+        TransitionKind::Escalated { .. } => "escalated",
+        TransitionKind::DeEscalated { .. } => "deescalated",
+        TransitionKind::Resolved => "resolved",
+    };
+    AlertRow {
+        device: id.clone(),
+        rule: t.rule.clone(),
+        instance: t.instance.clone(),
+        severity: t.severity,
+        change: change.into(),
+        value: Some(t.value),
+        message: t.message.clone(),
+        ts: t.at,
+    }
+}
+

@@ -1,0 +1,204 @@
+//! The collector's MQTT session: the one task that owns the rumqttc event
+//! loop, and the task that acknowledges what the store has committed.
+//!
+//! The session is persistent (clean session off, stable client id, QoS 1
+//! subscriptions) and acknowledgements are manual: a publish is
+//! acknowledged only after the batch holding it is in SQLite, so whatever
+//! happens to the collector, a message is either stored or still held by
+//! the broker for this session.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use picket_config::BrokerConfig;
+
+use crate::store::Committed;
+
+/// The link's state, for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub connected: bool,
+    pub connects: u64,
+    pub last_error: Option<String>,
+}
+
+/// Connection settings beyond the broker section.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub broker: BrokerConfig,
+    /// Largest MQTT packet accepted (the decoder enforces the payload
+    /// limit again, with a counted refusal).
+    pub max_packet: usize,
+    /// Publishes in flight from the broker to us: how many can wait for a
+    /// commit before the broker pauses the session.
+    pub inflight: u16,
+}
+
+pub struct Link {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    filters: Vec<String>,
+    inbound: mpsc::Sender<Publish>,
+    status: watch::Sender<LinkStatus>,
+}
+
+impl Link {
+    pub fn new(
+        cfg: &LinkConfig,
+        inbound: mpsc::Sender<Publish>,
+        status: watch::Sender<LinkStatus>,
+    ) -> Link {
+        let b = &cfg.broker;
+        let mut opts = MqttOptions::new(&b.client_id, &b.host, b.port);
+        opts.set_keep_alive(b.keep_alive);
+        opts.set_clean_session(false);
+        opts.set_manual_acks(true);
+        opts.set_max_packet_size(cfg.max_packet, cfg.max_packet);
+        opts.set_inflight(cfg.inflight);
+        if let Some((user, pass)) = &b.credentials {
+            opts.set_credentials(user.clone(), pass.clone());
+        }
+        if let Some(tls) = &b.tls {
+            opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::clone(tls))));
+        }
+        // Acks and alert publishes queue here while the loop is busy.
+        let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+        eventloop.network_options.set_connection_timeout(10);
+        let t = &b.topics;
+        let filters = vec![
+            // `+/+` rather than one filter per kind: an unknown kind is
+            // then seen and counted instead of silently missed.
+            t.fleet_filter("+"),
+            t.fleet_filter("reply/+"),
+        ];
+        Link {
+            client,
+            eventloop,
+            filters,
+            inbound,
+            status,
+        }
+    }
+
+    pub fn client(&self) -> AsyncClient {
+        self.client.clone()
+    }
+
+    /// Poll the event loop until `stop`, then disconnect cleanly.
+    pub async fn run(mut self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                ev = self.eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        backoff = Duration::from_millis(500);
+                        info!(session_present = ack.session_present, "connected to the broker");
+                        self.status.send_modify(|s| {
+                            s.connected = true;
+                            s.connects += 1;
+                            s.last_error = None;
+                        });
+                        // Subscribing again on a resumed session is harmless
+                        // and covers a broker that lost it.
+                        for f in &self.filters {
+                            if let Err(e) = self.client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
+                                warn!(filter = %f, error = %e, "subscribe failed");
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if self.inbound.send(p).await.is_err() {
+                            // The engine has stopped: leave the message
+                            // unacknowledged for the next run.
+                            continue;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                            warn!("the broker refused a subscription: check its ACL for the collector");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let msg = describe(&e);
+                        warn!(error = %msg, retry_in = ?backoff, "MQTT connection failed");
+                        self.status.send_modify(|s| {
+                            s.connected = false;
+                            s.last_error = Some(msg);
+                        });
+                        tokio::select! {
+                            _ = &mut stop => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        }
+        self.disconnect().await;
+    }
+
+    async fn disconnect(mut self) {
+        if !self.status.borrow().connected {
+            return;
+        }
+        if self.client.try_disconnect().is_err() {
+            return;
+        }
+        // Let the event loop send what is queued (the last acks) and the
+        // DISCONNECT, but do not hang on a dead connection.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match self.eventloop.poll().await {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        self.status.send_modify(|s| s.connected = false);
+    }
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => format!("broker refused the connection: {code:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Acknowledge what the store committed and publish the alert sets; hand
+/// notifications to the notifier without ever waiting on it.
+pub async fn after_commit(
+    client: AsyncClient,
+    mut done: mpsc::Receiver<Committed>,
+    notify: mpsc::Sender<crate::notify::Notification>,
+) {
+    while let Some(c) = done.recv().await {
+        for p in &c.acks {
+            if let Err(e) = client.ack(p).await {
+                warn!(error = %e, "acknowledgement not sent: the broker will redeliver");
+            }
+        }
+        for (topic, payload) in c.alerts {
+            if let Err(e) = client.publish(topic, QoS::AtLeastOnce, true, payload).await {
+                warn!(error = %e, "alert set not published");
+            }
+        }
+        for n in c.notifications {
+            if notify.try_send(n).is_err() {
+                warn!("notifier queue full: a notification was dropped");
+            }
+        }
+    }
+}
