@@ -283,21 +283,24 @@ fn check_order(
         } else {
             ("below", "above")
         };
+        let origin = |key: &str| {
+            if key.starts_with("rules[") {
+                format!("set in {key}")
+            } else {
+                "built in".to_string()
+            }
+        };
         let (key, reason) = if from[hi].1 >= from[lo].1 {
+            let other = format!("{a}, {}", origin(&from[lo].0));
             (
                 &from[hi].0,
-                format!(
-                    "{b} must be {above} {} ({a}, from {})",
-                    LEVEL_KEYS[lo], from[lo].0
-                ),
+                format!("{b} must be {above} {} ({other})", LEVEL_KEYS[lo]),
             )
         } else {
+            let other = format!("{b}, {}", origin(&from[hi].0));
             (
                 &from[lo].0,
-                format!(
-                    "{a} must be {below} {} ({b}, from {})",
-                    LEVEL_KEYS[hi], from[hi].0
-                ),
+                format!("{a} must be {below} {} ({other})", LEVEL_KEYS[hi]),
             )
         };
         return Err(invalid(
