@@ -79,8 +79,9 @@ pub enum Observation<'a> {
     /// for conditions that are over.
     Sample { points: &'a [Point] },
     /// The device went offline (`online: false`, `since`: when it was last
-    /// heard of) or came back (`online: true`). Pass the return before the
-    /// first sample after it: samples of an offline device are ignored.
+    /// heard of) or came back (`online: true`, `since` unused). Pass the
+    /// return before the first sample after it: samples of an offline
+    /// device are ignored. Repeating either is harmless.
     Presence { online: bool, since: Millis },
     /// Time passed: fires the alerts whose `for` ran out. Call it at
     /// [`DeviceRules::next_deadline`].
