@@ -8,8 +8,9 @@ use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
-use picket_config::{ConfigError, HumanDuration, invalid, read_secret};
+use picket_config::{ConfigError, HumanDuration, invalid, read_file, read_secret};
 use serde::{Deserialize, Serialize};
+use ureq::tls::{Certificate, PemItem, RootCerts, parse_pem};
 
 /// Notifications waiting per channel before new ones are dropped for it.
 pub const DEFAULT_QUEUE: usize = 64;
@@ -43,6 +44,9 @@ pub struct RawWebhook {
     pub timeout: HumanDuration,
     pub retries: u32,
     pub backoff: HumanDuration,
+    /// PEM CA bundle for an `https://` URL; empty: the Mozilla roots
+    /// built into the binary.
+    pub ca_file: String,
 }
 
 impl Default for RawWebhook {
@@ -52,6 +56,7 @@ impl Default for RawWebhook {
             timeout: HumanDuration(Duration::from_secs(10)),
             retries: 5,
             backoff: HumanDuration(Duration::from_secs(1)),
+            ca_file: String::new(),
         }
     }
 }
@@ -113,6 +118,8 @@ pub struct WebhookConfig {
     pub retries: u32,
     /// Wait before the first retry, doubled for each next one.
     pub backoff: Duration,
+    /// The CAs trusted for `https://`.
+    pub roots: RootCerts,
 }
 
 #[derive(Debug, Clone)]
@@ -178,28 +185,53 @@ fn validate_webhook(w: &RawWebhook) -> Result<Option<WebhookConfig>, ConfigError
     if w.url.is_empty() {
         return Ok(None);
     }
-    check_url(&w.url).map_err(|e| invalid("webhook.url", e))?;
+    let https = check_url(&w.url).map_err(|e| invalid("webhook.url", e))?;
+    let roots = if w.ca_file.is_empty() {
+        RootCerts::WebPki
+    } else if !https {
+        return Err(invalid(
+            "webhook.ca_file",
+            "is set but webhook.url is http://: use https://",
+        ));
+    } else {
+        let pem = read_file("webhook.ca_file", &w.ca_file)?;
+        let certs: Vec<Certificate<'static>> = parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(invalid(
+                "webhook.ca_file",
+                format!("no PEM certificate in {}", w.ca_file),
+            ));
+        }
+        RootCerts::from(certs)
+    };
     Ok(Some(WebhookConfig {
         url: w.url.clone(),
         timeout: attempt_timeout("webhook.timeout", w.timeout.0)?,
         retries: retries("webhook.retries", w.retries)?,
         backoff: backoff("webhook.backoff", w.backoff.0)?,
+        roots,
     }))
 }
 
-/// An absolute `http://` or `https://` URL with a host.
-fn check_url(url: &str) -> Result<(), String> {
+/// An absolute `http://` or `https://` URL with a host; true for https.
+fn check_url(url: &str) -> Result<bool, String> {
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => return Err(format!("{url:?} must start with http:// or https://")),
-    }
+    };
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("{url:?} has no host"));
     }
-    Ok(())
+    Ok(https)
 }
 
 fn validate_email(e: &RawEmail) -> Result<Option<EmailConfig>, ConfigError> {
@@ -420,6 +452,9 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "").expect("write");
         let empty = empty.to_string_lossy().to_string();
+        let not_pem = dir.path().join("not-pem");
+        std::fs::write(&not_pem, "not a certificate\n").expect("write");
+        let not_pem = not_pem.to_string_lossy().to_string();
 
         let table: Vec<(&str, RawWebhook, RawEmail)> = vec![
             (
@@ -445,6 +480,33 @@ mod tests {
                 RawWebhook {
                     url: "http://h/".into(),
                     backoff: HumanDuration(Duration::ZERO),
+                    ..RawWebhook::default()
+                },
+                RawEmail::default(),
+            ),
+            (
+                "webhook.ca_file",
+                RawWebhook {
+                    url: "http://h/".into(),
+                    ca_file: empty.clone(),
+                    ..RawWebhook::default()
+                },
+                RawEmail::default(),
+            ),
+            (
+                "webhook.ca_file",
+                RawWebhook {
+                    url: "https://h/".into(),
+                    ca_file: empty.clone(),
+                    ..RawWebhook::default()
+                },
+                RawEmail::default(),
+            ),
+            (
+                "webhook.ca_file",
+                RawWebhook {
+                    url: "https://h/".into(),
+                    ca_file: not_pem.clone(),
                     ..RawWebhook::default()
                 },
                 RawEmail::default(),

@@ -177,7 +177,8 @@ impl ChannelKind {
 /// A configured destination.
 enum Channel {
     Webhook(Webhook),
-    Email(Email),
+    // lettre's transport is large; boxed so the enum is not.
+    Email(Box<Email>),
 }
 
 impl Channel {
@@ -259,7 +260,7 @@ impl Notifier {
             channels.push(Channel::Webhook(Webhook::new(c)));
         }
         if let Some(c) = self.config.email.take() {
-            channels.push(Channel::Email(Email::new(c)));
+            channels.push(Channel::Email(Box::new(Email::new(c))));
         }
         let mut workers = JoinSet::new();
         let mut queues = Vec::new();
@@ -433,7 +434,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retrying_stops_on_success_permanent_error_or_exhaustion() {
         // (outcomes of successive attempts, retries allowed, expected result)
-        let table: [(&[Result<(), bool>], u32, Result<u32, u32>); 5] = [
+        type Case = (&'static [Result<(), bool>], u32, Result<u32, u32>);
+        let table: [Case; 5] = [
             (&[Ok(())], 3, Ok(1)),
             (&[Err(true), Err(true), Ok(())], 3, Ok(3)),
             (&[Err(false), Ok(())], 3, Err(1)),

@@ -49,10 +49,10 @@ impl WebhookError {
     pub fn is_retryable(&self) -> bool {
         match self {
             WebhookError::Status { status, .. } => retryable_status(*status),
+            WebhookError::Http(ureq::Error::Io(e)) => !is_tls_refusal(e),
             WebhookError::Http(e) => matches!(
                 e,
                 ureq::Error::Timeout(_)
-                    | ureq::Error::Io(_)
                     | ureq::Error::ConnectionFailed
                     | ureq::Error::HostNotFound
                     | ureq::Error::Protocol(_)
@@ -61,6 +61,13 @@ impl WebhookError {
             WebhookError::Task(_) | WebhookError::Encode(_) => false,
         }
     }
+}
+
+/// A TLS handshake that failed on its merits (unknown CA, wrong name, no
+/// common protocol): ureq reports it as I/O, but it will fail again.
+fn is_tls_refusal(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
 
 /// 408 (request timeout), 429 (rate limited) and 5xx are the server's
@@ -143,6 +150,7 @@ impl Webhook {
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
             .unversioned_rustls_crypto_provider(provider)
+            .root_certs(config.roots.clone())
             .build();
         let agent = Agent::config_builder()
             .timeout_global(Some(config.timeout))
@@ -298,6 +306,13 @@ mod tests {
             assert_eq!(e.is_retryable(), want, "{status}");
         }
         assert!(WebhookError::Http(ureq::Error::ConnectionFailed).is_retryable());
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(WebhookError::Http(ureq::Error::Io(reset)).is_retryable());
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(!WebhookError::Http(ureq::Error::Io(refused)).is_retryable());
         assert!(!WebhookError::Http(ureq::Error::BadUri("x".into())).is_retryable());
     }
 }

@@ -1,7 +1,9 @@
 //! HTTP servers for webhook tests, on 127.0.0.1 port 0: one that records
-//! POSTs and answers with scripted statuses, one that never answers.
+//! POSTs and answers with scripted statuses, one that never answers, and a
+//! TLS front for `https://` with a CA generated per test.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,10 +12,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// One request the sink received.
 #[derive(Debug, Clone)]
@@ -34,6 +41,7 @@ struct Shared {
 /// Records every POST and answers the scripted statuses in turn.
 pub struct HttpSink {
     pub url: String,
+    pub addr: SocketAddr,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
@@ -55,6 +63,7 @@ impl HttpSink {
         });
         HttpSink {
             url: format!("http://{addr}/hooks/picket"),
+            addr,
             shared,
             task,
         }
@@ -156,4 +165,45 @@ impl Drop for SilentServer {
         // Closes the held connections, so a client still waiting sees EOF.
         self.task.abort();
     }
+}
+
+/// A TLS endpoint (certificate for 127.0.0.1 from a fresh CA) forwarding to
+/// `target`. Returns its port and the CA certificate, PEM.
+pub async fn tls_front(target: SocketAddr) -> (u16, String) {
+    picket_config::tls::install_provider();
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "picket test CA");
+    let ca =
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("CA");
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&key, &ca)
+        .expect("server certificate");
+    let chain = vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).expect("cert")];
+    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key");
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut plain) = TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    (port, ca.pem())
 }

@@ -15,8 +15,9 @@ use picket_collector::notify::{
 use picket_config::HumanDuration;
 use picket_protocol::{DeviceId, Severity};
 use tokio::sync::{mpsc, oneshot};
+use ureq::tls::RootCerts;
 
-use crate::http_sink::{HttpSink, SilentServer};
+use crate::http_sink::{HttpSink, SilentServer, tls_front};
 use crate::smtp_sink::SmtpSink;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -41,6 +42,7 @@ fn webhook(url: &str, timeout: Duration, retries: u32) -> WebhookConfig {
         timeout,
         retries,
         backoff: Duration::from_millis(20),
+        roots: RootCerts::WebPki,
     }
 }
 
@@ -108,10 +110,47 @@ async fn the_webhook_posts_the_alert_as_json() {
 }
 
 #[tokio::test]
+async fn an_https_webhook_trusts_its_ca_file_and_only_that() {
+    let sink = HttpSink::start(&[]).await;
+    let (port, ca) = tls_front(sink.addr).await;
+    let url = format!("https://127.0.0.1:{port}/hooks/picket");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).expect("write CA");
+
+    // Through the real validation, as the collector builds it.
+    let raw = RawWebhook {
+        url: url.clone(),
+        ca_file: ca_file.to_string_lossy().to_string(),
+        ..RawWebhook::default()
+    };
+    let trusted = validate(&RawNotify::default(), &raw, &RawEmail::default())
+        .expect("valid")
+        .webhook
+        .expect("webhook on");
+    let attempts = Webhook::new(trusted)
+        .send(&notification())
+        .await
+        .expect("delivered over TLS");
+    assert_eq!(attempts, 1);
+    assert_eq!(sink.received()[0].json["device"], "pi-cesson-01");
+
+    // With the default (public) roots the same server is refused, once.
+    let failed = Webhook::new(webhook(&url, Duration::from_secs(5), 3))
+        .send(&notification())
+        .await
+        .expect_err("unknown CA");
+    assert_eq!(failed.attempts, 1, "{}", failed.error);
+    assert!(!failed.error.is_retryable(), "{}", failed.error);
+    assert_eq!(sink.received().len(), 1);
+}
+
+#[tokio::test]
 async fn the_webhook_retries_what_the_server_may_fix_and_nothing_else() {
     // (statuses answered in turn, retries allowed, Ok(attempts) or
     // Err(attempts, final status))
-    let table: [(&[u16], u32, Result<u32, (u32, u16)>); 6] = [
+    type Case = (&'static [u16], u32, Result<u32, (u32, u16)>);
+    let table: [Case; 6] = [
         (&[500, 500, 200], 5, Ok(3)),
         (&[429, 503, 408, 204], 5, Ok(4)),
         (&[400], 5, Err((1, 400))),
