@@ -7,6 +7,29 @@
 //! task and bounded queue: a slow or dead webhook never delays the e-mail,
 //! and nothing ever blocks the engine (a full queue drops, and counts).
 //!
+//! # Configuration
+//! ```toml
+//! [notify]
+//! cooldown = "1h"          # see Cooldowns
+//! [webhook]
+//! url = ""                 # http(s)://...; empty: no webhook
+//! timeout = "10s"          # per attempt
+//! retries = 5              # after the first attempt
+//! backoff = "1s"           # before the first retry, doubling, at most 5m
+//! ca_file = ""             # PEM CAs for https; empty: built-in Mozilla roots
+//! [email]
+//! host = ""                # empty: no e-mail
+//! port = 0                 # 0: 587 starttls, 465 tls, 25 plain
+//! tls = "starttls"         # starttls (required), tls (implicit), plain
+//! username = ""
+//! password_file = ""       # first line is the password
+//! from = "picket@localhost"
+//! to = []                  # PICKET_EMAIL_TO=a@x,b@y
+//! timeout = "30s"          # per attempt, the whole SMTP session
+//! retries = 3
+//! backoff = "1s"
+//! ```
+//!
 //! # Layout
 //! - [`cooldown`]: the pure policy deciding what to notify.
 //! - [`config`]: the `[notify]`, `[webhook]` and `[email]` sections.
