@@ -12,6 +12,7 @@ use picket_protocol::Severity;
 use super::{ApiError, AppState, Peer, Role, ask, authorize};
 use crate::fleet::counters::{IngestCounters, Refused};
 use crate::fleet::query::{DeviceSummary, Query};
+use crate::notify::NotifyCounters;
 
 pub async fn metrics(
     State(state): State<AppState>,
@@ -29,7 +30,7 @@ pub async fn metrics(
     let connected = state.link.borrow().connected;
     out.family("picket_broker_connected", "gauge", "1 while the collector's MQTT session is up.");
     out.sample("picket_broker_connected", &[], if connected { 1.0 } else { 0.0 });
-    state.notify.expose(&mut out);
+    notifications(&mut out, &state.notify);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         out.text,
@@ -154,6 +155,36 @@ fn per_device(out: &mut Exposition, devices: &[DeviceSummary]) {
                 out.sample(name, &[("device", d.id.as_str())], v);
             }
         }
+    }
+}
+
+fn notifications(out: &mut Exposition, n: &NotifyCounters) {
+    use std::sync::atomic::Ordering::Relaxed;
+    out.family(
+        "picket_notifications_total",
+        "counter",
+        "Notifications by channel and outcome (dropped: the channel's queue was full).",
+    );
+    for (channel, c) in n.channels() {
+        for (result, v) in [("sent", &c.sent), ("failed", &c.failed), ("dropped", &c.dropped)] {
+            out.sample(
+                "picket_notifications_total",
+                &[("channel", channel), ("result", result)],
+                v.load(Relaxed) as f64,
+            );
+        }
+    }
+    out.family(
+        "picket_notification_retries_total",
+        "counter",
+        "Delivery attempts after the first, by channel.",
+    );
+    for (channel, c) in n.channels() {
+        out.sample(
+            "picket_notification_retries_total",
+            &[("channel", channel)],
+            c.retries.load(Relaxed) as f64,
+        );
     }
 }
 

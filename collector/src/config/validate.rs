@@ -14,6 +14,7 @@ use super::{ApiAuth, Config};
 use crate::broker::EmbeddedConfig;
 use crate::fleet::EngineConfig;
 use crate::link::LinkConfig;
+use crate::rules::Glob;
 
 fn socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
     s.parse()
@@ -120,9 +121,8 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
 
     let mut labels = Vec::new();
     for (i, l) in raw.labels.iter().enumerate() {
-        if l.devices.is_empty() {
-            return Err(invalid(&format!("labels[{i}].devices"), "must be a device id or glob"));
-        }
+        let glob = Glob::check_device(&l.devices)
+            .map_err(|e| invalid(&format!("labels[{i}].devices"), e))?;
         for k in l.labels.keys() {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(invalid(
@@ -131,7 +131,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
                 ));
             }
         }
-        labels.push((l.devices.clone(), l.labels.clone()));
+        labels.push((glob, l.labels.clone()));
     }
 
     let rules = crate::rules::build(&raw.rules)?;

@@ -37,7 +37,7 @@ use picket_protocol::{AlertSet, DeviceId, Format, Topics, VERSION};
 use crate::history::{AlertRow, DeviceRow, PresenceRow, Snapshot, StateRow, WriteBatch};
 use crate::model::Millis;
 use crate::notify::{Change as NotifyChange, Notification};
-use crate::rules::{DeviceCtx, Observation, RuleSet, Transition, TransitionKind};
+use crate::rules::{DeviceCtx, Glob, Observation, RuleSet, Transition, TransitionKind};
 
 use clock::Clock;
 use counters::IngestCounters;
@@ -54,7 +54,7 @@ pub struct EngineConfig {
     pub cooldown: Duration,
     pub rules: Arc<RuleSet>,
     /// Labels by device-id glob, first match wins.
-    pub labels: Vec<(String, BTreeMap<String, String>)>,
+    pub labels: Vec<(Glob, BTreeMap<String, String>)>,
     /// Encoding of the retained alert sets the engine publishes.
     pub format: Format,
 }
@@ -169,7 +169,7 @@ impl Engine {
         self.cfg
             .labels
             .iter()
-            .find(|(glob, _)| crate::rules::glob_match(glob, id.as_str()))
+            .find(|(glob, _)| glob.matches(id.as_str()))
             .map(|(_, l)| l.clone())
             .unwrap_or_default()
     }
@@ -346,7 +346,7 @@ impl Engine {
             let change = match t.kind {
                 TransitionKind::Fired => NotifyChange::Fired,
                 TransitionKind::Escalated { .. } => NotifyChange::Escalated,
-                TransitionKind::DeEscalated { .. } => NotifyChange::DeEscalated,
+                TransitionKind::DeEscalated { .. } => NotifyChange::Deescalated,
                 TransitionKind::Resolved => NotifyChange::Resolved,
             };
             if let Some(state) = dev.p.cooldowns.decide(&key, change, now, cooldown) {

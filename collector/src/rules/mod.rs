@@ -41,7 +41,7 @@ pub use build::build;
 pub use config::{Amount, RawOverride, RawRule};
 pub use defaults::default_rules;
 pub use eval::DeviceRules;
-pub use select::OFFLINE;
+pub use select::{Glob, OFFLINE};
 
 use message::Template;
 use select::{Glob, Selector};

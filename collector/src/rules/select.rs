@@ -10,10 +10,10 @@ pub const OFFLINE: &str = "offline";
 /// A glob over a whole string: `*` matches any run of characters (`/`
 /// included), `?` exactly one; everything else matches itself.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Glob(Vec<char>);
+pub struct Glob(Vec<char>);
 
 impl Glob {
-    pub(crate) fn parse(s: &str) -> Result<Glob, String> {
+    pub fn parse(s: &str) -> Result<Glob, String> {
         if s.is_empty() {
             return Err("an empty pattern matches nothing".into());
         }
@@ -31,7 +31,7 @@ impl Glob {
         Ok(Glob(s.chars().collect()))
     }
 
-    pub(crate) fn matches(&self, text: &str) -> bool {
+    pub fn matches(&self, text: &str) -> bool {
         let pat = &self.0;
         let text: Vec<char> = text.chars().collect();
         let (mut p, mut t) = (0, 0);
@@ -64,7 +64,7 @@ impl Glob {
 
     /// Whether this glob could match a device id at all (ids are
     /// `[A-Za-z0-9_.-]`), so a typo in `devices` is caught at start-up.
-    pub(crate) fn check_device(s: &str) -> Result<Glob, String> {
+    pub fn check_device(s: &str) -> Result<Glob, String> {
         let glob = Glob::parse(s)?;
         if let Some(c) = s
             .chars()
