@@ -112,10 +112,9 @@ mod tests {
 
     #[test]
     fn reads_toml() {
-        let raw: RawHistory = toml::from_str(
-            "path = \"/tmp/h.db\"\nretention = \"7d\"\nsynchronous = \"normal\"",
-        )
-        .expect("toml");
+        let raw: RawHistory =
+            toml::from_str("path = \"/tmp/h.db\"\nretention = \"7d\"\nsynchronous = \"normal\"")
+                .expect("toml");
         let c = raw.validate().expect("valid");
         assert_eq!(c.path, PathBuf::from("/tmp/h.db"));
         assert_eq!(c.retention, Duration::from_secs(7 * 86_400));

@@ -59,7 +59,11 @@ pub enum HistoryError {
         "{path} has history schema version {found}, this build knows up to {known} \
          (a newer collector wrote it, or the writer has not created it yet)"
     )]
-    Schema { path: PathBuf, found: i64, known: i64 },
+    Schema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("{what} {value} is out of range")]
     OutOfRange { what: &'static str, value: String },
     #[error("invalid query: {0}")]

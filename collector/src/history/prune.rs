@@ -79,7 +79,9 @@ fn prune_points(
             .query_row(params![device, metric, cutoff, budget as i64], |r| r.get(0))
             .optional()?;
         let deleted = tx
-            .prepare_cached("DELETE FROM point WHERE device_id = ?1 AND metric_id = ?2 AND ts < ?3")?
+            .prepare_cached(
+                "DELETE FROM point WHERE device_id = ?1 AND metric_id = ?2 AND ts < ?3",
+            )?
             .execute(params![device, metric, bound.unwrap_or(cutoff)])?;
         budget -= deleted.min(budget);
         if budget == 0 {

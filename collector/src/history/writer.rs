@@ -325,7 +325,12 @@ fn correct(ids: &mut Ids<'_>, c: &Correction) -> Result<usize, HistoryError> {
             "INSERT OR REPLACE INTO point (device_id, metric_id, ts, value) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for (metric, _, mono, value) in &pending {
-            insert.execute(params![device, metric, corrected(*mono, c.offset_ms), value])?;
+            insert.execute(params![
+                device,
+                metric,
+                corrected(*mono, c.offset_ms),
+                value
+            ])?;
         }
     }
     ids.tx
