@@ -92,7 +92,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_values() {
-        let table: [(fn(&mut RawHistory), &str); 5] = [
+        type Change = fn(&mut RawHistory);
+        let table: [(Change, &str); 5] = [
             (|r| r.path.clear(), "history.path"),
             (
                 |r| r.retention = HumanDuration(Duration::from_secs(60)),

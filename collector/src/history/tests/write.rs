@@ -115,7 +115,7 @@ fn every_kind_of_row_round_trips() {
         first_seen: 1_000,
         last_seen: 1_000,
     };
-    assert_eq!(r.devices().expect("devices"), [record.clone()]);
+    assert_eq!(r.devices().expect("devices"), std::slice::from_ref(&record));
 
     let db = db.reopen();
     assert_eq!(db.snapshot.devices, [record]);
