@@ -1,0 +1,277 @@
+//! The database layout, its migrations, and how connections are opened.
+//!
+//! # Tables
+//! - `device` and `metric`: dictionaries, so the big table stores integers.
+//!   `device` also holds what the engine learnt about a device;
+//!   `device_label` its labels.
+//! - `point`: one value of one metric of one device at one time, keyed
+//!   `(device_id, metric_id, ts)` in a `WITHOUT ROWID` table: the rows of one
+//!   series are contiguous in the B-tree, so a range query of one series is
+//!   a single index range scan whatever the size of the fleet, and a point
+//!   written twice (a redelivered message) is stored once.
+//! - `unsynced_point`: which points were stamped by a clock that was not
+//!   synchronised yet, with their monotonic time, until a correction moves
+//!   them. Events keep the same two columns inline (`boot`, `mono`), NULL
+//!   once synchronised.
+//! - `event`, `presence`, `alert_log`: small append-mostly logs.
+//! - `state`: the engine's opaque JSON state, by device, kind and key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::HistoryError;
+
+/// Written into the header (`PRAGMA application_id`) so a database of
+/// another program is recognised instead of migrated: "pkt1".
+const APPLICATION_ID: i32 = 0x706b_7431;
+
+/// Migration `i` brings the schema from `user_version` `i` to `i + 1`.
+/// Never edit a released migration: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE device (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    first_seen INTEGER,
+    last_seen INTEGER,
+    model TEXT,
+    version TEXT
+);
+CREATE TABLE device_label (
+    device_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (device_id, key)
+) WITHOUT ROWID;
+CREATE TABLE metric (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE point (
+    device_id INTEGER NOT NULL,
+    metric_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (device_id, metric_id, ts)
+) WITHOUT ROWID;
+CREATE TABLE unsynced_point (
+    device_id INTEGER NOT NULL,
+    boot TEXT NOT NULL,
+    metric_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    mono INTEGER NOT NULL,
+    PRIMARY KEY (device_id, boot, metric_id, ts)
+) WITHOUT ROWID;
+CREATE TABLE event (
+    device_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    boot TEXT,
+    mono INTEGER,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX event_by_device_time ON event (device_id, ts);
+CREATE INDEX event_by_time ON event (ts);
+CREATE INDEX event_unsynced ON event (device_id, boot) WHERE boot IS NOT NULL;
+CREATE TABLE presence (
+    id INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    online INTEGER NOT NULL,
+    reason TEXT,
+    session TEXT
+);
+CREATE INDEX presence_by_device_time ON presence (device_id, ts);
+CREATE INDEX presence_by_time ON presence (ts);
+CREATE TABLE alert_log (
+    id INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    instance TEXT,
+    severity TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    change TEXT NOT NULL,
+    value REAL,
+    message TEXT NOT NULL
+);
+CREATE INDEX alert_by_device_time ON alert_log (device_id, ts);
+CREATE INDEX alert_by_time ON alert_log (ts);
+CREATE TABLE state (
+    device_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (device_id, kind, key)
+) WITHOUT ROWID;
+"#];
+
+/// The schema version this build writes and reads.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a connection waits for a lock before failing. Readers never
+/// block the writer in WAL mode; this covers checkpoints and a second
+/// process opening the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The writer's page cache. The hot part of `point` is the last leaf page
+/// of every series (about 20 series per device), so 1,000 devices touch
+/// some 80 MiB of pages in turn; SQLite's 2 MiB default would re-read most
+/// of them from the OS on every commit.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
+/// The WAL is truncated back to this size after a checkpoint, so a burst
+/// (a fleet replaying its backlog) does not leave a large file behind.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// When a commit is on disk. The collector acknowledges a message to the
+/// broker only after the commit that holds it returned, and the broker then
+/// forgets the message, so this decides what a power cut of the collector
+/// host costs (a crash of the process alone loses nothing either way: the
+/// WAL is in the OS page cache).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous = FULL`: every commit fsyncs the WAL before returning.
+    /// A power cut loses nothing that was acknowledged. The default: it
+    /// costs one fsync per commit (see `bench/RESULTS.md`), and the
+    /// collector commits batches, not single messages.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: the WAL is fsynced only at checkpoints. A
+    /// power cut keeps the database consistent but may roll back the last
+    /// commits, whose messages the broker will not send again: history since
+    /// the last checkpoint (about 1,000 pages of changes) is lost.
+    Normal,
+}
+
+/// Open (creating if needed) the database for writing and bring its schema
+/// up to date.
+pub(super) fn open_writer(path: &Path, durability: Durability) -> Result<Connection, HistoryError> {
+    check_directory(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, e))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+        .map_err(|e| open_error(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(HistoryError::NotHistory {
+            path: path.to_path_buf(),
+            reason: format!("cannot use write-ahead logging here (journal mode {mode})"),
+        });
+    }
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    migrate(&conn, path)?;
+    Ok(conn)
+}
+
+/// Open an existing database read-only, refusing a schema this build does
+/// not know.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, HistoryError> {
+    check_directory(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, e))?;
+    let (app, version) = identity(&conn, path)?;
+    if app != APPLICATION_ID || version != VERSION {
+        return Err(HistoryError::Schema {
+            path: path.to_path_buf(),
+            found: version,
+            known: VERSION,
+        });
+    }
+    Ok(conn)
+}
+
+fn check_directory(path: &Path) -> Result<(), HistoryError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => return Ok(()),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(HistoryError::NoDirectory {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+fn open_error(path: &Path, source: rusqlite::Error) -> HistoryError {
+    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+        HistoryError::NotADatabase {
+            path: path.to_path_buf(),
+        }
+    } else {
+        HistoryError::Open {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+fn identity(conn: &Connection, path: &Path) -> Result<(i32, i64), HistoryError> {
+    let app: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| open_error(path, e))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| open_error(path, e))?;
+    Ok((app, version))
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), HistoryError> {
+    let (app, version) = identity(conn, path)?;
+    if app == 0 && version == 0 {
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        if tables > 0 {
+            return Err(HistoryError::NotHistory {
+                path: path.to_path_buf(),
+                reason: "it is an SQLite database of another program".into(),
+            });
+        }
+    } else if app != APPLICATION_ID {
+        return Err(HistoryError::NotHistory {
+            path: path.to_path_buf(),
+            reason: format!("it belongs to another program (application id {app:#x})"),
+        });
+    }
+    if !(0..=VERSION).contains(&version) {
+        return Err(HistoryError::Schema {
+            path: path.to_path_buf(),
+            found: version,
+            known: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = i as i64 + 1;
+        // The version moves with the tables in one transaction: a crash
+        // mid-migration leaves the previous version, not half of the next.
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;\n{sql}\nPRAGMA application_id = {APPLICATION_ID};\n\
+             PRAGMA user_version = {next};\nCOMMIT;"
+        ))
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        })?;
+    }
+    Ok(())
+}

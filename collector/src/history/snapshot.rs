@@ -1,0 +1,124 @@
+//! What the engine reads at start-up: devices, their state, pending
+//! corrections and last presence.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, Row};
+
+use super::rows::{DeviceRecord, PresenceRow, Snapshot, StateEntry};
+use super::{HistoryError, device_id, millis};
+use picket_protocol::DeviceId;
+
+pub(super) fn read(conn: &Connection) -> Result<Snapshot, HistoryError> {
+    Ok(Snapshot {
+        devices: devices(conn)?,
+        state: state(conn)?,
+        pending: pending(conn)?,
+        presence: last_presence(conn)?,
+    })
+}
+
+/// Devices with a record (a device only named by data rows has none).
+pub(super) fn devices(conn: &Connection) -> Result<Vec<DeviceRecord>, HistoryError> {
+    let mut labels: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare_cached("SELECT device_id, key, value FROM device_label")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            labels
+                .entry(r.get(0)?)
+                .or_default()
+                .insert(r.get(1)?, r.get(2)?);
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, model, version, first_seen, last_seen FROM device
+         WHERE first_seen IS NOT NULL ORDER BY name",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        out.push(DeviceRecord {
+            device: device_id(r.get(1)?)?,
+            labels: labels.remove(&id).unwrap_or_default(),
+            model: r.get(2)?,
+            version: r.get(3)?,
+            first_seen: millis(r.get(4)?)?,
+            last_seen: millis(r.get(5)?)?,
+        });
+    }
+    Ok(out)
+}
+
+fn state(conn: &Connection) -> Result<BTreeMap<DeviceId, Vec<StateEntry>>, HistoryError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device.name, kind, key, value FROM state
+         JOIN device ON device.id = state.device_id
+         ORDER BY device.name, kind, key",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out: BTreeMap<DeviceId, Vec<StateEntry>> = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        out.entry(device_id(r.get(0)?)?)
+            .or_default()
+            .push(StateEntry {
+                kind: r.get(1)?,
+                key: r.get(2)?,
+                value: r.get(3)?,
+            });
+    }
+    Ok(out)
+}
+
+fn pending(conn: &Connection) -> Result<Vec<(DeviceId, String)>, HistoryError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device.name, p.boot FROM
+            (SELECT DISTINCT device_id, boot FROM unsynced_point
+             UNION
+             SELECT DISTINCT device_id, boot FROM event WHERE boot IS NOT NULL) p
+         JOIN device ON device.id = p.device_id
+         ORDER BY device.name, p.boot",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push((device_id(r.get(0)?)?, r.get(1)?));
+    }
+    Ok(out)
+}
+
+fn last_presence(conn: &Connection) -> Result<BTreeMap<DeviceId, PresenceRow>, HistoryError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device.name, p.ts, p.online, p.reason, p.session
+         FROM device JOIN presence p ON p.id =
+            (SELECT id FROM presence q WHERE q.device_id = device.id
+             ORDER BY ts DESC, id DESC LIMIT 1)",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let device = device_id(r.get(0)?)?;
+        out.insert(device.clone(), presence_row_at(device, r, 1)?);
+    }
+    Ok(out)
+}
+
+/// A presence row from `ts, online, reason, session` at columns 0..4.
+pub(super) fn presence_row(device: DeviceId, r: &Row<'_>) -> Result<PresenceRow, HistoryError> {
+    presence_row_at(device, r, 0)
+}
+
+fn presence_row_at(
+    device: DeviceId,
+    r: &Row<'_>,
+    first: usize,
+) -> Result<PresenceRow, HistoryError> {
+    Ok(PresenceRow {
+        device,
+        ts: millis(r.get(first)?)?,
+        online: r.get(first + 1)?,
+        reason: r.get(first + 2)?,
+        session: r.get(first + 3)?,
+    })
+}

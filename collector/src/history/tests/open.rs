@@ -1,0 +1,113 @@
+use rusqlite::Connection;
+
+use super::*;
+use crate::history::{HistoryError, SCHEMA_VERSION};
+
+#[test]
+fn migrates_an_empty_file_and_reopens_an_existing_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("h.db");
+    // An empty file (zero bytes) is an empty SQLite database.
+    std::fs::write(&path, b"").expect("write");
+    let (mut writer, snapshot) = open(&path).expect("open");
+    assert_eq!(snapshot, Snapshot::default());
+    writer
+        .commit(&WriteBatch {
+            samples: vec![sample("pi-1", 1, 1_000, &[("cpu", 1.0)])],
+            ..WriteBatch::default()
+        })
+        .expect("commit");
+    drop(writer);
+
+    let conn = Connection::open(&path).expect("sqlite");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, SCHEMA_VERSION);
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+    drop(conn);
+
+    let (_writer, _) = open(&path).expect("reopen");
+    let r = Reader::open(&path).expect("reader");
+    assert_eq!(series(&r, "pi-1", "cpu"), [(1_000, 1.0)]);
+}
+
+#[test]
+fn creates_a_missing_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.db");
+    open(&path).expect("open");
+    assert!(path.exists());
+}
+
+#[test]
+fn clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let missing = dir.path().join("no/such/dir/h.db");
+    let err = open(&missing).map(|_| ()).expect_err("missing directory");
+    assert!(matches!(err, HistoryError::NoDirectory { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("directory does not exist"),
+        "{err}"
+    );
+    let err = Reader::open(&missing)
+        .map(|_| ())
+        .expect_err("missing directory");
+    assert!(matches!(err, HistoryError::NoDirectory { .. }), "{err:?}");
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "this is not a database, just some text\n".repeat(100),
+    )
+    .expect("write");
+    let err = open(&text).map(|_| ()).expect_err("not a database");
+    assert!(matches!(err, HistoryError::NotADatabase { .. }), "{err:?}");
+    assert!(err.to_string().contains("not an SQLite database"), "{err}");
+    let err = Reader::open(&text).map(|_| ()).expect_err("not a database");
+    assert!(matches!(err, HistoryError::NotADatabase { .. }), "{err:?}");
+
+    let foreign = dir.path().join("other.db");
+    Connection::open(&foreign)
+        .expect("sqlite")
+        .execute_batch("CREATE TABLE t (x)")
+        .expect("create");
+    let err = open(&foreign).map(|_| ()).expect_err("foreign database");
+    assert!(matches!(err, HistoryError::NotHistory { .. }), "{err:?}");
+
+    let newer = dir.path().join("newer.db");
+    drop(open(&newer).expect("open"));
+    Connection::open(&newer)
+        .expect("sqlite")
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("bump");
+    let err = open(&newer).map(|_| ()).expect_err("newer schema");
+    assert!(matches!(err, HistoryError::Schema { found, .. } if found == SCHEMA_VERSION + 1));
+    let err = Reader::open(&newer).map(|_| ()).expect_err("newer schema");
+    assert!(matches!(err, HistoryError::Schema { .. }), "{err:?}");
+
+    // A reader needs the writer to have created the database.
+    let err = Reader::open(&dir.path().join("absent.db"))
+        .map(|_| ())
+        .expect_err("absent");
+    assert!(matches!(err, HistoryError::Open { .. }), "{err:?}");
+}
+
+#[test]
+fn refuses_times_sqlite_cannot_hold() {
+    let mut db = Db::new();
+    let err = db
+        .writer
+        .commit(&WriteBatch {
+            samples: vec![sample("pi-1", 1, u64::MAX, &[("cpu", 1.0)])],
+            ..WriteBatch::default()
+        })
+        .expect_err("out of range");
+    assert!(matches!(err, HistoryError::OutOfRange { .. }), "{err:?}");
+    let err = db.writer.prune(u64::MAX, 10).expect_err("out of range");
+    assert!(matches!(err, HistoryError::OutOfRange { .. }), "{err:?}");
+}

@@ -1,0 +1,392 @@
+//! The single writer: applies a [`WriteBatch`] in one transaction.
+
+use std::collections::HashMap;
+
+use picket_protocol::DeviceId;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::rows::{
+    AlertRow, CommitStats, Correction, DeviceRow, EventRow, PresenceRow, SampleRows, StateRow,
+    WriteBatch,
+};
+use super::{HistoryError, severity_str, to_i64};
+
+/// Owns the only read-write connection. Dictionary ids are cached: this is
+/// the only process that writes them, so the cache cannot go stale, except
+/// when a transaction that created ids rolls back (then it is dropped).
+pub struct Writer {
+    pub(super) conn: Connection,
+    pub(super) devices: HashMap<DeviceId, i64>,
+    pub(super) metrics: HashMap<String, i64>,
+    /// Where the last [`Writer::prune`] stopped in the `point` table: the
+    /// series `(device_id, metric_id)` to continue from.
+    pub(super) prune_cursor: Option<(i64, i64)>,
+}
+
+impl Writer {
+    pub(super) fn new(conn: Connection) -> Self {
+        Writer {
+            conn,
+            devices: HashMap::new(),
+            metrics: HashMap::new(),
+            prune_cursor: None,
+        }
+    }
+
+    /// Apply `batch` in one transaction: either all of it is stored, or
+    /// nothing is and the error says why. With [`super::Durability::Full`]
+    /// it is on disk when this returns.
+    pub fn commit(&mut self, batch: &WriteBatch) -> Result<CommitStats, HistoryError> {
+        let result = self.commit_inner(batch);
+        if result.is_err() {
+            self.devices.clear();
+            self.metrics.clear();
+        }
+        result
+    }
+
+    fn commit_inner(&mut self, batch: &WriteBatch) -> Result<CommitStats, HistoryError> {
+        let Writer {
+            conn,
+            devices,
+            metrics,
+            ..
+        } = self;
+        // IMMEDIATE takes the write lock up front, so a busy database is
+        // reported (after the busy timeout) before any work is done.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ids = Ids {
+            tx: &tx,
+            devices,
+            metrics,
+        };
+        let mut stats = CommitStats::default();
+        for d in &batch.devices {
+            upsert_device(&mut ids, d)?;
+        }
+        for s in &batch.samples {
+            stats.points += insert_sample(&mut ids, s)?;
+        }
+        for e in &batch.events {
+            stats.events += insert_event(&mut ids, e)?;
+        }
+        for p in &batch.presence {
+            insert_presence(&mut ids, p)?;
+        }
+        for a in &batch.alerts {
+            insert_alert(&mut ids, a)?;
+        }
+        for s in &batch.state {
+            put_state(&mut ids, s)?;
+        }
+        for c in &batch.corrections {
+            stats.corrected += correct(&mut ids, c)?;
+        }
+        for d in &batch.forget {
+            stats.forgotten += forget(&mut ids, d)?;
+        }
+        tx.commit()?;
+        Ok(stats)
+    }
+}
+
+/// Dictionary lookups inside a transaction.
+struct Ids<'a> {
+    tx: &'a Transaction<'a>,
+    devices: &'a mut HashMap<DeviceId, i64>,
+    metrics: &'a mut HashMap<String, i64>,
+}
+
+impl Ids<'_> {
+    fn device(&mut self, device: &DeviceId) -> Result<i64, HistoryError> {
+        if let Some(&id) = self.devices.get(device) {
+            return Ok(id);
+        }
+        let id = dictionary(self.tx, "device", device.as_str())?;
+        self.devices.insert(device.clone(), id);
+        Ok(id)
+    }
+
+    fn known_device(&mut self, device: &DeviceId) -> Result<Option<i64>, HistoryError> {
+        if let Some(&id) = self.devices.get(device) {
+            return Ok(Some(id));
+        }
+        Ok(self
+            .tx
+            .prepare_cached("SELECT id FROM device WHERE name = ?1")?
+            .query_row([device.as_str()], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn metric(&mut self, name: &str) -> Result<i64, HistoryError> {
+        if let Some(&id) = self.metrics.get(name) {
+            return Ok(id);
+        }
+        let id = dictionary(self.tx, "metric", name)?;
+        self.metrics.insert(name.to_string(), id);
+        Ok(id)
+    }
+}
+
+fn dictionary(tx: &Transaction<'_>, table: &str, name: &str) -> Result<i64, HistoryError> {
+    let found: Option<i64> = tx
+        .prepare_cached(&format!("SELECT id FROM {table} WHERE name = ?1"))?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    tx.prepare_cached(&format!("INSERT INTO {table} (name) VALUES (?1)"))?
+        .execute([name])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn upsert_device(ids: &mut Ids<'_>, d: &DeviceRow) -> Result<(), HistoryError> {
+    let id = ids.device(&d.device)?;
+    let seen = to_i64("seen", d.seen)?;
+    ids.tx
+        .prepare_cached(
+            "UPDATE device SET
+                first_seen = coalesce(first_seen, ?2),
+                last_seen = max(coalesce(last_seen, ?2), ?2),
+                model = coalesce(?3, model),
+                version = coalesce(?4, version)
+             WHERE id = ?1",
+        )?
+        .execute(params![id, seen, d.model, d.version])?;
+    if !d.labels.is_empty() {
+        ids.tx
+            .prepare_cached("DELETE FROM device_label WHERE device_id = ?1")?
+            .execute([id])?;
+        let mut insert = ids.tx.prepare_cached(
+            "INSERT INTO device_label (device_id, key, value) VALUES (?1, ?2, ?3)",
+        )?;
+        for (k, v) in &d.labels {
+            insert.execute(params![id, k, v])?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_sample(ids: &mut Ids<'_>, s: &SampleRows) -> Result<usize, HistoryError> {
+    let device = ids.device(&s.device)?;
+    let ts = to_i64("sample time", s.ts)?;
+    let mono = match &s.unsynced {
+        Some(u) => Some((u.boot.as_str(), to_i64("monotonic time", u.mono)?)),
+        None => None,
+    };
+    let mut written = 0;
+    for p in &s.points {
+        let metric = ids.metric(p.metric.as_str())?;
+        // REPLACE: the latest write of a (device, metric, ts) wins, and a
+        // redelivered sample rewrites the same row instead of adding one.
+        written += ids
+            .tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO point (device_id, metric_id, ts, value)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![device, metric, ts, p.value])?;
+        if let Some((boot, mono)) = mono {
+            ids.tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO unsynced_point (device_id, boot, metric_id, ts, mono)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![device, boot, metric, ts, mono])?;
+        }
+    }
+    Ok(written)
+}
+
+fn insert_event(ids: &mut Ids<'_>, e: &EventRow) -> Result<usize, HistoryError> {
+    let device = ids.device(&e.device)?;
+    let (boot, mono) = match &e.unsynced {
+        Some(u) => (
+            Some(u.boot.as_str()),
+            Some(to_i64("monotonic time", u.mono)?),
+        ),
+        None => (None, None),
+    };
+    Ok(ids
+        .tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO event (device_id, seq, ts, kind, body, boot, mono)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            device,
+            to_i64("event seq", e.seq)?,
+            to_i64("event time", e.ts)?,
+            e.kind,
+            e.body.to_string(),
+            boot,
+            mono
+        ])?)
+}
+
+fn insert_presence(ids: &mut Ids<'_>, p: &PresenceRow) -> Result<(), HistoryError> {
+    let device = ids.device(&p.device)?;
+    ids.tx
+        .prepare_cached(
+            "INSERT INTO presence (device_id, ts, online, reason, session)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            device,
+            to_i64("presence time", p.ts)?,
+            p.online,
+            p.reason,
+            p.session
+        ])?;
+    Ok(())
+}
+
+fn insert_alert(ids: &mut Ids<'_>, a: &AlertRow) -> Result<(), HistoryError> {
+    let device = ids.device(&a.device)?;
+    ids.tx
+        .prepare_cached(
+            "INSERT INTO alert_log (device_id, ts, rule, instance, severity, change, value, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            device,
+            to_i64("alert time", a.ts)?,
+            a.rule,
+            a.instance,
+            severity_str(a.severity),
+            a.change,
+            a.value,
+            a.message
+        ])?;
+    Ok(())
+}
+
+fn put_state(ids: &mut Ids<'_>, s: &StateRow) -> Result<(), HistoryError> {
+    match &s.value {
+        Some(value) => {
+            let device = ids.device(&s.device)?;
+            ids.tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO state (device_id, kind, key, value)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![device, s.kind, s.key, value])?;
+        }
+        None => {
+            if let Some(device) = ids.known_device(&s.device)? {
+                ids.tx
+                    .prepare_cached(
+                        "DELETE FROM state WHERE device_id = ?1 AND kind = ?2 AND key = ?3",
+                    )?
+                    .execute(params![device, s.kind, s.key])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Corrected time of a row taken `mono` ms after boot. Saturates at 0 (an
+/// offset that would put a row before 1970 is nonsense from the device, and
+/// refusing it would make every retry of the batch fail too).
+fn corrected(mono: i64, offset_ms: i64) -> i64 {
+    mono.saturating_add(offset_ms).max(0)
+}
+
+fn correct(ids: &mut Ids<'_>, c: &Correction) -> Result<usize, HistoryError> {
+    let Some(device) = ids.known_device(&c.device)? else {
+        return Ok(0);
+    };
+    let pending: Vec<(i64, i64, i64, f64)> = ids
+        .tx
+        .prepare_cached(
+            "SELECT u.metric_id, u.ts, u.mono, p.value
+             FROM unsynced_point u
+             JOIN point p ON p.device_id = u.device_id AND p.metric_id = u.metric_id AND p.ts = u.ts
+             WHERE u.device_id = ?1 AND u.boot = ?2",
+        )?
+        .query_map(params![device, c.boot], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    // All old rows go before any new one is written: a new time may equal
+    // the old time of another pending point of the same series (a clock a
+    // few samples behind), which must not be overwritten before it moved.
+    {
+        let mut delete = ids.tx.prepare_cached(
+            "DELETE FROM point WHERE device_id = ?1 AND metric_id = ?2 AND ts = ?3",
+        )?;
+        for (metric, ts, _, _) in &pending {
+            delete.execute(params![device, metric, ts])?;
+        }
+    }
+    {
+        let mut insert = ids.tx.prepare_cached(
+            "INSERT OR REPLACE INTO point (device_id, metric_id, ts, value) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (metric, _, mono, value) in &pending {
+            insert.execute(params![
+                device,
+                metric,
+                corrected(*mono, c.offset_ms),
+                value
+            ])?;
+        }
+    }
+    ids.tx
+        .prepare_cached("DELETE FROM unsynced_point WHERE device_id = ?1 AND boot = ?2")?
+        .execute(params![device, c.boot])?;
+    let events = ids
+        .tx
+        .prepare_cached(
+            "UPDATE event SET ts = max(0, mono + ?3), boot = NULL, mono = NULL
+             WHERE device_id = ?1 AND boot = ?2",
+        )?
+        .execute(params![device, c.boot, c.offset_ms])?;
+    Ok(pending.len() + events)
+}
+
+fn forget(ids: &mut Ids<'_>, device: &DeviceId) -> Result<usize, HistoryError> {
+    let Some(id) = ids.known_device(device)? else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    for table in [
+        "point",
+        "unsynced_point",
+        "event",
+        "presence",
+        "alert_log",
+        "state",
+        "device_label",
+    ] {
+        deleted += ids
+            .tx
+            .prepare_cached(&format!("DELETE FROM {table} WHERE device_id = ?1"))?
+            .execute([id])?;
+    }
+    deleted += ids
+        .tx
+        .prepare_cached("DELETE FROM device WHERE id = ?1")?
+        .execute([id])?;
+    ids.devices.remove(device);
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::corrected;
+
+    #[test]
+    fn corrected_times() {
+        let table = [
+            (5_000, 1_700_000_000_000, 1_700_000_005_000),
+            (5_000, -1_000, 4_000),
+            (5_000, -9_000, 0),
+            (i64::MAX, 1, i64::MAX),
+        ];
+        for (mono, offset, want) in table {
+            assert_eq!(corrected(mono, offset), want, "{mono} + {offset}");
+        }
+    }
+}
