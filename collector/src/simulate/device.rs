@@ -52,7 +52,8 @@ const RECORD_BYTES: u64 = 640;
 /// A record as the agent would queue it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    Sample(Sample),
+    /// Boxed: a sample is three times the size of an event.
+    Sample(Box<Sample>),
     Event(Event),
 }
 
@@ -342,7 +343,7 @@ impl SimDevice {
             })
             .collect();
         let sample = self.sample(ts, mono, phase, raw, first);
-        records.push(Record::Sample(sample));
+        records.push(Record::Sample(Box::new(sample)));
         Tick { records, link }
     }
 

@@ -324,6 +324,8 @@ fn raise_file_limit() -> std::io::Result<u64> {
             lim = raised;
         }
     }
+    // rlim_t is u64 on Linux but not on every target.
+    #[allow(clippy::useless_conversion)]
     Ok(u64::try_from(lim.rlim_cur).unwrap_or(u64::MAX))
 }
 

@@ -112,10 +112,11 @@ impl Encoder {
         let mut events: Vec<Event> = Vec::new();
         for record in records {
             match record {
-                Record::Sample(mut s) => {
+                Record::Sample(s) => {
                     if !events.is_empty() {
                         out.push(self.events(&mut events)?);
                     }
+                    let mut s = *s;
                     s.hist = hist;
                     samples.push(s);
                     if samples.len() == MAX_BATCH {
@@ -168,7 +169,7 @@ mod tests {
     use picket_protocol::{DEFAULT_MAX_PAYLOAD, EventKind, decode};
 
     fn sample(seq: u64) -> Record {
-        Record::Sample(Sample {
+        Record::Sample(Box::new(Sample {
             seq,
             ts: 1_700_000_000_000 + seq,
             mono: seq,
@@ -186,7 +187,7 @@ mod tests {
             throttle: None,
             services: vec![],
             agent: None,
-        })
+        }))
     }
 
     fn event(seq: u64) -> Record {

@@ -32,7 +32,7 @@ fn samples(out: &[(u64, Link, Vec<Record>)]) -> Vec<(u64, &Sample)> {
     out.iter()
         .flat_map(|(t, _, rs)| {
             rs.iter().filter_map(move |r| match r {
-                Record::Sample(s) => Some((*t, s)),
+                Record::Sample(s) => Some((*t, &**s)),
                 Record::Event(_) => None,
             })
         })
