@@ -1,6 +1,9 @@
-//! The collector's integration tests, against real servers started by the
-//! tests on 127.0.0.1 port 0.
+//! The collector's integration tests, against real servers (MQTT brokers,
+//! HTTP, SMTP) started by the tests on loopback.
 
+mod harness;
 mod http_sink;
 mod notify;
+mod sim_broker;
+mod simulate;
 mod smtp_sink;
