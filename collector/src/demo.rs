@@ -87,15 +87,7 @@ pub async fn run(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> Resul
     println!("  broker   mqtt://{broker}  (try: mosquitto_sub -h 127.0.0.1 -p {} -t 'picket/v1/+/alert' -v)", broker.port());
     println!("  Ctrl-C to stop; nothing is kept.");
 
-    let sim = SimConfig {
-        broker: config.link.broker.clone(),
-        devices: opts.devices,
-        interval: opts.interval,
-        format: picket_protocol::Format::Cbor,
-        seed: 1,
-        scenarios: true,
-        id_prefix: "sim".into(),
-    };
+    let sim = SimConfig::new(config.link.broker.clone(), opts.devices, opts.interval);
     let sim_task = tokio::spawn(simulate::run(sim, Arc::clone(&stats), stop.clone().cancelled_owned()));
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.tick().await;

@@ -188,7 +188,8 @@ impl Engine {
     fn on_telemetry(&mut self, id: &DeviceId, t: &Telemetry, now: Millis) {
         let mut live = None;
         for s in &t.samples {
-            let dev = self.device(id);
+            self.device(id);
+            let dev = self.devices.get_mut(id).expect("created above");
             let (record, missing) = dev.sample(id, s, &mut self.pending.batch);
             self.account(record, missing);
             if record == Record::Stored {
@@ -213,7 +214,8 @@ impl Engine {
 
     fn on_events(&mut self, id: &DeviceId, b: &EventBatch) {
         for e in &b.events {
-            let dev = self.device(id);
+            self.device(id);
+            let dev = self.devices.get_mut(id).expect("created above");
             let (record, missing) = dev.event(id, e, &mut self.pending.batch);
             if record == Record::Stored {
                 IngestCounters::add(&self.counters.events, 1);

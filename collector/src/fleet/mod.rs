@@ -130,32 +130,29 @@ impl Engine {
 
     fn restore(&mut self, snapshot: Snapshot) {
         let mut restored = 0usize;
-        for row in snapshot.state {
-            if row.kind != STATE_KIND {
+        for (id, entries) in snapshot.state {
+            let Some(entry) = entries.into_iter().find(|e| e.kind == STATE_KIND) else {
                 continue;
-            }
-            let Some(value) = row.value else { continue };
-            let p: Persisted = match serde_json::from_str(&value) {
+            };
+            let p: Persisted = match serde_json::from_str(&entry.value) {
                 Ok(p) => p,
                 Err(e) => {
-                    warn!(device = %row.device, error = %e, "stored state unreadable: starting this device afresh");
+                    warn!(device = %id, error = %e, "stored state unreadable: starting this device afresh");
                     Persisted::default()
                 }
             };
-            let labels = self.labels_for(&row.device);
+            let labels = self.labels_for(&id);
             let mut dev = Device::new(labels, p);
             // Re-assert the retained alert set: a broker restarted without
             // persistence would otherwise leave the box's LED wrong.
             let active: Vec<picket_protocol::Alert> =
                 dev.p.rules.active().into_iter().map(Into::into).collect();
             if !active.is_empty() {
-                let payload = self.alert_payload(&row.device, active.clone(), self.clock.now());
-                self.pending
-                    .alerts
-                    .push((self.cfg.topics.alert(&row.device), payload));
+                let payload = self.alert_payload(&id, active.clone(), self.clock.now());
+                self.pending.alerts.push((self.cfg.topics.alert(&id), payload));
             }
             dev.published = Some(active);
-            self.devices.insert(row.device.clone(), dev);
+            self.devices.insert(id, dev);
             restored += 1;
         }
         let ids: Vec<DeviceId> = self.devices.keys().cloned().collect();

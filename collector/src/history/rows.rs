@@ -42,7 +42,7 @@ impl WriteBatch {
 
 /// Where a sample or event taken before the device's clock was synchronised
 /// sits on the device's monotonic clock, so its time can be corrected later.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unsynced {
     pub boot: String,
     /// Milliseconds since that boot.
@@ -82,7 +82,7 @@ pub struct Correction {
 
 /// A presence change: online from a birth message, offline from a Last Will
 /// or a heartbeat timeout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PresenceRow {
     pub device: DeviceId,
     pub ts: Millis,
@@ -93,7 +93,7 @@ pub struct PresenceRow {
 
 /// One line of the alert log. `change` is `fired`, `escalated`,
 /// `deescalated` or `resolved`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AlertRow {
     pub device: DeviceId,
     pub rule: String,
@@ -143,7 +143,7 @@ pub struct CommitStats {
 /// One point of a history query. Raw: `value == min == max`, `count == 1`.
 /// Bucketed: the average, extremes and number of the raw points in
 /// `[ts, ts + step)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct HistoryPoint {
     pub ts: Millis,
     pub value: f64,
@@ -153,7 +153,7 @@ pub struct HistoryPoint {
 }
 
 /// A stored event. `unsynced` is still set when no correction reached it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EventRecord {
     pub seq: u64,
     pub ts: Millis,
@@ -163,7 +163,7 @@ pub struct EventRecord {
 }
 
 /// A stored device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeviceRecord {
     pub device: DeviceId,
     pub labels: BTreeMap<String, String>,

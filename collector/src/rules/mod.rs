@@ -44,7 +44,7 @@ pub use eval::DeviceRules;
 pub use select::{Glob, OFFLINE};
 
 use message::Template;
-use select::{Glob, Selector};
+use select::Selector;
 
 /// Validated rules, ready to evaluate; built by [`build`].
 #[derive(Debug, Clone, PartialEq)]

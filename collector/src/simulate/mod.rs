@@ -20,6 +20,7 @@
 //! limit is raised to its hard limit, connections are staggered at
 //! [`CONNECTS_PER_SECOND`], and each device keeps rumqttc's buffers small.
 
+pub mod cli;
 pub mod device;
 mod link;
 pub mod outbox;
