@@ -13,7 +13,7 @@ use super::config::{Amount, RawRule};
 /// |---|---|---|
 /// | `temperature` | `temp` (hottest zone) | > 75 warning, > 80 critical; hysteresis 2, for 1m |
 /// | `disk_usage` | `disk.pct:*` | > 90 warning, > 95 critical; hysteresis 1 |
-/// | `disk_free` | `disk.free:*` | < 2 GB warning |
+/// | `disk_free` | `disk.free:/` (root filesystem) | < 2 GB warning |
 /// | `memory` | `mem.pct` | > 90 warning, for 5m |
 /// | `service_down` | `service:*` | == 0 (not active) critical, for 30s |
 /// | `under_voltage` | `throttle.uv` | == 1 critical |
@@ -52,7 +52,9 @@ pub fn default_rules() -> Vec<RawRule> {
             warning: Some(Amount::Size("2GB".into())),
             ..rule(
                 "disk_free",
-                "disk.free:*",
+                // The root filesystem only: a Pi's 512 MB boot partition
+                // is always under 2 GB free. Override for data mounts.
+                "disk.free:/",
                 "<",
                 "disk {instance}: only {value} free",
             )

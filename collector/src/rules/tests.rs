@@ -261,24 +261,24 @@ fn instances_are_separate_alerts_and_an_absent_one_stays() {
     #[rustfmt::skip]
     let table = [
         row(0.0,
-            S(&[("disk.pct:/", 93.0), ("disk.pct:/data", 96.0), ("disk.free:/data", 1.5e9)]),
-            &["disk_usage:/ fired warning", "disk_usage:/data fired critical", "disk_free:/data fired warning"],
+            S(&[("disk.pct:/", 93.0), ("disk.pct:/data", 96.0), ("disk.free:/", 1.5e9)]),
+            &["disk_usage:/ fired warning", "disk_usage:/data fired critical", "disk_free:/ fired warning"],
             None,
-            &["disk_usage:/data critical", "disk_free:/data warning", "disk_usage:/ warning"]),
+            &["disk_usage:/data critical", "disk_free:/ warning", "disk_usage:/ warning"]),
         // /data unmounted: its alerts stay as they were.
         row(10.0, S(&[("disk.pct:/", 89.5)]), &[], None,
-            &["disk_usage:/data critical", "disk_free:/data warning", "disk_usage:/ warning"]),
+            &["disk_usage:/data critical", "disk_free:/ warning", "disk_usage:/ warning"]),
         row(20.0, S(&[("disk.pct:/", 89.0)]), &["disk_usage:/ resolved warning"], None,
-            &["disk_usage:/data critical", "disk_free:/data warning"]),
+            &["disk_usage:/data critical", "disk_free:/ warning"]),
         row(30.0,
-            S(&[("disk.pct:/data", 40.0), ("disk.free:/data", 2.5e9)]),
-            &["disk_usage:/data resolved critical", "disk_free:/data resolved warning"],
+            S(&[("disk.pct:/data", 40.0), ("disk.free:/", 2.5e9)]),
+            &["disk_usage:/data resolved critical", "disk_free:/ resolved warning"],
             None,
             &[]),
     ];
     let mut state = DeviceRules::default();
     let got = run(&rules(""), &pi(), &mut state, &table);
-    assert_eq!(got[2].message, "disk /data: only 1.5 GB free");
+    assert_eq!(got[2].message, "disk /: only 1.5 GB free");
     assert_eq!(got[1].message, "disk /data 96.0% full");
     assert_eq!(state, DeviceRules::default(), "nothing left to remember");
 }
