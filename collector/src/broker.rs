@@ -51,10 +51,12 @@ pub struct Embedded {
 
 pub fn start(cfg: &EmbeddedConfig) -> Result<Embedded, BrokerError> {
     // Check the address ourselves: rumqttd would fail silently.
-    drop(TcpListener::bind(cfg.listen).map_err(|source| BrokerError::Bind {
-        addr: cfg.listen,
-        source,
-    })?);
+    drop(
+        TcpListener::bind(cfg.listen).map_err(|source| BrokerError::Bind {
+            addr: cfg.listen,
+            source,
+        })?,
+    );
     let config = config(cfg);
     let (tx, stopped) = oneshot::channel();
     std::thread::Builder::new()

@@ -82,13 +82,26 @@ pub async fn run(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> Resul
     let Some(running) = running else {
         return Ok(());
     };
-    println!("picket demo: {} simulated devices every {:?}", opts.devices, opts.interval);
-    println!("  API      http://{}/api/devices  (also /api/stats, /api/alerts, /metrics)", running.http);
-    println!("  broker   mqtt://{broker}  (try: mosquitto_sub -h 127.0.0.1 -p {} -t 'picket/v1/+/alert' -v)", broker.port());
+    println!(
+        "picket demo: {} simulated devices every {:?}",
+        opts.devices, opts.interval
+    );
+    println!(
+        "  API      http://{}/api/devices  (also /api/stats, /api/alerts, /metrics)",
+        running.http
+    );
+    println!(
+        "  broker   mqtt://{broker}  (try: mosquitto_sub -h 127.0.0.1 -p {} -t 'picket/v1/+/alert' -v)",
+        broker.port()
+    );
     println!("  Ctrl-C to stop; nothing is kept.");
 
     let sim = SimConfig::new(config.link.broker.clone(), opts.devices, opts.interval);
-    let sim_task = tokio::spawn(simulate::run(sim, Arc::clone(&stats), stop.clone().cancelled_owned()));
+    let sim_task = tokio::spawn(simulate::run(
+        sim,
+        Arc::clone(&stats),
+        stop.clone().cancelled_owned(),
+    ));
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.tick().await;
     loop {

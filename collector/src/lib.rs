@@ -45,12 +45,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use config::Config;
+use fleet::Engine;
 use fleet::clock::Clock;
 use fleet::counters::IngestCounters;
 use fleet::query::Query;
-use fleet::Engine;
 use link::{Link, LinkStatus};
-use notify::{NotifyCounters, Notifier};
+use notify::{Notifier, NotifyCounters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -148,7 +148,11 @@ pub async fn run_with(
         clock,
     )
     .map_err(RunError::Thread)?;
-    let notifier = Notifier::new(config.notify.clone(), notify_rx, Arc::clone(&notify_counters));
+    let notifier = Notifier::new(
+        config.notify.clone(),
+        notify_rx,
+        Arc::clone(&notify_counters),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await

@@ -97,7 +97,10 @@ fn main() -> ExitCode {
                 }
                 println!("http:     {}", c.http_listen);
                 println!("storage:  {}", c.storage_path.display());
-                println!("rules:    {}", c.engine.rules.names().collect::<Vec<_>>().join(", "));
+                println!(
+                    "rules:    {}",
+                    c.engine.rules.names().collect::<Vec<_>>().join(", ")
+                );
                 println!(
                     "api:      {}",
                     if c.api.open() {

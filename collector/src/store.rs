@@ -55,9 +55,7 @@ pub fn spawn(
                 } else {
                     next_prune.saturating_duration_since(Instant::now())
                 };
-                let got = rt.block_on(async {
-                    tokio::time::timeout(wait, commits.recv()).await
-                });
+                let got = rt.block_on(async { tokio::time::timeout(wait, commits.recv()).await });
                 match got {
                     Ok(Some(commit)) => {
                         let committed = store(&mut writer, commit, &counters);

@@ -171,7 +171,12 @@ mod tests {
         );
         assert_eq!((s.warning_devices, s.critical_devices), (1, 1));
         assert_eq!(
-            (s.total_alerts, s.critical_alerts, s.warning_alerts, s.info_alerts),
+            (
+                s.total_alerts,
+                s.critical_alerts,
+                s.warning_alerts,
+                s.info_alerts
+            ),
             (3, 1, 2, 0)
         );
         // the offline device's stale 99 °C is not averaged

@@ -28,11 +28,22 @@ pub async fn metrics(
     per_device(&mut out, &devices);
     ingest(&mut out, &state.counters);
     let connected = state.link.borrow().connected;
-    out.family("picket_broker_connected", "gauge", "1 while the collector's MQTT session is up.");
-    out.sample("picket_broker_connected", &[], if connected { 1.0 } else { 0.0 });
+    out.family(
+        "picket_broker_connected",
+        "gauge",
+        "1 while the collector's MQTT session is up.",
+    );
+    out.sample(
+        "picket_broker_connected",
+        &[],
+        if connected { 1.0 } else { 0.0 },
+    );
     notifications(&mut out, &state.notify);
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out.text,
     )
         .into_response())
@@ -76,7 +87,11 @@ fn number(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -92,22 +107,38 @@ fn severity_label(s: Severity) -> &'static str {
 
 fn fleet(out: &mut Exposition, devices: &[DeviceSummary], alerts: &[Severity]) {
     let online = devices.iter().filter(|d| d.online).count();
-    out.family("picket_devices", "gauge", "Devices known to the collector, by presence.");
+    out.family(
+        "picket_devices",
+        "gauge",
+        "Devices known to the collector, by presence.",
+    );
     out.sample("picket_devices", &[("status", "online")], online as f64);
     out.sample(
         "picket_devices",
         &[("status", "offline")],
         (devices.len() - online) as f64,
     );
-    out.family("picket_alerts", "gauge", "Active alerts in the fleet, by severity.");
+    out.family(
+        "picket_alerts",
+        "gauge",
+        "Active alerts in the fleet, by severity.",
+    );
     for s in [Severity::Info, Severity::Warning, Severity::Critical] {
         let n = alerts.iter().filter(|a| **a == s).count();
-        out.sample("picket_alerts", &[("severity", severity_label(s))], n as f64);
+        out.sample(
+            "picket_alerts",
+            &[("severity", severity_label(s))],
+            n as f64,
+        );
     }
 }
 
 fn per_device(out: &mut Exposition, devices: &[DeviceSummary]) {
-    out.family("picket_device_online", "gauge", "1 while the device is online.");
+    out.family(
+        "picket_device_online",
+        "gauge",
+        "1 while the device is online.",
+    );
     for d in devices {
         out.sample(
             "picket_device_online",
@@ -139,14 +170,30 @@ fn per_device(out: &mut Exposition, devices: &[DeviceSummary]) {
             Some(Severity::Warning) => 2.0,
             Some(Severity::Critical) => 3.0,
         };
-        out.sample("picket_device_alert_severity", &[("device", d.id.as_str())], v);
+        out.sample(
+            "picket_device_alert_severity",
+            &[("device", d.id.as_str())],
+            v,
+        );
     }
     type Get = fn(&DeviceSummary) -> Option<f64>;
     let keys: [(&str, &str, Get); 4] = [
-        ("picket_device_temperature_celsius", "Hottest thermal zone.", |d| d.key_metrics.temp),
-        ("picket_device_cpu_percent", "CPU busy.", |d| d.key_metrics.cpu),
-        ("picket_device_memory_percent", "Memory in use.", |d| d.key_metrics.mem),
-        ("picket_device_disk_percent", "Fullest mounted filesystem.", |d| d.key_metrics.disk),
+        (
+            "picket_device_temperature_celsius",
+            "Hottest thermal zone.",
+            |d| d.key_metrics.temp,
+        ),
+        ("picket_device_cpu_percent", "CPU busy.", |d| {
+            d.key_metrics.cpu
+        }),
+        ("picket_device_memory_percent", "Memory in use.", |d| {
+            d.key_metrics.mem
+        }),
+        (
+            "picket_device_disk_percent",
+            "Fullest mounted filesystem.",
+            |d| d.key_metrics.disk,
+        ),
     ];
     for (name, help, get) in keys {
         out.family(name, "gauge", help);
@@ -166,7 +213,11 @@ fn notifications(out: &mut Exposition, n: &NotifyCounters) {
         "Notifications by channel and outcome (dropped: the channel's queue was full).",
     );
     for (channel, c) in n.channels() {
-        for (result, v) in [("sent", &c.sent), ("failed", &c.failed), ("dropped", &c.dropped)] {
+        for (result, v) in [
+            ("sent", &c.sent),
+            ("failed", &c.failed),
+            ("dropped", &c.dropped),
+        ] {
             out.sample(
                 "picket_notifications_total",
                 &[("channel", channel), ("result", result)],
@@ -216,12 +267,36 @@ fn ingest(out: &mut Exposition, c: &IngestCounters) {
         );
     }
     let counters = [
-        ("picket_ingest_records_total", "Samples and events stored, each once.", get(&c.samples) + get(&c.events)),
-        ("picket_ingest_duplicate_records_total", "Records delivered again and dropped.", get(&c.duplicates)),
-        ("picket_ingest_missing_records_total", "Sequence numbers found missing when a gap opened.", get(&c.gap_records)),
-        ("picket_ingest_stale_wills_total", "Last Wills ignored because they belonged to an older session.", get(&c.stale_wills)),
-        ("picket_store_commits_total", "Batches committed to SQLite.", get(&c.commits)),
-        ("picket_store_commit_errors_total", "Failed commits (retried; their messages stay unacknowledged).", get(&c.commit_errors)),
+        (
+            "picket_ingest_records_total",
+            "Samples and events stored, each once.",
+            get(&c.samples) + get(&c.events),
+        ),
+        (
+            "picket_ingest_duplicate_records_total",
+            "Records delivered again and dropped.",
+            get(&c.duplicates),
+        ),
+        (
+            "picket_ingest_missing_records_total",
+            "Sequence numbers found missing when a gap opened.",
+            get(&c.gap_records),
+        ),
+        (
+            "picket_ingest_stale_wills_total",
+            "Last Wills ignored because they belonged to an older session.",
+            get(&c.stale_wills),
+        ),
+        (
+            "picket_store_commits_total",
+            "Batches committed to SQLite.",
+            get(&c.commits),
+        ),
+        (
+            "picket_store_commit_errors_total",
+            "Failed commits (retried; their messages stay unacknowledged).",
+            get(&c.commit_errors),
+        ),
     ];
     for (name, help, v) in counters {
         out.family(name, "counter", help);

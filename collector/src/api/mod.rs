@@ -6,10 +6,10 @@
 //!
 //! # Layout
 //! - this file: router, shared state, errors, bearer-token roles.
-//! - [`devices`]: `/api/devices...`.
-//! - [`fleet`]: `/api/stats`, `/api/alerts`.
-//! - [`metrics`]: `/metrics`.
-//! - [`params`]: query parameter parsing and validation.
+//! - `devices`: `/api/devices...`.
+//! - `fleet`: `/api/stats`, `/api/alerts`.
+//! - `metrics`: `/metrics`.
+//! - `params`: query parameter parsing and validation.
 
 mod devices;
 mod fleet;
@@ -171,7 +171,10 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Ask the engine; it answers between two messages.
-pub async fn ask<T>(state: &AppState, q: impl FnOnce(oneshot::Sender<T>) -> Query) -> Result<T, ApiError> {
+pub async fn ask<T>(
+    state: &AppState,
+    q: impl FnOnce(oneshot::Sender<T>) -> Query,
+) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     state
         .fleet

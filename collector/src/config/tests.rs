@@ -14,7 +14,10 @@ fn the_default_file_is_the_defaults() {
     assert_eq!(raw, RawConfig::default());
     assert!(unknown.is_empty());
     let c = validate(&raw).unwrap();
-    assert_eq!(c.embedded.as_ref().unwrap().listen.to_string(), "127.0.0.1:1883");
+    assert_eq!(
+        c.embedded.as_ref().unwrap().listen.to_string(),
+        "127.0.0.1:1883"
+    );
     assert_eq!(c.link.broker.url, "mqtt://127.0.0.1:1883");
     assert_eq!(c.http_listen.to_string(), "127.0.0.1:8080");
     assert!(c.api.open());
@@ -32,7 +35,10 @@ fn environment_overrides() {
             ("PICKET_STORAGE_PATH", "/tmp/x.db"),
             ("PICKET_API_ADMIN_TOKEN", "0123456789abcdef-admin"),
             ("PICKET_API_READ_TOKEN", "0123456789abcdef-read"),
-            ("PICKET_BROKER_CA_FILE", "/etc/ssl/certs/ca-certificates.crt"),
+            (
+                "PICKET_BROKER_CA_FILE",
+                "/etc/ssl/certs/ca-certificates.crt",
+            ),
         ],
     );
     // The CA bundle may be absent on a minimal machine; everything before
@@ -54,9 +60,14 @@ fn environment_overrides() {
 
 #[test]
 fn errors_name_the_key_and_origin() {
-    let table: [(&str, &[(&str, &str)], &str); 10] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let table: [(&str, Env, &str); 10] = [
         ("[http]\nlisten = \"nowhere\"\n", &[], "http.listen"),
-        ("", &[("PICKET_BROKER_LISTEN", "localhost")], "broker.listen"),
+        (
+            "",
+            &[("PICKET_BROKER_LISTEN", "localhost")],
+            "broker.listen",
+        ),
         ("[broker]\nurl = \"tcp://x\"\n", &[], "broker.url"),
         ("[api]\nadmin_token = \"short\"\n", &[], "api.admin_token"),
         (
@@ -67,7 +78,11 @@ fn errors_name_the_key_and_origin() {
         ("[storage]\nretention = \"1m\"\n", &[], "storage.retention"),
         ("[presence]\ntimeout = \"soon\"\n", &[], "presence.timeout"),
         ("[payload]\nformat = \"xml\"\n", &[], "payload.format"),
-        ("[[labels]]\ndevices = \"a b\"\nlabels = {}\n", &[], "labels[0].devices"),
+        (
+            "[[labels]]\ndevices = \"a b\"\nlabels = {}\n",
+            &[],
+            "labels[0].devices",
+        ),
         ("[broker]\nbogus = 1\n", &[], "broker"),
     ];
     for (text, env, key) in table {

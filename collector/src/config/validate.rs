@@ -17,15 +17,22 @@ use crate::link::LinkConfig;
 use crate::rules::Glob;
 
 fn socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse()
-        .map_err(|_| invalid(key, format!("{s:?} is not an address:port (e.g. 127.0.0.1:1883 or [::1]:1883)")))
+    s.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{s:?} is not an address:port (e.g. 127.0.0.1:1883 or [::1]:1883)"),
+        )
+    })
 }
 
 pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     let b = &raw.broker;
     let max_payload = raw.payload.max_size.0 as usize;
     if !(1024..=256 << 20).contains(&max_payload) {
-        return Err(invalid("payload.max_size", "must be between 1KiB and 256MiB"));
+        return Err(invalid(
+            "payload.max_size",
+            "must be between 1KiB and 256MiB",
+        ));
     }
     let format: Format = raw
         .payload
@@ -36,7 +43,10 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     let (embedded, url) = if b.url.is_empty() {
         let listen = socket_addr("broker.listen", &b.listen)?;
         if listen.port() == 0 {
-            return Err(invalid("broker.listen", "needs a port (the collector connects to it)"));
+            return Err(invalid(
+                "broker.listen",
+                "needs a port (the collector connects to it)",
+            ));
         }
         if b.max_connections == 0 {
             return Err(invalid("broker.max_connections", "must be at least 1"));
@@ -81,28 +91,56 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
 
     let http_listen = socket_addr("http.listen", &raw.http.listen)?;
 
-    let token = |key: &str, value: &str, file_key: &str, file: &str| -> Result<Option<String>, ConfigError> {
+    let token = |key: &str,
+                 value: &str,
+                 file_key: &str,
+                 file: &str|
+     -> Result<Option<String>, ConfigError> {
         let t = match (value.is_empty(), file.is_empty()) {
             (true, true) => return Ok(None),
             (false, true) => value.to_string(),
             (true, false) => read_secret(file_key, file)?,
-            (false, false) => return Err(invalid(key, format!("set either {key} or {file_key}, not both"))),
+            (false, false) => {
+                return Err(invalid(
+                    key,
+                    format!("set either {key} or {file_key}, not both"),
+                ));
+            }
         };
         if t.len() < 16 {
-            return Err(invalid(key, "must be at least 16 characters (it is a password)"));
+            return Err(invalid(
+                key,
+                "must be at least 16 characters (it is a password)",
+            ));
         }
         if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid(key, "must not contain spaces or control characters"));
+            return Err(invalid(
+                key,
+                "must not contain spaces or control characters",
+            ));
         }
         Ok(Some(t))
     };
     let a = &raw.api;
     let api = ApiAuth {
-        admin: token("api.admin_token", &a.admin_token, "api.admin_token_file", &a.admin_token_file)?,
-        read: token("api.read_token", &a.read_token, "api.read_token_file", &a.read_token_file)?,
+        admin: token(
+            "api.admin_token",
+            &a.admin_token,
+            "api.admin_token_file",
+            &a.admin_token_file,
+        )?,
+        read: token(
+            "api.read_token",
+            &a.read_token,
+            "api.read_token_file",
+            &a.read_token_file,
+        )?,
     };
     if api.admin.is_some() && api.admin == api.read {
-        return Err(invalid("api.read_token", "must differ from api.admin_token"));
+        return Err(invalid(
+            "api.read_token",
+            "must differ from api.admin_token",
+        ));
     }
 
     if raw.storage.path.is_empty() {
@@ -115,7 +153,9 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     }
 
     let presence_timeout = raw.presence.timeout.0;
-    if presence_timeout < Duration::from_secs(1) || presence_timeout > Duration::from_secs(7 * 86_400) {
+    if presence_timeout < Duration::from_secs(1)
+        || presence_timeout > Duration::from_secs(7 * 86_400)
+    {
         return Err(invalid("presence.timeout", "must be between 1s and 7d"));
     }
 

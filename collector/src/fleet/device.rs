@@ -89,7 +89,14 @@ impl Device {
 
     /// Learn the clock offset of `boot` from a synchronised record; if
     /// records of that boot were stored unsynchronised, have them corrected.
-    fn learn_offset(&mut self, id: &DeviceId, boot: &str, ts: Millis, mono: u64, batch: &mut WriteBatch) {
+    fn learn_offset(
+        &mut self,
+        id: &DeviceId,
+        boot: &str,
+        ts: Millis,
+        mono: u64,
+        batch: &mut WriteBatch,
+    ) {
         let offset = ts as i64 - mono as i64;
         if let Some(slot) = self.p.offsets.iter_mut().find(|(b, _)| b == boot) {
             slot.1 = offset;
@@ -113,7 +120,13 @@ impl Device {
 
     /// The timestamp to store for a record, and whether it still needs
     /// correcting later.
-    fn stamp(&mut self, boot: &str, ts: Millis, mono: u64, sync: bool) -> (Millis, Option<Unsynced>) {
+    fn stamp(
+        &mut self,
+        boot: &str,
+        ts: Millis,
+        mono: u64,
+        sync: bool,
+    ) -> (Millis, Option<Unsynced>) {
         if sync {
             return (ts, None);
         }

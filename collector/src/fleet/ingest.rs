@@ -41,9 +41,7 @@ impl WarnLimit {
         self.last[i] = now.max(1);
         warn!(
             reason = why.label(),
-            topic,
-            suppressed,
-            "message refused: {detail}"
+            topic, suppressed, "message refused: {detail}"
         );
     }
 }
@@ -81,7 +79,13 @@ impl Engine {
     }
 
     /// The payload must speak of the device its topic names.
-    fn check_device(&mut self, topic: &DeviceId, payload: &DeviceId, p: &Publish, now: Millis) -> bool {
+    fn check_device(
+        &mut self,
+        topic: &DeviceId,
+        payload: &DeviceId,
+        p: &Publish,
+        now: Millis,
+    ) -> bool {
         if topic == payload {
             return true;
         }
@@ -151,7 +155,12 @@ impl Engine {
             // subscription: not news.
             TopicKind::Alert => {}
             TopicKind::Cmd(_) => {
-                self.refuse(Refused::UnknownTopic, now, &p.topic, "commands are not ingested");
+                self.refuse(
+                    Refused::UnknownTopic,
+                    now,
+                    &p.topic,
+                    "commands are not ingested",
+                );
             }
         }
         self.reschedule(&id);
@@ -166,10 +175,12 @@ impl Engine {
         let outcome = match st.status {
             Status::Online => {
                 self.device(id).birth(st);
-                self.device(id)
-                    .p
-                    .presence
-                    .apply(Input::Birth { session: &st.session }, now)
+                self.device(id).p.presence.apply(
+                    Input::Birth {
+                        session: &st.session,
+                    },
+                    now,
+                )
             }
             Status::Offline => {
                 let reason = st.reason.unwrap_or(OfflineReason::ConnectionLost);
@@ -203,9 +214,10 @@ impl Engine {
         // never fire or clear an alert as if it were current.
         if let Some(s) = live {
             if s.sync {
-                self.counters
-                    .lag_ms
-                    .store(now.saturating_sub(s.ts), std::sync::atomic::Ordering::Relaxed);
+                self.counters.lag_ms.store(
+                    now.saturating_sub(s.ts),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             let points = self.device(id).latest.clone();
             self.evaluate(id, &Observation::Sample { points: &points }, now);

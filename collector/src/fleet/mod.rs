@@ -149,7 +149,9 @@ impl Engine {
                 dev.p.rules.active().into_iter().map(Into::into).collect();
             if !active.is_empty() {
                 let payload = self.alert_payload(&id, active.clone(), self.clock.now());
-                self.pending.alerts.push((self.cfg.topics.alert(&id), payload));
+                self.pending
+                    .alerts
+                    .push((self.cfg.topics.alert(&id), payload));
             }
             dev.published = Some(active);
             self.devices.insert(id, dev);
@@ -260,10 +262,13 @@ impl Engine {
         let Some(dev) = self.devices.get(id) else {
             return;
         };
-        let deadline = [dev.p.presence.deadline(timeout), dev.p.rules.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            dev.p.presence.deadline(timeout),
+            dev.p.rules.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         match (deadline, self.timer_keys.get(id)) {
             (Some(d), Some(key)) => self.timers.reset_at(key, self.clock.instant_at(d)),
             (Some(d), None) => {
@@ -282,7 +287,11 @@ impl Engine {
     fn tick(&mut self, id: &DeviceId) {
         let now = self.clock.now();
         let timeout = self.cfg.presence_timeout.as_millis() as Millis;
-        let outcome = self.device(id).p.presence.apply(Input::Tick { timeout }, now);
+        let outcome = self
+            .device(id)
+            .p
+            .presence
+            .apply(Input::Tick { timeout }, now);
         self.presence_outcome(id, outcome, now);
         self.evaluate(id, &Observation::Tick, now);
         self.reschedule(id);
@@ -363,7 +372,9 @@ impl Engine {
                 TransitionKind::Resolved => {
                     info!(device = %id, rule = %key, "alert resolved")
                 }
-                _ => warn!(device = %id, rule = %key, severity = ?t.severity, message = %t.message, "alert"),
+                _ => {
+                    warn!(device = %id, rule = %key, severity = ?t.severity, message = %t.message, "alert")
+                }
             }
         }
         let active: Vec<picket_protocol::Alert> =
@@ -376,13 +387,20 @@ impl Engine {
         self.pending.notifications.extend(notes);
         if changed {
             let payload = self.alert_payload(id, active, now);
-            self.pending.alerts.push((self.cfg.topics.alert(id), payload));
+            self.pending
+                .alerts
+                .push((self.cfg.topics.alert(id), payload));
         }
     }
 
     /// The retained alert set's payload; empty (which clears the retained
     /// message) when there is no active alert.
-    fn alert_payload(&self, id: &DeviceId, alerts: Vec<picket_protocol::Alert>, now: Millis) -> Vec<u8> {
+    fn alert_payload(
+        &self,
+        id: &DeviceId,
+        alerts: Vec<picket_protocol::Alert>,
+        now: Millis,
+    ) -> Vec<u8> {
         if alerts.is_empty() {
             return Vec::new();
         }
@@ -422,4 +440,3 @@ fn alert_row(id: &DeviceId, t: &Transition) -> AlertRow {
         ts: t.at,
     }
 }
-

@@ -79,12 +79,19 @@ impl Default for Presence {
 }
 
 pub enum Input<'a> {
-    Birth { session: &'a str },
-    Will { session: &'a str, reason: OfflineReason },
+    Birth {
+        session: &'a str,
+    },
+    Will {
+        session: &'a str,
+        reason: OfflineReason,
+    },
     /// Telemetry, events, replies: proof of life.
     Message,
     /// The timer fired; `timeout` is the heartbeat timeout.
-    Tick { timeout: Millis },
+    Tick {
+        timeout: Millis,
+    },
 }
 
 /// A presence change worth recording.
@@ -226,7 +233,10 @@ mod tests {
         let cases: Vec<(&str, Vec<Step>)> = vec![
             (
                 "birth then will of the same session",
-                vec![(0, birth("a"), O::On), (10, will("a"), O::Off(Cause::ConnectionLost))],
+                vec![
+                    (0, birth("a"), O::On),
+                    (10, will("a"), O::Off(Cause::ConnectionLost)),
+                ],
             ),
             (
                 "stale will after a reconnect is ignored",

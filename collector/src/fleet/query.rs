@@ -138,7 +138,9 @@ impl Engine {
                     self.pending.batch.forget.push(id.clone());
                     // Clear the retained alert set so the box's LED stops
                     // showing an alert nobody tracks any more.
-                    self.pending.alerts.push((self.cfg.topics.alert(&id), Vec::new()));
+                    self.pending
+                        .alerts
+                        .push((self.cfg.topics.alert(&id), Vec::new()));
                 }
                 let _ = tx.send(known);
             }

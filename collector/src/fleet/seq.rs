@@ -65,11 +65,7 @@ impl SeqTracker {
             return (Seen::New, gap);
         }
         // At or below the high-water mark: new only if it fills a hole.
-        match self
-            .missing
-            .iter()
-            .position(|&(a, b)| a <= seq && seq <= b)
-        {
+        match self.missing.iter().position(|&(a, b)| a <= seq && seq <= b) {
             Some(i) => {
                 let (a, b) = self.missing[i];
                 match (seq == a, seq == b) {
@@ -210,7 +206,8 @@ mod tests {
 
     #[test]
     fn skipped_ranges_are_not_missing() {
-        let table: [(&[u64], (u64, u64), &[(u64, u64)]); 4] = [
+        type Ranges<'a> = &'a [(u64, u64)];
+        let table: [(&[u64], (u64, u64), Ranges); 4] = [
             // power cut: 3..8 reserved and never used, next record is 8
             (&[1, 2, 8], (3, 8), &[]),
             // skip covers part of the gap

@@ -38,7 +38,8 @@ pub fn prepare(
     opts: Options,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<SimConfig, PrepareError> {
-    let (text, origin) = picket_config::load_text(opts.config.as_deref(), crate::config::DEFAULT_PATH)?;
+    let (text, origin) =
+        picket_config::load_text(opts.config.as_deref(), crate::config::DEFAULT_PATH)?;
     let (raw, _) = crate::config::parse(&text, &origin, vars)?;
     // The simulator publishes where the agents would: the configured
     // broker, else the embedded broker's address.
@@ -48,13 +49,14 @@ pub fn prepare(
         (None, true) => format!("mqtt://{}", raw.broker.listen),
     };
     let broker = picket_config::broker::resolve(&raw.broker.shared(&url), "picket-sim")?;
-    let format: Format = opts.format.parse().map_err(|e: String| {
-        ConfigError::Invalid {
+    let format: Format = opts
+        .format
+        .parse()
+        .map_err(|e: String| ConfigError::Invalid {
             key: "--format".into(),
             reason: e,
             origin: "command line".into(),
-        }
-    })?;
+        })?;
     let mut sim = SimConfig::new(broker, opts.devices, opts.interval);
     sim.format = format;
     sim.seed = opts.seed;

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use picket_collector::config::{self, RawConfig};
+use picket_collector::config;
 use picket_protocol::{
     DeviceId, Event as PEvent, EventBatch, EventKind, Format, OfflineReason, Presence, Sample,
     State, Telemetry, Thermal, VERSION,
@@ -45,7 +45,10 @@ pub async fn wait_listening(addr: SocketAddr) {
 pub async fn until<F: FnMut() -> bool>(deadline: Duration, what: &str, mut f: F) {
     let end = tokio::time::Instant::now() + deadline;
     while !f() {
-        assert!(tokio::time::Instant::now() < end, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -72,6 +75,11 @@ impl Mosquitto {
         // which cannot write into this private directory.
         if unsafe { libc::geteuid() } == 0 {
             text.push_str("user root\n");
+        }
+        // PICKET_TEST_MOSQUITTO_LOG=FILE keeps the broker's log for a
+        // failed run.
+        if let Ok(log) = std::env::var("PICKET_TEST_MOSQUITTO_LOG") {
+            text.push_str(&format!("log_dest file {log}\nlog_type all\n"));
         }
         std::fs::write(&conf, text).expect("write mosquitto.conf");
         let bin = std::env::var("PICKET_TEST_MOSQUITTO").unwrap_or_else(|_| "mosquitto".into());
@@ -154,35 +162,41 @@ pub struct Collector {
     task: JoinHandle<Result<(), picket_collector::RunError>>,
 }
 
-/// Settings a test may change; everything else is the default config.
+/// Where the collector keeps its data and which broker it uses; `extra`
+/// is TOML appended to the generated configuration.
 pub struct Setup {
     pub dir: std::path::PathBuf,
     pub external_broker: Option<u16>,
     pub embedded_port: u16,
-    pub tweak: Box<dyn Fn(&mut RawConfig) + Send + Sync>,
+    pub extra: String,
 }
 
 impl Setup {
-    /// A fresh setup: Mosquitto when asked for, else the embedded broker.
-    pub async fn new(dir: &std::path::Path, mosquitto: Option<&Mosquitto>) -> Setup {
+    /// A fresh setup on `broker` (an external broker's port), else the
+    /// collector's embedded broker.
+    pub fn new(dir: &std::path::Path, broker: Option<u16>, extra: &str) -> Setup {
         Setup {
             dir: dir.to_path_buf(),
-            external_broker: mosquitto.map(|m| m.port),
+            external_broker: broker,
             embedded_port: free_port(),
-            tweak: Box::new(|_| {}),
+            extra: extra.to_string(),
         }
     }
 
     pub fn config(&self) -> config::Config {
-        let mut raw = RawConfig::default();
-        match self.external_broker {
-            Some(port) => raw.broker.url = format!("mqtt://127.0.0.1:{port}"),
-            None => raw.broker.listen = format!("127.0.0.1:{}", self.embedded_port),
-        }
-        raw.http.listen = "127.0.0.1:0".into();
-        raw.storage.path = self.dir.join("collector.db").display().to_string();
-        (self.tweak)(&mut raw);
-        config::validate(&raw).expect("valid test configuration")
+        let broker = match self.external_broker {
+            Some(port) => format!("broker.url = \"mqtt://127.0.0.1:{port}\"\n"),
+            None => format!("broker.listen = \"127.0.0.1:{}\"\n", self.embedded_port),
+        };
+        // Dotted keys first: the test's TOML (table headers) follows.
+        let text = format!(
+            "{broker}http.listen = \"127.0.0.1:0\"\nstorage.path = \"{}\"\n{}",
+            self.dir.join("collector.db").display(),
+            self.extra,
+        );
+        let (raw, _) = config::parse(&text, std::path::Path::new("test.toml"), [])
+            .unwrap_or_else(|e| panic!("test configuration: {e}\n{text}"));
+        config::validate(&raw).unwrap_or_else(|e| panic!("test configuration: {e}\n{text}"))
     }
 }
 
@@ -385,7 +399,8 @@ impl Device {
             reason: None,
         };
         let payload = picket_protocol::encode(&st, self.format).expect("encode");
-        self.publish(self.topics.state(&self.id), payload, true).await;
+        self.publish(self.topics.state(&self.id), payload, true)
+            .await;
     }
 
     /// A will of session `session` published by hand (a stale one).
@@ -402,7 +417,8 @@ impl Device {
             reason: Some(OfflineReason::ConnectionLost),
         };
         let payload = picket_protocol::encode(&st, self.format).expect("encode");
-        self.publish(self.topics.state(&self.id), payload, true).await;
+        self.publish(self.topics.state(&self.id), payload, true)
+            .await;
     }
 
     pub fn sample(&self, seq: u64, temp: f32) -> Sample {
@@ -416,7 +432,8 @@ impl Device {
             samples,
         };
         let payload = picket_protocol::encode(&t, self.format).expect("encode");
-        self.publish(self.topics.telemetry(&self.id), payload, false).await;
+        self.publish(self.topics.telemetry(&self.id), payload, false)
+            .await;
     }
 
     pub async fn event(&self, seq: u64, kind: EventKind) {
@@ -434,7 +451,8 @@ impl Device {
             }],
         };
         let payload = picket_protocol::encode(&b, self.format).expect("encode");
-        self.publish(self.topics.event(&self.id), payload, false).await;
+        self.publish(self.topics.event(&self.id), payload, false)
+            .await;
     }
 
     /// Lose the connection without a goodbye.
@@ -470,7 +488,9 @@ pub fn now_ms() -> u64 {
 pub fn sample(seq: u64, temp: f32, boot: &str) -> Sample {
     Sample {
         seq,
-        ts: now_ms(),
+        // Distinct times for samples built in the same millisecond: history
+        // keeps one value per metric and millisecond.
+        ts: now_ms() + seq,
         mono: 1_000 + seq,
         boot: boot.into(),
         sync: true,
@@ -493,22 +513,26 @@ pub fn sample(seq: u64, temp: f32, boot: &str) -> Sample {
     }
 }
 
+/// `(topic, payload, retained)` as received.
+pub type Received = Vec<(String, Vec<u8>, bool)>;
+
 /// A plain subscriber recording what arrives on `filter`.
 pub struct Watcher {
-    pub got: Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>,
+    pub got: Arc<Mutex<Received>>,
     task: JoinHandle<()>,
 }
 
 impl Watcher {
     pub async fn start(broker: SocketAddr, filter: &str) -> Watcher {
-        let mut opts = MqttOptions::new(format!("watch-{}", free_port()), "127.0.0.1", broker.port());
+        let mut opts =
+            MqttOptions::new(format!("watch-{}", free_port()), "127.0.0.1", broker.port());
         opts.set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut eventloop) = AsyncClient::new(opts, 10);
         client
             .subscribe(filter, QoS::AtLeastOnce)
             .await
             .expect("subscribe");
-        let got: Arc<Mutex<Vec<(String, Vec<u8>, bool)>>> = Arc::default();
+        let got: Arc<Mutex<Received>> = Arc::default();
         let sink = Arc::clone(&got);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
@@ -522,9 +546,11 @@ impl Watcher {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        sink.lock()
-                            .expect("lock")
-                            .push((p.topic.clone(), p.payload.to_vec(), p.retain));
+                        sink.lock().expect("lock").push((
+                            p.topic.clone(),
+                            p.payload.to_vec(),
+                            p.retain,
+                        ));
                     }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -538,7 +564,7 @@ impl Watcher {
         Watcher { got, task }
     }
 
-    pub fn messages(&self) -> Vec<(String, Vec<u8>, bool)> {
+    pub fn messages(&self) -> Received {
         self.got.lock().expect("lock").clone()
     }
 }
