@@ -26,6 +26,9 @@ use crate::store::Committed;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkStatus {
     pub connected: bool,
+    /// Every subscription of this connection was acknowledged: from here
+    /// on nothing published to the fleet's topics is missed.
+    pub subscribed: bool,
     pub connects: u64,
     pub last_error: Option<String>,
 }
@@ -96,6 +99,7 @@ impl Link {
     pub async fn run(mut self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         let mut backoff = Duration::from_millis(500);
+        let mut subacks = 0usize;
         loop {
             tokio::select! {
                 _ = &mut stop => break,
@@ -105,9 +109,11 @@ impl Link {
                         info!(session_present = ack.session_present, "connected to the broker");
                         self.status.send_modify(|s| {
                             s.connected = true;
+                            s.subscribed = false;
                             s.connects += 1;
                             s.last_error = None;
                         });
+                        subacks = 0;
                         // Subscribing again on a resumed session is harmless
                         // and covers a broker that lost it.
                         for f in &self.filters {
@@ -126,6 +132,11 @@ impl Link {
                     Ok(Event::Incoming(Packet::SubAck(ack))) => {
                         if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
                             warn!("the broker refused a subscription: check its ACL for the collector");
+                        } else {
+                            subacks += 1;
+                            if subacks == self.filters.len() {
+                                self.status.send_modify(|s| s.subscribed = true);
+                            }
                         }
                     }
                     Ok(_) => {}
@@ -134,6 +145,7 @@ impl Link {
                         warn!(error = %msg, retry_in = ?backoff, "MQTT connection failed");
                         self.status.send_modify(|s| {
                             s.connected = false;
+                            s.subscribed = false;
                             s.last_error = Some(msg);
                         });
                         tokio::select! {
@@ -159,9 +171,10 @@ impl Link {
         // DISCONNECT, but do not hang on a dead connection.
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
-                match self.eventloop.poll().await {
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(_) => {}
+                // After DISCONNECT rumqttc reports an error once the
+                // socket is flushed and closed: only then is it all sent.
+                if self.eventloop.poll().await.is_err() {
+                    break;
                 }
             }
         })

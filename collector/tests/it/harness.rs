@@ -224,9 +224,10 @@ impl Collector {
             stop,
             task,
         };
-        // Ready means listening; wait for the MQTT session too.
+        // Ready means listening; wait for the subscriptions too, or a
+        // device's first messages could go unseen.
         let mut link = c.running.link.clone();
-        tokio::time::timeout(Duration::from_secs(10), link.wait_for(|s| s.connected))
+        tokio::time::timeout(Duration::from_secs(10), link.wait_for(|s| s.subscribed))
             .await
             .expect("the collector connects to its broker")
             .expect("link status");
