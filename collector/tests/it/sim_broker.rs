@@ -1,79 +1,27 @@
-//! rumqttd embedded in the test process on a free loopback port, and a
-//! plain rumqttc subscriber that hands every message to the test.
+//! The embedded broker on a free loopback port, and a plain rumqttc
+//! subscriber that hands every message to the test.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener as StdListener};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-/// rumqttd cannot report the port of a port-0 bind: take a free one first.
-pub fn free_port() -> u16 {
-    let l = StdListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// Start a broker; returns its port once it accepts connections.
+/// Start the collector's embedded broker on a free port; returns the port
+/// once it accepts connections.
 pub async fn start() -> u16 {
-    let port = free_port();
-    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
-    std::thread::spawn(move || {
-        let mut broker = rumqttd::Broker::new(config(listen));
-        // start() only returns on failure (even a failed bind returns Ok):
-        // the test then times out connecting, which names the problem.
-        let _ = broker.start();
-    });
-    for _ in 0..200 {
-        if TcpStream::connect(listen).await.is_ok() {
-            return port;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("broker did not start listening on {listen}");
-}
-
-fn config(listen: SocketAddr) -> rumqttd::Config {
-    let connections = rumqttd::ConnectionSettings {
-        connection_timeout_ms: 60_000,
-        // The default 20 KiB is below what a batch of samples can reach.
-        max_payload_size: 1 << 20,
-        max_inflight_count: 500,
-        auth: None,
-        external_auth: None,
-        dynamic_filters: true,
-    };
-    let server = rumqttd::ServerSettings {
-        name: "v4".into(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections,
-    };
-    // Segments sized with a wide margin: too small and a lagging QoS 1
-    // subscriber silently loses messages.
-    let router = rumqttd::RouterConfig {
-        max_connections: 200,
-        max_outgoing_packet_count: 1000,
-        max_segment_size: 16 << 20,
-        max_segment_count: 4,
-        custom_segment: None,
-        initialized_filters: None,
-        shared_subscriptions_strategy: Default::default(),
-    };
-    rumqttd::Config {
-        id: 0,
-        router,
-        v4: Some(HashMap::from([("v4".to_string(), server)])),
-        v5: None,
-        ws: None,
-        cluster: None,
-        console: None,
-        bridge: None,
-        prometheus: None,
-        metrics: None,
-    }
+    let port = crate::harness::free_port();
+    tokio::task::spawn_blocking(move || {
+        picket_collector::broker::start(&picket_collector::broker::EmbeddedConfig {
+            listen: ([127, 0, 0, 1], port).into(),
+            // The default 20 KiB is below what a batch of samples can reach.
+            max_payload: 1 << 20,
+            max_connections: 200,
+        })
+        .expect("embedded broker")
+    })
+    .await
+    .expect("broker start task");
+    port
 }
 
 /// One message as the subscriber received it.

@@ -381,7 +381,7 @@ async fn json_fleet_decodes_and_a_silent_device_keeps_its_connection() {
 #[tokio::test]
 async fn more_devices_than_open_files_is_refused() {
     let raw = RawBroker {
-        url: format!("mqtt://127.0.0.1:{}", sim_broker::free_port()),
+        url: format!("mqtt://127.0.0.1:{}", crate::harness::free_port()),
         ..RawBroker::default()
     };
     let broker = broker::resolve(&raw, "unused").expect("broker config");
