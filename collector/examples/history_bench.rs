@@ -80,13 +80,17 @@ fn main() -> anyhow::Result<()> {
         args.targets >= 1 && args.targets <= args.devices,
         "--targets must be between 1 and --devices"
     );
-    anyhow::ensure!(args.other_metrics <= METRICS.len(), "--other-metrics is at most 20");
+    anyhow::ensure!(
+        args.other_metrics <= METRICS.len(),
+        "--other-metrics is at most 20"
+    );
     let path = args.dir.join("history.db");
     let devices: Vec<DeviceId> = (0..args.devices)
         .map(|i| DeviceId::new(format!("pi-{i:05}")))
         .collect::<Result<_, _>>()?;
     let metrics: Vec<Metric> = METRICS.iter().map(|m| Metric::new(m)).collect();
     let mut rng = StdRng::seed_from_u64(7);
+    println!("sqlite={}", rusqlite::version());
     println!("devices={}", args.devices);
     println!("targets={}", args.targets);
     println!("other_metrics={}", args.other_metrics);
@@ -118,8 +122,14 @@ fn main() -> anyhow::Result<()> {
     )?;
     println!("ingest_samples={}", live.samples);
     println!("ingest_points={}", live.points);
-    println!("ingest_samples_per_sec={:.0}", live.samples as f64 / live.secs);
-    println!("ingest_points_per_sec={:.0}", live.points as f64 / live.secs);
+    println!(
+        "ingest_samples_per_sec={:.0}",
+        live.samples as f64 / live.secs
+    );
+    println!(
+        "ingest_points_per_sec={:.0}",
+        live.points as f64 / live.secs
+    );
     println!("ingest_commit_ms_p50={:.2}", pct(&live.commits, 50));
     println!("ingest_commit_ms_p99={:.2}", pct(&live.commits, 99));
     let end = T0 + (ticks + 60) * INTERVAL;
