@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let metrics: Vec<Metric> = METRICS.iter().map(|m| Metric::new(m)).collect();
     let mut rng = StdRng::seed_from_u64(7);
+    println!("sqlite={}", rusqlite::version());
     println!("devices={}", args.devices);
     println!("targets={}", args.targets);
     println!("other_metrics={}", args.other_metrics);

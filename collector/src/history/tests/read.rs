@@ -248,3 +248,11 @@ fn readers_see_commits_and_work_from_many_threads() {
         assert_eq!(h.join().expect("thread"), 100);
     }
 }
+
+#[test]
+fn handles_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Reader>();
+    send::<crate::history::Writer>();
+}
