@@ -113,7 +113,7 @@ pub async fn run_with(
     {
         warn!(dir = %dir.display(), "the database's directory does not exist");
     }
-    let (writer, snapshot) = history::open(&config.storage_path)?;
+    let (writer, snapshot) = history::open_with(&config.storage_path, config.durability)?;
     let reader = history::Reader::open(&config.storage_path)?;
     info!(path = %config.storage_path.display(), "history opened");
 

@@ -32,6 +32,7 @@ pub struct Config {
     pub api: ApiAuth,
     pub storage_path: PathBuf,
     pub retention: Duration,
+    pub durability: crate::history::Durability,
     pub engine: EngineConfig,
     pub notify: NotifyConfig,
 }

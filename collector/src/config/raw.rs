@@ -125,6 +125,7 @@ pub struct RawApi {
 pub struct RawStorage {
     pub path: String,
     pub retention: HumanDuration,
+    pub synchronous: String,
 }
 
 impl Default for RawStorage {
@@ -132,6 +133,7 @@ impl Default for RawStorage {
         RawStorage {
             path: "/var/lib/picket/collector.db".into(),
             retention: HumanDuration(Duration::from_secs(30 * 86_400)),
+            synchronous: "full".into(),
         }
     }
 }

@@ -13,6 +13,7 @@ use super::raw::RawConfig;
 use super::{ApiAuth, Config};
 use crate::broker::EmbeddedConfig;
 use crate::fleet::EngineConfig;
+use crate::history::Durability;
 use crate::link::LinkConfig;
 use crate::rules::Glob;
 
@@ -152,6 +153,17 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         return Err(invalid("storage.retention", "must be at least 1h"));
     }
 
+    let durability = match raw.storage.synchronous.as_str() {
+        "full" => Durability::Full,
+        "normal" => Durability::Normal,
+        other => {
+            return Err(invalid(
+                "storage.synchronous",
+                format!("{other:?} is neither \"full\" nor \"normal\""),
+            ));
+        }
+    };
+
     let presence_timeout = raw.presence.timeout.0;
     if presence_timeout < Duration::from_secs(1)
         || presence_timeout > Duration::from_secs(7 * 86_400)
@@ -193,6 +205,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         api,
         storage_path,
         retention,
+        durability,
         engine,
         notify,
     })

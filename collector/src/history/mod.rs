@@ -16,10 +16,8 @@
 //! - `reader`: [`Reader`], a small pool of read-only connections.
 //! - `bucket`: averaging raw points into fixed steps, pure.
 //! - `rows`: the row types going in and out.
-//! - [`config`]: the `[history]` configuration section.
 
 mod bucket;
-pub mod config;
 mod prune;
 mod reader;
 mod rows;
@@ -31,7 +29,6 @@ use std::path::{Path, PathBuf};
 
 use picket_protocol::Severity;
 
-pub use config::{HistoryConfig, RawHistory};
 pub use reader::Reader;
 pub use rows::{
     AlertRow, CommitStats, Correction, DeviceRecord, DeviceRow, EventRecord, EventRow,
