@@ -23,7 +23,7 @@ pub mod presence;
 pub mod query;
 pub mod seq;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,6 +89,9 @@ const STATE_KIND: &str = "engine";
 pub struct Engine {
     cfg: EngineConfig,
     devices: HashMap<DeviceId, Device>,
+    /// Devices handled since the last flush: the only ones whose state may
+    /// need writing (a fleet of 10,000 is not scanned per batch).
+    touched: HashSet<DeviceId>,
     timers: DelayQueue<DeviceId>,
     timer_keys: HashMap<DeviceId, delay_queue::Key>,
     clock: Clock,
@@ -114,6 +117,7 @@ impl Engine {
         let mut engine = Engine {
             cfg,
             devices: HashMap::new(),
+            touched: HashSet::new(),
             timers: DelayQueue::new(),
             timer_keys: HashMap::new(),
             clock,
@@ -214,7 +218,10 @@ impl Engine {
     }
 
     async fn flush(&mut self) {
-        for (id, dev) in &mut self.devices {
+        for id in self.touched.drain() {
+            let Some(dev) = self.devices.get_mut(&id) else {
+                continue;
+            };
             if dev.dirty {
                 dev.dirty = false;
                 self.pending.batch.state.push(StateRow {
@@ -227,7 +234,7 @@ impl Engine {
             if dev.seen_dirty {
                 dev.seen_dirty = false;
                 self.pending.batch.devices.push(DeviceRow {
-                    device: id.clone(),
+                    device: id,
                     labels: dev.labels.clone(),
                     model: dev.p.model.clone(),
                     version: dev.p.version.clone(),
@@ -244,7 +251,11 @@ impl Engine {
         }
     }
 
+    /// The device, created on first sight, and marked for the next flush.
     fn device(&mut self, id: &DeviceId) -> &mut Device {
+        if !self.touched.contains(id) {
+            self.touched.insert(id.clone());
+        }
         if !self.devices.contains_key(id) {
             let labels = self.labels_for(id);
             let mut dev = Device::new(labels, Persisted::default());
@@ -340,7 +351,10 @@ impl Engine {
             labels: &dev.labels,
         };
         let transitions = rules.evaluate(&ctx, &mut dev.p.rules, obs, now);
-        if transitions.is_empty() && dev.published.is_some() {
+        // A presence change can change the active set without a transition
+        // (other alerts suppressed while offline, back when online).
+        let presence = matches!(obs, Observation::Presence { .. });
+        if transitions.is_empty() && dev.published.is_some() && !presence {
             return;
         }
         dev.dirty = true;
@@ -440,3 +454,6 @@ fn alert_row(id: &DeviceId, t: &Transition) -> AlertRow {
         ts: t.at,
     }
 }
+
+#[cfg(test)]
+mod tests;

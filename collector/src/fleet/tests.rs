@@ -1,0 +1,182 @@
+//! The engine with paused time: no broker, no database; publishes go in
+//! through its channel, commits come out of the other.
+
+use std::time::Duration;
+
+use rumqttc::{Publish, QoS};
+use tokio::sync::{mpsc, oneshot};
+
+use picket_protocol::{
+    DeviceId, Format, OfflineReason, Presence, Sample, State, Telemetry, Thermal, Topics, VERSION,
+};
+
+use super::query::{DeviceDetail, Query};
+use super::*;
+
+const T0: Millis = 1_800_000_000_000;
+
+struct Harness {
+    inbound: mpsc::Sender<Publish>,
+    queries: mpsc::Sender<Query>,
+    commits: mpsc::Receiver<Commit>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+fn start() -> Harness {
+    let cfg = EngineConfig {
+        topics: Topics::default(),
+        max_payload: 1 << 20,
+        presence_timeout: Duration::from_secs(300),
+        cooldown: Duration::from_secs(3600),
+        rules: Arc::new(crate::rules::build(&[]).expect("default rules")),
+        labels: Vec::new(),
+        format: Format::Json,
+    };
+    let (inbound, inbound_rx) = mpsc::channel(16);
+    let (queries, queries_rx) = mpsc::channel(4);
+    let (commit_tx, commits) = mpsc::channel(64);
+    let engine = Engine::new(
+        cfg,
+        Snapshot::default(),
+        Clock::starting_at(T0),
+        Arc::default(),
+        inbound_rx,
+        queries_rx,
+        commit_tx,
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(engine.run(stop.clone().cancelled_owned()));
+    Harness {
+        inbound,
+        queries,
+        commits,
+        stop,
+    }
+}
+
+fn dev() -> DeviceId {
+    DeviceId::new("pi-1").expect("id")
+}
+
+fn publish<T: serde::Serialize>(topic: String, msg: &T) -> Publish {
+    let payload = picket_protocol::encode(msg, Format::Json).expect("encode");
+    Publish::new(topic, QoS::AtLeastOnce, payload)
+}
+
+fn state(status: Presence, session: &str) -> Publish {
+    let st = State {
+        v: VERSION,
+        device: dev(),
+        status,
+        session: session.into(),
+        version: None,
+        model: None,
+        boot: None,
+        ts: None,
+        reason: (status == Presence::Offline).then_some(OfflineReason::ConnectionLost),
+    };
+    publish(Topics::default().state(&dev()), &st)
+}
+
+fn telemetry(seq: u64, temp: f32) -> Publish {
+    let sample = Sample {
+        seq,
+        ts: T0 + seq,
+        mono: seq,
+        boot: "b".into(),
+        sync: true,
+        hist: false,
+        cpu: None,
+        load: None,
+        mem: None,
+        swap: None,
+        uptime: None,
+        disks: vec![],
+        net: vec![],
+        thermal: vec![Thermal {
+            zone: "thermal_zone0".into(),
+            kind: "cpu-thermal".into(),
+            c: temp,
+        }],
+        throttle: None,
+        services: vec![],
+        agent: None,
+    };
+    let t = Telemetry {
+        v: VERSION,
+        device: dev(),
+        samples: vec![sample],
+    };
+    publish(Topics::default().telemetry(&dev()), &t)
+}
+
+impl Harness {
+    async fn detail(&self) -> DeviceDetail {
+        let (tx, rx) = oneshot::channel();
+        self.queries
+            .send(Query::Device(dev(), tx))
+            .await
+            .expect("engine alive");
+        rx.await.expect("answer").expect("device known")
+    }
+
+    /// Every retained alert payload committed so far.
+    fn alert_sets(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Ok(c) = self.commits.try_recv() {
+            out.extend(c.alerts.into_iter().map(|(_, p)| p));
+        }
+        out
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_device_goes_offline_at_the_timeout_give_or_take_a_second() {
+    let h = start();
+    h.inbound
+        .send(state(Presence::Online, "s1"))
+        .await
+        .expect("send");
+    h.inbound.send(telemetry(1, 50.0)).await.expect("send");
+    assert_eq!(h.detail().await.presence.status, "online");
+    tokio::time::sleep(Duration::from_millis(300_000 - 1_000)).await;
+    assert_eq!(h.detail().await.presence.status, "online", "1 s early");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let d = h.detail().await;
+    assert_eq!(
+        (d.presence.status, d.presence.reason),
+        ("offline", Some("silent"))
+    );
+    assert_eq!(d.presence.since, T0, "dated from the last message");
+    h.stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn going_offline_withdraws_the_suppressed_alerts_from_the_retained_set() {
+    let mut h = start();
+    h.inbound
+        .send(state(Presence::Online, "s1"))
+        .await
+        .expect("send");
+    // 85 °C held past the temperature rule's 1 minute: critical.
+    for seq in 1..=8 {
+        h.inbound.send(telemetry(seq, 85.0)).await.expect("send");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    assert_eq!(h.detail().await.alerts.len(), 1);
+    let sets = h.alert_sets();
+    assert!(
+        sets.last().is_some_and(|p| !p.is_empty()),
+        "alert published"
+    );
+    // The will: offline; the offline alert waits 5 minutes, the
+    // temperature alert is suppressed, so the retained set is cleared.
+    h.inbound
+        .send(state(Presence::Offline, "s1"))
+        .await
+        .expect("send");
+    assert!(h.detail().await.alerts.is_empty());
+    let sets = h.alert_sets();
+    assert_eq!(sets.last().map(Vec::len), Some(0), "retained set cleared");
+    h.stop.cancel();
+}
