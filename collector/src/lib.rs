@@ -107,12 +107,6 @@ pub async fn run_with(
     };
     let broker_addr = embedded.as_ref().map(|b| b.addr);
 
-    if let Some(dir) = config.storage_path.parent()
-        && !dir.as_os_str().is_empty()
-        && !dir.exists()
-    {
-        warn!(dir = %dir.display(), "the database's directory does not exist");
-    }
     let (writer, snapshot) = history::open_with(&config.storage_path, config.durability)?;
     let reader = history::Reader::open(&config.storage_path)?;
     info!(path = %config.storage_path.display(), "history opened");

@@ -123,6 +123,9 @@ impl Link {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
+                        // Waiting here when the engine is behind is the
+                        // backpressure: unacknowledged messages stay with
+                        // the broker instead of piling up in memory.
                         if self.inbound.send(p).await.is_err() {
                             // The engine has stopped: leave the message
                             // unacknowledged for the next run.

@@ -9,7 +9,7 @@ use serde_json::json;
 use picket_protocol::DeviceId;
 
 use super::params::{self, Params};
-use super::{ApiError, AppState, Peer, Role, ask, authorize, blocking};
+use super::{ApiError, AppState, Peer, Role, ask, authorize, blocking, reading};
 use crate::fleet::query::Query;
 use crate::model::{Metric, Millis};
 
@@ -28,8 +28,7 @@ pub async fn list(
     headers: HeaderMap,
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
-    authorize(&state.auth, &headers, peer.0, Role::Read)?;
-    params::only(&p, &[])?;
+    reading(&state, &headers, &peer, &p, &[])?;
     let devices = ask(&state, Query::Devices).await?;
     Ok(Json(devices).into_response())
 }
@@ -41,8 +40,7 @@ pub async fn one(
     Path(id): Path<String>,
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
-    authorize(&state.auth, &headers, peer.0, Role::Read)?;
-    params::only(&p, &[])?;
+    reading(&state, &headers, &peer, &p, &[])?;
     let id = device_id(&id)?;
     let detail = ask(&state, |tx| Query::Device(id.clone(), tx))
         .await?
@@ -65,8 +63,13 @@ pub async fn history(
     Path(id): Path<String>,
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
-    authorize(&state.auth, &headers, peer.0, Role::Read)?;
-    params::only(&p, &["metric", "from", "to", "step"])?;
+    reading(
+        &state,
+        &headers,
+        &peer,
+        &p,
+        &["metric", "from", "to", "step"],
+    )?;
     let id = device_id(&id)?;
     let metric = p
         .get("metric")
@@ -110,8 +113,7 @@ pub async fn events(
     Path(id): Path<String>,
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
-    authorize(&state.auth, &headers, peer.0, Role::Read)?;
-    params::only(&p, &["from", "to", "limit"])?;
+    reading(&state, &headers, &peer, &p, &["from", "to", "limit"])?;
     let id = device_id(&id)?;
     let (from, to) = params::window(&p, MAX_SPAN)?;
     let limit = params::limit(&p, 500, 10_000)?;

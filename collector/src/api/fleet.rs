@@ -11,7 +11,7 @@ use serde_json::json;
 use picket_protocol::{DeviceId, Severity};
 
 use super::params::{self, Params};
-use super::{ApiError, AppState, Peer, Role, ask, authorize, blocking};
+use super::{ApiError, AppState, Peer, ask, blocking, reading};
 use crate::fleet::query::{DeviceSummary, Query};
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -76,8 +76,7 @@ pub async fn stats(
     headers: HeaderMap,
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
-    authorize(&state.auth, &headers, peer.0, Role::Read)?;
-    params::only(&p, &[])?;
+    reading(&state, &headers, &peer, &p, &[])?;
     let devices = ask(&state, Query::Devices).await?;
     let alerts = ask(&state, Query::Alerts).await?;
     let severities: Vec<Severity> = alerts.iter().map(|a| a.alert.severity).collect();
@@ -92,8 +91,7 @@ pub async fn alerts(
     headers: HeaderMap,
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, ApiError> {
-    authorize(&state.auth, &headers, peer.0, Role::Read)?;
-    params::only(&p, &["state", "device", "limit"])?;
+    reading(&state, &headers, &peer, &p, &["state", "device", "limit"])?;
     let which = p.get("state").map_or("active", String::as_str);
     if !matches!(which, "active" | "resolved" | "all") {
         return Err(ApiError::bad_request(format!(

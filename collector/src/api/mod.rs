@@ -164,6 +164,18 @@ pub fn authorize(
     Ok(())
 }
 
+/// The preamble of every read route: the token, then the parameters.
+pub fn reading(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: &Peer,
+    params: &params::Params,
+    known: &[&str],
+) -> Result<(), ApiError> {
+    authorize(&state.auth, headers, peer.0, Role::Read)?;
+    params::only(params, known)
+}
+
 /// Compare in time independent of where the strings differ.
 fn same(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{Collector, Device, Mosquitto, Setup, Watcher, use_mosquitto};
+use crate::harness::{Collector, Device, Mosquitto, Setup, Watcher};
 use crate::http_sink::HttpSink;
 use crate::smtp_sink::SmtpSink;
 
@@ -29,11 +29,7 @@ fn retained_alert(w: &Watcher, device: &str) -> Option<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overheat_alerts_once_resolves_and_flaps_silently() {
-    let mosquitto = if use_mosquitto() {
-        Some(Mosquitto::start().await)
-    } else {
-        None
-    };
+    let mosquitto = Mosquitto::if_asked().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let hook = HttpSink::start(&[]).await;
     let smtp = SmtpSink::start(Some(("picket", "s3cret")), "PLAIN LOGIN").await;

@@ -2,7 +2,7 @@
 //! `duplicates` and `missing`, history holds each record once, and a
 //! collector restart neither re-counts nor forgets.
 
-use crate::harness::{Collector, Device, Mosquitto, Setup, free_port, use_mosquitto};
+use crate::harness::{Collector, Device, Mosquitto, Setup, free_port};
 
 async fn seq(c: &Collector, want_received: u64) -> serde_json::Value {
     let d = c
@@ -25,11 +25,7 @@ async fn points(c: &Collector) -> usize {
 async fn duplicates_and_gaps_survive_a_restart() {
     // The broker must outlive the collector: Mosquitto, or an embedded
     // broker started by the test rather than by the collector.
-    let mosquitto = if use_mosquitto() {
-        Some(Mosquitto::start().await)
-    } else {
-        None
-    };
+    let mosquitto = Mosquitto::if_asked().await;
     let port = match &mosquitto {
         Some(m) => m.port,
         None => {

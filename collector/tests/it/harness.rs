@@ -27,7 +27,7 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-pub fn use_mosquitto() -> bool {
+fn use_mosquitto() -> bool {
     std::env::var("PICKET_TEST_BROKER").is_ok_and(|v| v == "mosquitto")
 }
 
@@ -61,6 +61,16 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// A Mosquitto when `PICKET_TEST_BROKER=mosquitto`, else none (the
+    /// collector then runs its embedded broker).
+    pub async fn if_asked() -> Option<Mosquitto> {
+        if use_mosquitto() {
+            Some(Mosquitto::start().await)
+        } else {
+            None
+        }
+    }
+
     pub async fn start() -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();

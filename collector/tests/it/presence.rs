@@ -1,17 +1,11 @@
 //! Presence through a real broker: birth, a lost TCP connection (the
 //! broker publishes the will), silence, and a stale will.
 
-use std::time::Duration;
-
-use crate::harness::{Collector, Device, Mosquitto, Setup, use_mosquitto};
+use crate::harness::{Collector, Device, Mosquitto, Setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn birth_will_silence_and_stale_will() {
-    let mosquitto = if use_mosquitto() {
-        Some(Mosquitto::start().await)
-    } else {
-        None
-    };
+    let mosquitto = Mosquitto::if_asked().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let setup = Setup::new(
         dir.path(),
@@ -90,6 +84,5 @@ async fn birth_will_silence_and_stale_will() {
         .expect("presence history");
     assert!(rows.len() >= 2, "online and offline recorded: {history}");
     drop(c1);
-    tokio::time::sleep(Duration::from_millis(10)).await;
     collector.stop().await;
 }

@@ -1,7 +1,7 @@
 //! Bad payloads on every topic: the collector keeps serving, counts each
 //! under its reason, and `/metrics` stays valid Prometheus text.
 
-use crate::harness::{Collector, Device, Mosquitto, Setup, use_mosquitto};
+use crate::harness::{Collector, Device, Mosquitto, Setup};
 
 fn counter(metrics: &str, line_start: &str) -> u64 {
     metrics
@@ -14,11 +14,7 @@ fn counter(metrics: &str, line_start: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_counted_and_nothing_stops() {
-    let mosquitto = if use_mosquitto() {
-        Some(Mosquitto::start().await)
-    } else {
-        None
-    };
+    let mosquitto = Mosquitto::if_asked().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let setup = Setup::new(
         dir.path(),
