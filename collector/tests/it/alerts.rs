@@ -125,7 +125,16 @@ async fn overheat_alerts_once_resolves_and_flaps_silently() {
         "no notification inside the cooldown"
     );
     assert_eq!(smtp.mails().len(), 2, "no e-mail inside the cooldown");
-    let (_, log) = collector.get("/api/alerts?state=resolved", None).await;
-    assert_eq!(log["resolved"].as_array().map(Vec::len), Some(2));
+    // The alert log is in SQLite, one commit behind the live view.
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    let resolved = loop {
+        let (_, log) = collector.get("/api/alerts?state=resolved", None).await;
+        let n = log["resolved"].as_array().map_or(0, Vec::len);
+        if n >= 2 || tokio::time::Instant::now() > end {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(resolved, 2);
     collector.stop().await;
 }

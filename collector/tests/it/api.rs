@@ -57,6 +57,19 @@ async fn endpoints_roles_and_parameters() {
     let (_, one) = get("/api/devices/pi-api", Some(READ)).await;
     assert_eq!(one["latest"]["temp"], 57.0);
     assert_eq!(one["seq"]["duplicates"], 0);
+    // The live view runs one commit ahead of SQLite: once the event (sent
+    // last) is stored, so are the samples before it.
+    let end = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get("/api/devices/pi-api/events", Some(READ)).await.1["events"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the event was never stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (s, h) = get(
         "/api/devices/pi-api/history?metric=temp&from=-1h&to=now",
         Some(READ),

@@ -13,12 +13,22 @@ async fn seq(c: &Collector, want_received: u64) -> serde_json::Value {
     d["seq"].clone()
 }
 
-async fn points(c: &Collector) -> usize {
-    let (status, h) = c
-        .get("/api/devices/pi-seq/history?metric=temp&from=-1h", None)
-        .await;
-    assert_eq!(status, 200, "{h}");
-    h["points"].as_array().map_or(0, Vec::len)
+/// The stored history of `temp` once it holds `want` points (the live
+/// view the API answers from runs one commit ahead of SQLite); the count
+/// found when waiting gives up.
+async fn points(c: &Collector, want: usize) -> usize {
+    let end = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, h) = c
+            .get("/api/devices/pi-seq/history?metric=temp&from=-1h", None)
+            .await;
+        assert_eq!(status, 200, "{h}");
+        let n = h["points"].as_array().map_or(0, Vec::len);
+        if n == want || tokio::time::Instant::now() > end {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +67,7 @@ async fn duplicates_and_gaps_survive_a_restart() {
         "{s}"
     );
     assert_eq!(s["missing_ranges"], serde_json::json!([[6, 7]]));
-    assert_eq!(points(&collector).await, 7);
+    assert_eq!(points(&collector, 7).await, 7);
 
     collector.stop().await;
     let collector = Collector::start(&setup).await;
@@ -77,6 +87,6 @@ async fn duplicates_and_gaps_survive_a_restart() {
         (&8.into(), &1.into()),
         "{s}"
     );
-    assert_eq!(points(&collector).await, 8);
+    assert_eq!(points(&collector, 8).await, 8);
     collector.stop().await;
 }
