@@ -75,10 +75,11 @@ wait_for_port() {
     die "nothing listens on 127.0.0.1:$port"
 }
 
-# start_mosquitto DIR: a private broker on a free port; sets MQTT_PORT and
-# MOSQUITTO_PID.
+# start_mosquitto DIR [CONFIG_LINE...]: a private broker on a free port,
+# with the extra configuration lines given; sets MQTT_PORT and MOSQUITTO_PID.
 start_mosquitto() {
     local dir=$1
+    shift
     need mosquitto mosquitto
     need mosquitto_sub mosquitto-clients
     MQTT_PORT=$(free_port)
@@ -90,6 +91,8 @@ start_mosquitto() {
         # As root, mosquitto would otherwise switch to a 'mosquitto' user
         # that cannot write the log in the scratch directory.
         [[ $(id -u) -eq 0 ]] && echo "user root"
+        local line
+        for line in "$@"; do echo "$line"; done
     } >"$dir/mosquitto.conf"
     bg "$dir/mosquitto.out" mosquitto -c "$dir/mosquitto.conf"
     MOSQUITTO_PID=$BG_PID
@@ -118,7 +121,8 @@ build_agent() {
     AGENT=$PWD/target/$target/release/picket-agent
 }
 
-# CPU seconds (user + system) a process has used so far.
+# CPU time (user + system) a process has used so far, in clock ticks
+# (`getconf CLK_TCK` per second).
 cpu_ticks() {
     # Fields 14 and 15 of /proc/PID/stat; the command name (field 2) may hold
     # spaces, so cut everything up to its closing parenthesis first.

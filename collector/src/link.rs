@@ -7,6 +7,7 @@
 //! happens to the collector, a message is either stored or still held by
 //! the broker for this session.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
     TlsConfiguration, Transport,
 };
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -44,6 +46,10 @@ pub struct LinkConfig {
     /// commit before the broker pauses the session.
     pub inflight: u16,
 }
+
+/// Publishes waiting for the engine beyond which the link warns (then at
+/// every doubling).
+const WAITING_WARN: usize = 10_000;
 
 pub struct Link {
     client: AsyncClient,
@@ -100,9 +106,30 @@ impl Link {
         tokio::pin!(stop);
         let mut backoff = Duration::from_millis(500);
         let mut subacks = 0usize;
+        // Publishes received while the engine's channel is full. The loop
+        // must keep polling meanwhile: the acknowledgements of what the
+        // store committed (and the alert sets) leave through this event
+        // loop, and a link that waits on the engine while the engine waits
+        // on those is a deadlock. The backpressure is the broker's in-flight
+        // window instead: it sends nothing more until we acknowledge.
+        let mut waiting: VecDeque<Publish> = VecDeque::new();
+        let mut waiting_warned = 0usize;
         loop {
             tokio::select! {
                 _ = &mut stop => break,
+                permit = self.inbound.reserve(), if !waiting.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(p) = waiting.pop_front() {
+                            permit.send(p);
+                        }
+                        if waiting.is_empty() {
+                            waiting_warned = 0;
+                        }
+                    }
+                    // The engine has stopped: what waits stays
+                    // unacknowledged for the next run.
+                    Err(_) => waiting.clear(),
+                },
                 ev = self.eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         backoff = Duration::from_millis(500);
@@ -123,13 +150,20 @@ impl Link {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        // Waiting here when the engine is behind is the
-                        // backpressure: unacknowledged messages stay with
-                        // the broker instead of piling up in memory.
-                        if self.inbound.send(p).await.is_err() {
-                            // The engine has stopped: leave the message
-                            // unacknowledged for the next run.
-                            continue;
+                        if waiting.is_empty() {
+                            match self.inbound.try_send(p) {
+                                Ok(()) => {}
+                                Err(TrySendError::Full(p)) => waiting.push_back(p),
+                                // The engine has stopped: leave the message
+                                // unacknowledged for the next run.
+                                Err(TrySendError::Closed(_)) => {}
+                            }
+                        } else {
+                            waiting.push_back(p);
+                        }
+                        if waiting.len() > waiting_warned.saturating_mul(2).max(WAITING_WARN) {
+                            waiting_warned = waiting.len();
+                            warn!(waiting = waiting.len(), "the broker sends more than the engine keeps up with: lower its in-flight window for this client (Mosquitto: max_inflight_messages)");
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(ack))) => {
