@@ -13,6 +13,8 @@
 //! - [`shutdown`], [`liveness`]: the stop signal and the watchdog's beacons.
 
 pub mod config;
+pub mod gpio;
+pub mod led;
 pub mod liveness;
 pub mod queue;
 pub mod sampler;
@@ -20,6 +22,7 @@ pub mod sensors;
 pub mod shutdown;
 pub mod store;
 pub mod systemd;
+pub mod testing;
 pub mod uplink;
 
 use std::future::Future;

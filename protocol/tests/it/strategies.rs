@@ -284,8 +284,11 @@ pub fn event_kind() -> impl Strategy<Value = EventKind> {
                 total_dropped,
             }
         }),
-        (text(), any::<bool>(), any::<u64>())
-            .prop_map(|(name, level, edge_ns)| EventKind::Gpio { name, level, edge_ns }),
+        (text(), any::<bool>(), any::<u64>()).prop_map(|(name, level, edge_ns)| EventKind::Gpio {
+            name,
+            level,
+            edge_ns
+        }),
     ]
 }
 
