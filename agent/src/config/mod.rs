@@ -14,6 +14,8 @@ use picket_protocol::{DeviceId, Format};
 pub use raw::RawConfig;
 pub use validate::validate;
 
+use crate::gpio::GpioConfig;
+use crate::led::LedConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::SensorConfig;
 
@@ -33,6 +35,10 @@ pub struct Config {
     pub queue: QueueConfig,
     pub uplink: UplinkConfig,
     pub sensors: SensorConfig,
+    pub led: LedConfig,
+    pub gpio: GpioConfig,
+    /// The local status socket (`picket-agent status`); `None`: off.
+    pub status_socket: Option<std::path::PathBuf>,
     /// 64-bit FNV-1a of the effective configuration, 16 hex digits.
     pub hash: String,
 }

@@ -28,6 +28,33 @@ use crate::uplink::{Failure, Link, UplinkStatus};
 use backend::LedBackend;
 pub use pattern::{LedInputs, LinkView, Pattern};
 
+/// The validated `[led]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedConfig {
+    None,
+    Sysfs(std::path::PathBuf),
+    Gpio {
+        line: crate::gpio::LineRef,
+        active_low: bool,
+    },
+}
+
+impl LedConfig {
+    /// Open the configured LED.
+    pub fn open(
+        &self,
+        gpio: &dyn crate::gpio::GpioBackend,
+    ) -> Result<Box<dyn LedBackend>, backend::LedError> {
+        Ok(match self {
+            LedConfig::None => Box::new(backend::NoLed),
+            LedConfig::Sysfs(path) => Box::new(backend::SysfsLed::open(path)?),
+            LedConfig::Gpio { line, active_low } => {
+                Box::new(backend::GpioLed::open(gpio, line.clone(), *active_low)?)
+            }
+        })
+    }
+}
+
 /// After a drop the LED says "dropping" this long: a technician arriving
 /// later still learns that data was lost recently.
 pub const DROPPING_FOR: Duration = Duration::from_secs(5 * 60);
