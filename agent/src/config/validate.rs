@@ -100,7 +100,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     })
 }
 
-fn led(raw: &RawConfig) -> Result<LedConfig, ConfigError> {
+/// The `[led]` section alone: the LED can still say "configuration
+/// invalid" when another section is wrong.
+pub fn led(raw: &RawConfig) -> Result<LedConfig, ConfigError> {
     let l = &raw.led;
     match l.backend.as_str() {
         "none" => Ok(LedConfig::None),
