@@ -264,7 +264,8 @@ initial = true
 fn led_gpio_and_status_errors_name_the_key() {
     let input =
         |extra: &str| format!("[[gpio.input]]\nname = \"door\"\nline = \"GPIO17\"\n{extra}");
-    let table: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    type Row = (String, Vec<(&'static str, &'static str)>, &'static str);
+    let table: Vec<Row> = vec![
         (
             String::new(),
             vec![("PICKET_LED_BACKEND", "neon")],

@@ -154,15 +154,22 @@ impl Inner {
         }
     }
 
+    /// Who holds the line, as the kernel reports the consumer: ours are
+    /// labelled `picket-agent`, like the real backend's.
+    fn holder(&self, o: usize) -> Option<String> {
+        match &self.lines[o].usage {
+            Use::Free => None,
+            Use::Foreign(c) => Some(c.clone()),
+            Use::Input(_) | Use::Output(_) => Some("picket-agent".into()),
+        }
+    }
+
     fn request(&mut self, line: &LineRef, usage: Use) -> Result<usize, GpioError> {
         let o = self.offset(line)?;
-        if let Use::Foreign(c)
-        | Use::Input(InputSpec { name: c, .. })
-        | Use::Output(OutputSpec { name: c, .. }) = &self.lines[o].usage
-        {
+        if let Some(consumer) = self.holder(o) {
             return Err(GpioError::Busy {
                 line: line.to_string(),
-                consumer: c.clone(),
+                consumer,
             });
         }
         self.lines[o].usage = usage;
@@ -227,6 +234,12 @@ impl GpioBackend for SimChip {
     fn locate(&self, line: &LineRef) -> Result<String, GpioError> {
         let inner = self.inner();
         let o = inner.offset(line)?;
+        if let Some(consumer) = inner.holder(o) {
+            return Err(GpioError::Busy {
+                line: line.to_string(),
+                consumer,
+            });
+        }
         Ok(format!("{}:{o}", inner.chip))
     }
 }
