@@ -9,20 +9,33 @@
 //! - Three long-lived tasks joined by bounded channels, started by [`run`]:
 //!   [`sampler`] (sensors → store), [`store`] (owns the queue on a blocking
 //!   thread) and [`uplink`] (owns the MQTT event loop).
+//! - [`led`]: the status LED (pure pattern table, the task playing it,
+//!   sysfs/GPIO backends) and the `led.identify` handle.
+//! - [`gpio`]: GPIO inputs (edges → events, levels → samples) and outputs
+//!   for `gpio.write`, through the kernel's character device.
+//! - [`status`]: the local status socket and `picket-agent status`;
+//!   [`doctor`]: `picket-agent doctor`'s checks.
+//! - [`testing`]: simulated hardware (GPIO chip, LED) for tests.
 //! - [`systemd`]: readiness and watchdog notifications.
 //! - [`shutdown`], [`liveness`]: the stop signal and the watchdog's beacons.
 
 pub mod config;
+pub mod doctor;
+pub mod gpio;
+pub mod led;
 pub mod liveness;
 pub mod queue;
 pub mod sampler;
 pub mod sensors;
 pub mod shutdown;
+pub mod status;
 pub mod store;
 pub mod systemd;
+pub mod testing;
 pub mod uplink;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use picket_protocol::EventKind;
@@ -31,11 +44,15 @@ use tracing::{info, warn};
 
 pub use config::Config;
 
+use crate::gpio::{GpioBackend, GpioInputs, GpioOutputs};
+use crate::led::backend::NoLed;
+use crate::led::{AlertView, Identify, Led, LedSources, Pattern};
 use crate::liveness::Beacon;
 use crate::queue::{Queue, QueueError};
 use crate::sampler::Sampler;
 use crate::sensors::Sensors;
 use crate::sensors::clock::SystemClock;
+use crate::status::{StatusServer, StatusSources};
 use crate::store::{Store, StoreStatus};
 use crate::uplink::{Identity, Uplink, UplinkStatus};
 
@@ -47,11 +64,34 @@ pub enum RunError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Handles on a running agent's state, for tests and the local status view.
+/// Handles on a running agent's state, for tests and the local status
+/// view, and the operations remote commands drive (`led.identify`,
+/// `gpio.write`).
 #[derive(Debug, Clone)]
 pub struct Observers {
     pub store: watch::Receiver<StoreStatus>,
     pub uplink: watch::Receiver<UplinkStatus>,
+    /// The collector's retained alert set for this device.
+    pub alerts: watch::Receiver<AlertView>,
+    /// What the status LED shows.
+    pub led: watch::Receiver<Pattern>,
+    pub identify: Identify,
+    pub gpio_outputs: GpioOutputs,
+}
+
+/// The hardware seams [`run_with`] uses.
+#[derive(Clone)]
+pub struct Hardware {
+    pub gpio: Arc<dyn GpioBackend>,
+}
+
+impl Hardware {
+    /// This machine's GPIO chips.
+    pub fn real() -> Hardware {
+        Hardware {
+            gpio: Arc::new(gpio::cdev::Cdev),
+        }
+    }
 }
 
 /// Run the agent until `shutdown` resolves, then stop sampling, let the
@@ -63,6 +103,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// [`run`], handing the caller watch receivers once everything is started.
 pub async fn run_observed(
     config: Config,
+    shutdown: impl Future<Output = ()>,
+    observe: impl FnOnce(Observers),
+) -> Result<(), RunError> {
+    run_with(config, Hardware::real(), shutdown, observe).await
+}
+
+/// [`run_observed`] on the given hardware (tests use simulated GPIO).
+pub async fn run_with(
+    config: Config,
+    hardware: Hardware,
     shutdown: impl Future<Output = ()>,
     observe: impl FnOnce(Observers),
 ) -> Result<(), RunError> {
@@ -102,6 +152,11 @@ pub async fn run_observed(
     let (reply_tx, reply_rx) = mpsc::channel(8);
     let (store_tx, store_rx) = watch::channel(StoreStatus::default());
     let (uplink_tx, uplink_rx) = watch::channel(UplinkStatus::connecting(&config.broker.url));
+    let (alerts_tx, alerts_rx) = watch::channel(None);
+    let (clock_tx, clock_rx) = watch::channel(false);
+    let (levels_tx, levels_rx) = watch::channel(Vec::new());
+    let (pattern_tx, pattern_rx) = watch::channel(Pattern::Off);
+    let (identify, identify_rx) = Identify::channel();
 
     let store = Store::new(queue, item_rx, req_rx, reply_tx, store_tx);
     let rt = tokio::runtime::Handle::current();
@@ -122,10 +177,69 @@ pub async fn run_observed(
         reply_rx,
         store_rx.clone(),
         uplink_tx,
+        alerts_tx,
         stop.clone(),
         uplink_beacon.clone(),
     );
     let uplink_task = tokio::spawn(uplink.run());
+
+    // GPIO inputs send their edges straight to the store, so the events
+    // do not wait for the next sample.
+    let (inputs, errors) = GpioInputs::open(
+        hardware.gpio.as_ref(),
+        &config.gpio.inputs,
+        item_tx.clone(),
+        levels_tx,
+        Box::new(clock.clone()),
+        stop.clone(),
+    );
+    let (gpio_outputs, out_errors) =
+        GpioOutputs::open(hardware.gpio.as_ref(), &config.gpio.outputs);
+    for e in errors.iter().chain(&out_errors) {
+        warn!(error = %e, "GPIO line left out; running without it");
+    }
+    let gpio_task = (!inputs.is_empty()).then(|| tokio::spawn(inputs.run()));
+
+    let led_backend = config.led.open(hardware.gpio.as_ref()).unwrap_or_else(|e| {
+        warn!(error = %e, "no status LED; running without it");
+        Box::new(NoLed)
+    });
+    let led = Led::new(
+        led_backend,
+        LedSources {
+            uplink: Some(uplink_rx.clone()),
+            store: Some(store_rx.clone()),
+            alerts: Some(alerts_rx.clone()),
+            clock_synced: Some(clock_rx.clone()),
+            identify: Some(identify_rx),
+            config_invalid: false,
+        },
+        pattern_tx,
+        stop.clone(),
+    );
+    let led_task = tokio::spawn(led.run());
+
+    let status_task = match &config.status_socket {
+        Some(path) => {
+            let sources = StatusSources {
+                device: config.device.to_string(),
+                uplink: uplink_rx.clone(),
+                store: store_rx.clone(),
+                alerts: alerts_rx.clone(),
+                clock_synced: clock_rx.clone(),
+                led: pattern_rx.clone(),
+                gpio: levels_rx.clone(),
+            };
+            match StatusServer::bind(path, sources, stop.clone()).await {
+                Ok(server) => Some(tokio::spawn(server.run())),
+                Err(e) => {
+                    warn!(error = %e, "no status socket; `picket-agent status` will not work");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
 
     let sampler = Sampler::new(
         Sensors::new(config.sensors.clone()),
@@ -135,6 +249,8 @@ pub async fn run_observed(
         store_rx.clone(),
         config.hash.clone(),
         startup,
+        clock_tx,
+        levels_rx,
         stop.clone(),
         sampler_beacon.clone(),
     );
@@ -150,6 +266,10 @@ pub async fn run_observed(
     observe(Observers {
         store: store_rx,
         uplink: uplink_rx,
+        alerts: alerts_rx,
+        led: pattern_rx,
+        identify,
+        gpio_outputs,
     });
 
     shutdown.await;
@@ -159,6 +279,13 @@ pub async fn run_observed(
     sampler_task.await?;
     uplink_task.await?;
     watchdog_task.await?;
+    led_task.await?;
+    if let Some(t) = gpio_task {
+        t.await?;
+    }
+    if let Some(t) = status_task {
+        t.await?;
+    }
     store_task.await??;
     info!(elapsed = ?started.elapsed(), "stopped");
     Ok(())

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -33,7 +34,23 @@ enum Command {
     PrintDefaultConfig,
     /// Check the configuration and print the effective values, then exit.
     CheckConfig,
+    /// Show the running agent's state: connection, queue, clock, alerts and
+    /// what the status LED means. Exit code 0 if the agent answers, 3 if it
+    /// is not running.
+    Status {
+        /// Print the state as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration, the clock, DNS and TCP reach of the broker,
+    /// TLS, the credentials, the queue directory, GPIO and the LED: one line
+    /// each with a fix. Exit code 0 only if every check passes.
+    Doctor,
 }
+
+/// How long `run` shows "configuration invalid" on the LED before exiting
+/// with code 2 (systemd then restarts it, and it shows again).
+const CONFIG_INVALID_SHOWN: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,11 +70,16 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Status { json } => status(&cli.config, json),
+        Command::Doctor => doctor(&cli.config),
         Command::Run => {
             init_tracing(cli.verbose);
             let config = match load(&cli.config) {
                 Ok(c) => c,
-                Err(code) => return code,
+                Err(code) => {
+                    show_config_invalid(&cli.config);
+                    return code;
+                }
             };
             match run(config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -86,11 +108,129 @@ fn load(path: &Option<PathBuf>) -> Result<picket_agent::Config, ExitCode> {
     }
 }
 
-fn run(config: picket_agent::Config) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .context("cannot start the async runtime")
+}
+
+/// Blink "configuration invalid" for a while, when there is a LED to
+/// blink: the technician at the box has no other way to learn it.
+fn show_config_invalid(path: &Option<PathBuf>) {
+    use picket_agent::led::{Led, LedConfig, LedSources, Pattern};
+    let cfg = picket_agent::config::led_for_invalid(path.as_deref(), std::env::vars());
+    if cfg == LedConfig::None {
+        return;
+    }
+    let Ok(rt) = runtime() else { return };
+    rt.block_on(async {
+        let backend = match cfg.open(&picket_agent::gpio::cdev::Cdev) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no status LED to show the invalid configuration on");
+                return;
+            }
+        };
+        let (trigger, stop) = picket_agent::shutdown::channel();
+        let (pattern, _) = tokio::sync::watch::channel(Pattern::Off);
+        let sources = LedSources {
+            uplink: None,
+            store: None,
+            alerts: None,
+            clock_synced: None,
+            identify: None,
+            config_invalid: true,
+        };
+        let led = tokio::spawn(Led::new(backend, sources, pattern, stop).run());
+        eprintln!(
+            "picket-agent: showing \"configuration invalid\" on the status LED for {}s",
+            CONFIG_INVALID_SHOWN.as_secs()
+        );
+        tokio::select! {
+            () = tokio::time::sleep(CONFIG_INVALID_SHOWN) => {}
+            () = signal() => {}
+        }
+        trigger.fire();
+        let _ = led.await;
+    });
+}
+
+fn status(path: &Option<PathBuf>, json: bool) -> ExitCode {
+    use picket_agent::status::{QueryError, query, render, render_not_running};
+    // A broken configuration should not hide a running agent: ask at the
+    // default socket then.
+    let socket = match picket_agent::config::load(path.as_deref(), std::env::vars()) {
+        Ok((c, _)) => match c.status_socket {
+            Some(s) => s,
+            None => {
+                eprintln!("picket-agent: the status socket is off (status.socket is empty)");
+                return ExitCode::from(2);
+            }
+        },
+        Err(e) => {
+            eprintln!("picket-agent: invalid configuration: {e}");
+            PathBuf::from(picket_agent::config::raw::RawStatus::default().socket)
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("picket-agent: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(query(&socket)) {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", render(&report));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ QueryError::NotRunning(_)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"running": false, "error": e.to_string()})
+                );
+            } else {
+                print!("{}", render_not_running(&e));
+            }
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("picket-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn doctor(path: &Option<PathBuf>) -> ExitCode {
+    use picket_agent::doctor;
+    let config = picket_agent::config::load(path.as_deref(), std::env::vars()).map(|(c, _)| c);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("picket-agent: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let checks = rt.block_on(doctor::run(config, &doctor::Probes::real()));
+    print!("{}", doctor::render(&checks));
+    if doctor::passed(&checks) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run(config: picket_agent::Config) -> anyhow::Result<()> {
+    let rt = runtime()?;
     rt.block_on(picket_agent::run(config, signal()))
         .context("agent failed")
 }

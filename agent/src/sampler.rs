@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use picket_protocol::{AgentHealth, Event, EventKind};
+use picket_protocol::{AgentHealth, Event, EventKind, GpioLevel};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -30,6 +30,11 @@ pub struct Sampler {
     /// Events to record before the first sample (agent started, queue
     /// recovery findings).
     startup: Vec<EventKind>,
+    /// Whether the clock was synchronised at the last sample (for the LED
+    /// and `status`).
+    clock_synced: watch::Sender<bool>,
+    /// The GPIO inputs' levels, kept by the GPIO task.
+    gpio: watch::Receiver<Vec<GpioLevel>>,
     shutdown: Shutdown,
     beacon: Beacon,
 }
@@ -44,6 +49,8 @@ impl Sampler {
         store: watch::Receiver<StoreStatus>,
         config_hash: String,
         startup: Vec<EventKind>,
+        clock_synced: watch::Sender<bool>,
+        gpio: watch::Receiver<Vec<GpioLevel>>,
         shutdown: Shutdown,
         beacon: Beacon,
     ) -> Self {
@@ -54,6 +61,8 @@ impl Sampler {
             store,
             config_hash,
             startup,
+            clock_synced,
+            gpio,
             shutdown,
             beacon,
         }
@@ -124,6 +133,12 @@ impl Sampler {
             }
         };
         self.probe = Some(probe);
+        self.clock_synced.send_if_modified(|synced| {
+            let changed = *synced != stamp.sync;
+            *synced = stamp.sync;
+            changed
+        });
+        sample.gpio = self.gpio.borrow().clone();
 
         let status = self.store.borrow().clone();
         let mut items: Vec<Item> = events

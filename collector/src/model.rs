@@ -269,6 +269,7 @@ mod tests {
                 active: ActiveState::Failed,
                 sub: "failed".into(),
             }],
+            gpio: Vec::new(),
             agent: None,
         }
     }

@@ -66,6 +66,17 @@ pub enum EventKind {
     QueueQuarantined { segment: String, bytes: u64 },
     /// The disk queue dropped its oldest records to stay under its cap.
     QueueDropped { records: u64, total_dropped: u64 },
+    /// A configured GPIO input changed level (one event per edge, sent at
+    /// once rather than with the next sample).
+    Gpio {
+        /// The name given in the agent's configuration.
+        name: String,
+        /// The logical level after the edge (after `active_low`).
+        level: bool,
+        /// The kernel's timestamp of the edge, CLOCK_MONOTONIC nanoseconds:
+        /// exact spacing between edges, unlike `ts` (when the agent saw it).
+        edge_ns: u64,
+    },
 }
 
 #[cfg(test)]
@@ -130,6 +141,14 @@ mod tests {
                 },
                 "queue_dropped",
             ),
+            (
+                EventKind::Gpio {
+                    name: "door".into(),
+                    level: false,
+                    edge_ns: 12_345_678_901,
+                },
+                "gpio",
+            ),
         ]
     }
 
@@ -175,7 +194,7 @@ mod tests {
         let v = to_value(&batch());
         assert_eq!(keys(&v), ["device", "events", "v"]);
         let stamp = ["boot", "hist", "kind", "mono", "seq", "sync", "ts"];
-        let extra: [&[&str]; 7] = [
+        let extra: [&[&str]; 8] = [
             &["seq_skipped", "version"],
             &[],
             &[],
@@ -183,6 +202,7 @@ mod tests {
             &["active", "old_active", "old_sub", "sub", "unit"],
             &["bytes", "segment"],
             &["records", "total_dropped"],
+            &["edge_ns", "level", "name"],
         ];
         for (i, (_, name)) in every_kind().iter().enumerate() {
             let e = &v["events"][i];
@@ -225,7 +245,13 @@ mod tests {
             v["events"][0].as_object_mut().unwrap().remove(field);
             assert!(decode_value::<EventBatch>(&v).is_err(), "{field}");
         }
-        for (i, field) in [(0, "version"), (3, "new"), (4, "unit"), (6, "records")] {
+        for (i, field) in [
+            (0, "version"),
+            (3, "new"),
+            (4, "unit"),
+            (6, "records"),
+            (7, "edge_ns"),
+        ] {
             let mut v = to_value(&batch());
             v["events"][i].as_object_mut().unwrap().remove(field);
             assert!(decode_value::<EventBatch>(&v).is_err(), "{field}");

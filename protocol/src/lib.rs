@@ -33,8 +33,8 @@ pub use event::{Event, EventBatch, EventKind};
 pub use reply::{Reply, ReplyState};
 pub use state::{OfflineReason, Presence, State};
 pub use telemetry::{
-    ActiveState, AgentHealth, Disk, Load, Memory, NetIf, Sample, Service, Telemetry, Thermal,
-    Throttle, ThrottleSource,
+    ActiveState, AgentHealth, Disk, GpioLevel, Load, Memory, NetIf, Sample, Service, Telemetry,
+    Thermal, Throttle, ThrottleSource,
 };
 pub use topic::{DeviceId, DeviceIdError, Topic, TopicKind, Topics};
 

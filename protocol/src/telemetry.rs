@@ -54,8 +54,20 @@ pub struct Sample {
     pub throttle: Option<Throttle>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Service>,
+    /// The configured GPIO inputs' levels when the sample was taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpio: Vec<GpioLevel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentHealth>,
+}
+
+/// One configured GPIO input's logical level (after `active_low`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpioLevel {
+    /// The name given in the agent's configuration, e.g. `door`.
+    pub name: String,
+    /// Active (`true`) or inactive.
+    pub level: bool,
 }
 
 /// Load averages over 1, 5 and 15 minutes.
@@ -296,6 +308,10 @@ mod tests {
                 active: ActiveState::Active,
                 sub: "running".into(),
             }],
+            gpio: vec![GpioLevel {
+                name: "door".into(),
+                level: true,
+            }],
             agent: Some(AgentHealth {
                 version: "0.1.0".into(),
                 config: "cbf29ce484222325".into(),
@@ -327,6 +343,7 @@ mod tests {
             thermal: vec![],
             throttle: None,
             services: vec![],
+            gpio: vec![],
             agent: None,
         }
     }
@@ -360,11 +377,12 @@ mod tests {
         assert_eq!(
             keys(s),
             [
-                "agent", "boot", "cpu", "disks", "hist", "load", "mem", "mono", "net", "seq",
-                "services", "swap", "sync", "thermal", "throttle", "ts", "uptime"
+                "agent", "boot", "cpu", "disks", "gpio", "hist", "load", "mem", "mono", "net",
+                "seq", "services", "swap", "sync", "thermal", "throttle", "ts", "uptime"
             ]
         );
         assert_eq!(keys(&s["load"]), ["m1", "m15", "m5"]);
+        assert_eq!(keys(&s["gpio"][0]), ["level", "name"]);
         assert_eq!(keys(&s["mem"]), ["avail", "pct", "total", "used"]);
         assert_eq!(
             keys(&s["disks"][0]),

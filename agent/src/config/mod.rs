@@ -12,8 +12,10 @@ pub use picket_config::{BrokerConfig, ConfigError};
 use picket_protocol::{DeviceId, Format};
 
 pub use raw::RawConfig;
-pub use validate::validate;
+pub use validate::{led, validate};
 
+use crate::gpio::GpioConfig;
+use crate::led::LedConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::SensorConfig;
 
@@ -33,6 +35,10 @@ pub struct Config {
     pub queue: QueueConfig,
     pub uplink: UplinkConfig,
     pub sensors: SensorConfig,
+    pub led: LedConfig,
+    pub gpio: GpioConfig,
+    /// The local status socket (`picket-agent status`); `None`: off.
+    pub status_socket: Option<std::path::PathBuf>,
     /// 64-bit FNV-1a of the effective configuration, 16 hex digits.
     pub hash: String,
 }
@@ -54,6 +60,25 @@ pub fn load(
     let (text, origin) = picket_config::load_text(path, DEFAULT_PATH)?;
     let (raw, unknown_env) = parse(&text, &origin, vars)?;
     Ok((validate(raw)?, unknown_env))
+}
+
+/// The LED settings to show "configuration invalid" with, when the whole
+/// configuration does not load: the file's `[led]` section if the file
+/// parses, else the environment's, else the default.
+pub fn led_for_invalid(
+    path: Option<&Path>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> crate::led::LedConfig {
+    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    let from_file = picket_config::load_text(path, DEFAULT_PATH)
+        .and_then(|(text, origin)| parse(&text, &origin, vars.clone()));
+    let raw = match from_file {
+        Ok((raw, _)) => raw,
+        Err(_) => parse("", Path::new("environment"), vars)
+            .map(|(raw, _)| raw)
+            .unwrap_or_default(),
+    };
+    led(&raw).unwrap_or_else(|_| led(&RawConfig::default()).unwrap_or(crate::led::LedConfig::None))
 }
 
 /// Parse TOML text and apply the environment, without validating.

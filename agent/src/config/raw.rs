@@ -19,6 +19,9 @@ pub struct RawConfig {
     pub host: RawHost,
     pub services: RawServices,
     pub net: RawNet,
+    pub led: RawLed,
+    pub gpio: RawGpio,
+    pub status: RawStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -135,6 +138,83 @@ impl Default for RawNet {
     fn default() -> Self {
         RawNet {
             exclude: vec!["lo".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLed {
+    pub backend: String,
+    pub sysfs_path: String,
+    pub line: String,
+    pub active_low: bool,
+}
+
+impl Default for RawLed {
+    fn default() -> Self {
+        RawLed {
+            backend: "sysfs".into(),
+            sysfs_path: "/sys/class/leds/ACT".into(),
+            line: String::new(),
+            active_low: false,
+        }
+    }
+}
+
+/// GPIO lines are listed as `[[gpio.input]]` and `[[gpio.output]]` tables
+/// in the file (they have no environment variables).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGpio {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub input: Vec<RawGpioInput>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<RawGpioOutput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGpioInput {
+    pub name: String,
+    pub line: String,
+    #[serde(default = "as_is")]
+    pub bias: String,
+    #[serde(default)]
+    pub active_low: bool,
+    #[serde(default = "no_debounce")]
+    pub debounce: HumanDuration,
+}
+
+fn as_is() -> String {
+    "as-is".into()
+}
+
+fn no_debounce() -> HumanDuration {
+    HumanDuration(Duration::ZERO)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGpioOutput {
+    pub name: String,
+    pub line: String,
+    #[serde(default)]
+    pub active_low: bool,
+    #[serde(default)]
+    pub initial: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStatus {
+    pub socket: String,
+}
+
+impl Default for RawStatus {
+    fn default() -> Self {
+        RawStatus {
+            socket: "/run/picket/agent.sock".into(),
         }
     }
 }

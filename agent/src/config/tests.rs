@@ -167,3 +167,172 @@ fn the_hash_follows_the_settings() {
     assert_ne!(a.hash, c.hash);
     assert_eq!(a.hash.len(), 16);
 }
+
+#[test]
+fn led_gpio_and_status_sections() {
+    let c = parse_ok("", &[]).unwrap();
+    assert_eq!(
+        c.led,
+        crate::led::LedConfig::Sysfs("/sys/class/leds/ACT".into())
+    );
+    assert!(c.gpio.inputs.is_empty() && c.gpio.outputs.is_empty());
+    assert_eq!(
+        c.status_socket.as_deref(),
+        Some(Path::new("/run/picket/agent.sock"))
+    );
+
+    let c = parse_ok(
+        "",
+        &[
+            ("PICKET_LED_BACKEND", "gpio"),
+            ("PICKET_LED_LINE", "gpiochip0:26"),
+            ("PICKET_LED_ACTIVE_LOW", "true"),
+            ("PICKET_STATUS_SOCKET", ""),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.led,
+        crate::led::LedConfig::Gpio {
+            line: crate::gpio::LineRef::Offset {
+                chip: "gpiochip0".into(),
+                offset: 26
+            },
+            active_low: true
+        }
+    );
+    assert_eq!(c.status_socket, None);
+    let c = parse_ok("", &[("PICKET_LED_SYSFS_PATH", "/sys/class/leds/led0")]).unwrap();
+    assert_eq!(
+        c.led,
+        crate::led::LedConfig::Sysfs("/sys/class/leds/led0".into())
+    );
+
+    let text = r#"
+[[gpio.input]]
+name = "door"
+line = "GPIO17"
+bias = "pull-up"
+active_low = true
+debounce = "10ms"
+
+[[gpio.input]]
+name = "tamper"
+line = "gpiochip0:22"
+
+[[gpio.output]]
+name = "relay"
+line = "GPIO27"
+initial = true
+"#;
+    let c = parse_ok(text, &[]).unwrap();
+    use crate::gpio::{Bias, InputSpec, LineRef, OutputSpec};
+    assert_eq!(
+        c.gpio.inputs,
+        [
+            InputSpec {
+                name: "door".into(),
+                line: LineRef::Name("GPIO17".into()),
+                bias: Bias::PullUp,
+                active_low: true,
+                debounce: std::time::Duration::from_millis(10),
+            },
+            InputSpec {
+                name: "tamper".into(),
+                line: LineRef::Offset {
+                    chip: "gpiochip0".into(),
+                    offset: 22
+                },
+                bias: Bias::AsIs,
+                active_low: false,
+                debounce: std::time::Duration::ZERO,
+            }
+        ]
+    );
+    assert_eq!(
+        c.gpio.outputs,
+        [OutputSpec {
+            name: "relay".into(),
+            line: LineRef::Name("GPIO27".into()),
+            active_low: false,
+            initial: true,
+        }]
+    );
+}
+
+#[test]
+fn led_gpio_and_status_errors_name_the_key() {
+    let input =
+        |extra: &str| format!("[[gpio.input]]\nname = \"door\"\nline = \"GPIO17\"\n{extra}");
+    type Row = (String, Vec<(&'static str, &'static str)>, &'static str);
+    let table: Vec<Row> = vec![
+        (
+            String::new(),
+            vec![("PICKET_LED_BACKEND", "neon")],
+            "led.backend",
+        ),
+        (
+            String::new(),
+            vec![("PICKET_LED_BACKEND", "gpio")],
+            "led.line",
+        ),
+        (
+            String::new(),
+            vec![("PICKET_LED_SYSFS_PATH", "leds/ACT")],
+            "led.sysfs_path",
+        ),
+        (
+            String::new(),
+            vec![("PICKET_STATUS_SOCKET", "agent.sock")],
+            "status.socket",
+        ),
+        (input("bias = \"up\"\n"), vec![], "gpio.input[0].bias"),
+        (
+            input("debounce = \"2s\"\n"),
+            vec![],
+            "gpio.input[0].debounce",
+        ),
+        (input("colour = 1\n"), vec![], "gpio.input"),
+        (
+            "[[gpio.input]]\nname = \"a b\"\nline = \"GPIO1\"\n".into(),
+            vec![],
+            "gpio.input[0].name",
+        ),
+        (
+            "[[gpio.input]]\nname = \"x\"\nline = \"\"\n".into(),
+            vec![],
+            "gpio.input[0].line",
+        ),
+        (
+            "[[gpio.input]]\nname = \"x\"\n".into(),
+            vec![],
+            "gpio.input",
+        ),
+        (
+            input("") + "[[gpio.output]]\nname = \"door\"\nline = \"GPIO2\"\n",
+            vec![],
+            "gpio.output[0].name",
+        ),
+        (
+            input("") + "[[gpio.output]]\nname = \"relay\"\nline = \"GPIO17\"\n",
+            vec![],
+            "gpio.output[0].line",
+        ),
+        (
+            input(""),
+            vec![
+                ("PICKET_LED_BACKEND", "gpio"),
+                ("PICKET_LED_LINE", "GPIO17"),
+            ],
+            "led.line",
+        ),
+    ];
+    for (text, env, key) in table {
+        let mut all = vec![("PICKET_DEVICE_ID", "pi-test")];
+        all.extend_from_slice(&env);
+        let err = parse(&text, Path::new("t"), vars(&all))
+            .and_then(|(raw, _)| validate(raw))
+            .expect_err(&text);
+        assert!(err.to_string().contains(key), "{text:?} {env:?}: got {err}");
+    }
+}

@@ -8,6 +8,8 @@ use picket_protocol::{DeviceId, Format};
 
 use super::raw::RawConfig;
 use super::{Config, ConfigError, UplinkConfig};
+use crate::gpio::{Bias, GpioConfig, InputSpec, LineRef, OutputSpec};
+use crate::led::LedConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::{SensorConfig, identity};
 use picket_config::{fnv1a, invalid};
@@ -66,6 +68,19 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         net_exclude: raw.net.exclude.clone(),
     };
 
+    let led = led(&raw)?;
+    let gpio = gpio(&raw)?;
+    let status_socket = match raw.status.socket.as_str() {
+        "" => None,
+        s if Path::new(s).is_absolute() => Some(PathBuf::from(s)),
+        _ => {
+            return Err(invalid(
+                "status.socket",
+                "must be an absolute path, or empty (off)",
+            ));
+        }
+    };
+
     // The hash covers the effective settings, not the secrets' contents.
     let canonical = toml::to_string(&raw).unwrap_or_default();
     let hash = format!("{:016x}", fnv1a(canonical.as_bytes()));
@@ -78,8 +93,108 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         queue,
         uplink,
         sensors,
+        led,
+        gpio,
+        status_socket,
         hash,
     })
+}
+
+/// The `[led]` section alone: the LED can still say "configuration
+/// invalid" when another section is wrong.
+pub fn led(raw: &RawConfig) -> Result<LedConfig, ConfigError> {
+    let l = &raw.led;
+    match l.backend.as_str() {
+        "none" => Ok(LedConfig::None),
+        "sysfs" => {
+            if !Path::new(&l.sysfs_path).is_absolute() {
+                return Err(invalid(
+                    "led.sysfs_path",
+                    "must be an absolute path (e.g. /sys/class/leds/ACT)",
+                ));
+            }
+            Ok(LedConfig::Sysfs(PathBuf::from(&l.sysfs_path)))
+        }
+        "gpio" => {
+            let line = LineRef::parse(&l.line).map_err(|e| invalid("led.line", e))?;
+            Ok(LedConfig::Gpio {
+                line,
+                active_low: l.active_low,
+            })
+        }
+        other => Err(invalid(
+            "led.backend",
+            format!("{other:?} is not a LED backend: write sysfs, gpio or none"),
+        )),
+    }
+}
+
+fn gpio_name(key: &str, name: &str, seen: &mut Vec<String>) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        return Err(invalid(
+            key,
+            format!("{name:?}: a name is 1-32 characters of [A-Za-z0-9_.-]"),
+        ));
+    }
+    if seen.iter().any(|n| n == name) {
+        return Err(invalid(key, format!("{name:?} is used twice")));
+    }
+    seen.push(name.to_string());
+    Ok(())
+}
+
+fn gpio(raw: &RawConfig) -> Result<GpioConfig, ConfigError> {
+    let mut names = Vec::new();
+    let mut lines: Vec<LineRef> = Vec::new();
+    let mut line = |key: &str, text: &str| -> Result<LineRef, ConfigError> {
+        let l = LineRef::parse(text).map_err(|e| invalid(key, e))?;
+        if lines.contains(&l) {
+            return Err(invalid(key, format!("{l} is configured twice")));
+        }
+        lines.push(l.clone());
+        Ok(l)
+    };
+    let mut cfg = GpioConfig::default();
+    for (i, r) in raw.gpio.input.iter().enumerate() {
+        let key = |k: &str| format!("gpio.input[{i}].{k}");
+        gpio_name(&key("name"), &r.name, &mut names)?;
+        let debounce = r.debounce.0;
+        // The kernel's debouncer is for contact bounce, not for filtering.
+        if debounce > Duration::from_secs(1) {
+            return Err(invalid(&key("debounce"), "must be at most 1s"));
+        }
+        cfg.inputs.push(InputSpec {
+            name: r.name.clone(),
+            line: line(&key("line"), &r.line)?,
+            bias: Bias::parse(&r.bias).map_err(|e| invalid(&key("bias"), e))?,
+            active_low: r.active_low,
+            debounce,
+        });
+    }
+    for (i, r) in raw.gpio.output.iter().enumerate() {
+        let key = |k: &str| format!("gpio.output[{i}].{k}");
+        gpio_name(&key("name"), &r.name, &mut names)?;
+        cfg.outputs.push(OutputSpec {
+            name: r.name.clone(),
+            line: line(&key("line"), &r.line)?,
+            active_low: r.active_low,
+            initial: r.initial,
+        });
+    }
+    if let LedConfig::Gpio { line: l, .. } = led(raw)?
+        && lines.contains(&l)
+    {
+        return Err(invalid(
+            "led.line",
+            format!("{l} is also a configured GPIO input or output"),
+        ));
+    }
+    Ok(cfg)
 }
 
 fn queue(raw: &RawConfig) -> Result<QueueConfig, ConfigError> {

@@ -103,7 +103,7 @@ fn boottime_ms() -> Option<u64> {
 /// What `timedatectl` calls "System clock synchronized": the kernel's NTP
 /// discipline reports the clock as synchronised. Reading needs no privilege
 /// (`modes` is 0, so nothing is changed).
-fn ntp_synced() -> bool {
+pub fn ntp_synced() -> bool {
     // SAFETY: an all-zero timex is a valid "read only" request.
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
     // SAFETY: `tx` is a valid, writable timex for the duration of the call.

@@ -169,6 +169,7 @@ impl Sensors {
             thermal,
             throttle,
             services,
+            gpio: Vec::new(),
             agent: None,
         };
         (sample, events)

@@ -164,6 +164,7 @@ mod tests {
             thermal: vec![],
             throttle: None,
             services: vec![],
+            gpio: Vec::new(),
             agent: None,
         }
     }

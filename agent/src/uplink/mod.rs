@@ -14,7 +14,10 @@ pub mod window;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use picket_protocol::{DeviceId, Format, OfflineReason, Presence, State, VERSION, encode};
+use picket_protocol::{
+    AlertSet, DEFAULT_MAX_PAYLOAD, DeviceId, Format, OfflineReason, Presence, State, VERSION,
+    decode, encode,
+};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
     TlsConfiguration, Transport,
@@ -23,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::{BrokerConfig, UplinkConfig};
+use crate::led::AlertView;
 use crate::liveness::Beacon;
 use crate::shutdown::Shutdown;
 use crate::store::{ReadReply, StoreStatus, UplinkRequest};
@@ -98,6 +102,9 @@ pub struct Uplink {
     replies: mpsc::Receiver<ReadReply>,
     store: watch::Receiver<StoreStatus>,
     status: watch::Sender<UplinkStatus>,
+    /// The collector's retained alert set for this device (drives the LED).
+    alerts: watch::Sender<AlertView>,
+    alert_topic: String,
     shutdown: Shutdown,
     beacon: Beacon,
 }
@@ -119,11 +126,13 @@ impl Uplink {
         replies: mpsc::Receiver<ReadReply>,
         store: watch::Receiver<StoreStatus>,
         status: watch::Sender<UplinkStatus>,
+        alerts: watch::Sender<AlertView>,
         shutdown: Shutdown,
         beacon: Beacon,
     ) -> Self {
         let session = new_session_id();
         let state_topic = broker.topics.state(&identity.device);
+        let alert_topic = broker.topics.alert(&identity.device);
         let mut opts = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
         opts.set_keep_alive(broker.keep_alive);
         // A persistent session keeps the device's command subscription while
@@ -165,6 +174,8 @@ impl Uplink {
             replies,
             store,
             status,
+            alerts,
+            alert_topic,
             shutdown,
             beacon,
         }
@@ -246,6 +257,18 @@ impl Uplink {
                             send_next = acked.map_or(0, |a| a + 1);
                         }
                         live_from = appended.map_or(0, |a| a + 1);
+                        if !ack.session_present {
+                            // A broker that lost our session also lost the
+                            // alert clearances queued for it; the retained
+                            // set, if any, comes back with the subscription.
+                            self.alerts.send_replace(None);
+                        }
+                        // Again on a resumed session too: harmless, and it
+                        // covers a broker that kept the session but not
+                        // the subscription.
+                        if let Err(e) = self.client.try_subscribe(&self.alert_topic, QoS::AtLeastOnce) {
+                            warn!(error = %e, "cannot subscribe to the alert topic");
+                        }
                         info!(broker = %self.broker.url, session = %self.session,
                               resumed = ack.session_present, "connected");
                         self.publish_birth(&mut window);
@@ -255,6 +278,7 @@ impl Uplink {
                         });
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.outgoing(pkid),
+                    Ok(Event::Incoming(Packet::Publish(p))) => self.incoming(&p),
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if let Some(through) = window.puback(ack.pkid) {
                             acked = Some(through);
@@ -301,6 +325,31 @@ impl Uplink {
 
         if connected {
             self.clean_stop(&mut window).await;
+        }
+    }
+
+    /// Route a publish from the broker to whoever consumes it.
+    fn incoming(&self, p: &rumqttc::Publish) {
+        if p.topic != self.alert_topic {
+            debug!(topic = %p.topic, "publish on an unexpected topic ignored");
+            return;
+        }
+        // An empty payload is the collector clearing the retained set.
+        if p.payload.is_empty() {
+            info!("alerts cleared by the collector");
+            self.alerts.send_replace(None);
+            return;
+        }
+        match decode::<AlertSet>(&p.payload, DEFAULT_MAX_PAYLOAD) {
+            Ok(set) if set.device != self.identity.device => {
+                warn!(device = %set.device, "alert set for another device ignored");
+            }
+            Ok(set) => {
+                info!(alerts = set.alerts.len(), highest = ?set.highest(), "alert set from the collector");
+                let set = (!set.alerts.is_empty()).then_some(set);
+                self.alerts.send_replace(set);
+            }
+            Err(e) => warn!(error = %e, "undecodable alert set ignored"),
         }
     }
 

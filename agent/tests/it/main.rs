@@ -4,7 +4,9 @@
 
 mod auth;
 mod broker;
+mod doctor;
 mod fixture;
+mod led;
 mod pipeline;
 mod process;
 mod recovery;

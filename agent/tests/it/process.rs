@@ -19,6 +19,8 @@ fn agent_cmd(device: &str, broker: &str, queue: &Path, interval: &str) -> Comman
         .env("PICKET_QUEUE_DIR", queue)
         .env("PICKET_SAMPLING_INTERVAL", interval)
         .env("PICKET_UPLINK_BACKOFF_MAX", "2s")
+        .env("PICKET_LED_BACKEND", "none")
+        .env("PICKET_STATUS_SOCKET", queue.with_extension("sock"))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

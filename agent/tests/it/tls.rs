@@ -19,10 +19,10 @@ use crate::broker::Broker;
 use crate::util::{Agent, Subscriber, base_env, config};
 use picket_agent::uplink::{Failure, Link};
 
-struct Pki {
-    ca_pem: String,
+pub struct Pki {
+    pub ca_pem: String,
     server: (String, String),
-    client: (String, String),
+    pub client: (String, String),
 }
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
@@ -42,7 +42,7 @@ fn leaf(issuer: &CertifiedIssuer<'static, KeyPair>, names: &[&str]) -> (String, 
     (cert.pem(), key.serialize_pem())
 }
 
-fn make_pki(ca_name: &str) -> Pki {
+pub fn make_pki(ca_name: &str) -> Pki {
     let ca = ca(ca_name);
     Pki {
         ca_pem: ca.pem(),
@@ -52,7 +52,7 @@ fn make_pki(ca_name: &str) -> Pki {
 }
 
 /// Terminates TLS (client certificate required) and forwards to `target`.
-async fn tls_endpoint(pki: &Pki, target: SocketAddr) -> u16 {
+pub async fn tls_endpoint(pki: &Pki, target: SocketAddr) -> u16 {
     picket_config::tls::install_provider();
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
@@ -92,7 +92,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-fn tls_env(
+pub fn tls_env(
     dir: &Path,
     port: u16,
     ca: &str,

@@ -182,6 +182,13 @@ pub fn base_env(
         ("PICKET_SAMPLING_INTERVAL", interval.to_string()),
         ("PICKET_BROKER_KEEP_ALIVE", "5s".to_string()),
         ("PICKET_UPLINK_BACKOFF_MAX", "2s".to_string()),
+        // Never the machine's own LED or the system-wide socket: tests run
+        // in parallel.
+        ("PICKET_LED_BACKEND", "none".to_string()),
+        (
+            "PICKET_STATUS_SOCKET",
+            queue.with_extension("sock").display().to_string(),
+        ),
     ]
 }
 

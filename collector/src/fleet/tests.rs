@@ -100,6 +100,7 @@ fn telemetry(seq: u64, temp: f32) -> Publish {
         }],
         throttle: None,
         services: vec![],
+        gpio: Vec::new(),
         agent: None,
     };
     let t = Telemetry {

@@ -519,6 +519,7 @@ impl SimDevice {
                     sub: (*sub).into(),
                 })
                 .collect(),
+            gpio: Vec::new(),
             agent: Some(AgentHealth {
                 version: env!("CARGO_PKG_VERSION").into(),
                 config: self.config.clone(),

@@ -520,6 +520,7 @@ pub fn sample(seq: u64, temp: f32, boot: &str) -> Sample {
         }],
         throttle: None,
         services: vec![],
+        gpio: Vec::new(),
         agent: None,
     }
 }

@@ -207,12 +207,13 @@ pub fn sample() -> impl Strategy<Value = Sample> {
         of(throttle()),
         vec(service(), 0..3),
         of(agent_health()),
+        vec(gpio_level(), 0..3),
     );
     (stamp, system, groups).prop_map(
         |(
             (seq, ts, mono, boot, sync, hist),
             (cpu, load, mem, swap, uptime),
-            (disks, net, thermal, throttle, services, agent),
+            (disks, net, thermal, throttle, services, agent, gpio),
         )| Sample {
             seq,
             ts,
@@ -230,9 +231,14 @@ pub fn sample() -> impl Strategy<Value = Sample> {
             thermal,
             throttle,
             services,
+            gpio,
             agent,
         },
     )
+}
+
+pub fn gpio_level() -> impl Strategy<Value = GpioLevel> {
+    (text(), any::<bool>()).prop_map(|(name, level)| GpioLevel { name, level })
 }
 
 pub fn telemetry() -> impl Strategy<Value = Telemetry> {
@@ -277,6 +283,11 @@ pub fn event_kind() -> impl Strategy<Value = EventKind> {
                 records,
                 total_dropped,
             }
+        }),
+        (text(), any::<bool>(), any::<u64>()).prop_map(|(name, level, edge_ns)| EventKind::Gpio {
+            name,
+            level,
+            edge_ns
         }),
     ]
 }
