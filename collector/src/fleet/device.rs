@@ -175,7 +175,7 @@ impl Device {
 
     /// Store one event, like [`Device::sample`].
     pub fn event(&mut self, id: &DeviceId, e: &Event, batch: &mut WriteBatch) -> (Record, u64) {
-        let (new, missing) = self.admit(e.seq);
+        let (new, mut missing) = self.admit(e.seq);
         if !new {
             return (Record::Duplicate, missing);
         }
@@ -185,7 +185,11 @@ impl Device {
         } = &e.kind
         {
             if let Some((a, b)) = seq_skipped {
+                // The gap this event itself opened may be the skipped
+                // numbers: they were never missing, so not counted either.
+                let before = self.p.seq.missing();
                 self.p.seq.skip(*a, *b);
+                missing = missing.saturating_sub(before - self.p.seq.missing());
             }
             self.p.version = Some(version.clone());
             self.seen_dirty = true;

@@ -17,6 +17,7 @@ const T0: Millis = 1_800_000_000_000;
 
 struct Harness {
     inbound: mpsc::Sender<Publish>,
+    counters: Arc<IngestCounters>,
     queries: mpsc::Sender<Query>,
     commits: mpsc::Receiver<Commit>,
     stop: tokio_util::sync::CancellationToken,
@@ -35,11 +36,12 @@ fn start() -> Harness {
     let (inbound, inbound_rx) = mpsc::channel(16);
     let (queries, queries_rx) = mpsc::channel(4);
     let (commit_tx, commits) = mpsc::channel(64);
+    let counters = Arc::new(IngestCounters::default());
     let engine = Engine::new(
         cfg,
         Snapshot::default(),
         Clock::starting_at(T0),
-        Arc::default(),
+        Arc::clone(&counters),
         inbound_rx,
         queries_rx,
         commit_tx,
@@ -48,6 +50,7 @@ fn start() -> Harness {
     tokio::spawn(engine.run(stop.clone().cancelled_owned()));
     Harness {
         inbound,
+        counters,
         queries,
         commits,
         stop,
@@ -129,6 +132,38 @@ impl Harness {
         }
         out
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn numbers_an_agent_declares_skipped_are_neither_missing_nor_counted() {
+    let h = start();
+    let started = picket_protocol::EventBatch {
+        v: VERSION,
+        device: dev(),
+        events: vec![picket_protocol::Event {
+            seq: 5_000,
+            ts: T0,
+            mono: 0,
+            boot: "b".into(),
+            sync: true,
+            hist: false,
+            kind: picket_protocol::EventKind::AgentStarted {
+                version: "0.1.0".into(),
+                seq_skipped: Some((1, 5_000)),
+            },
+        }],
+    };
+    h.inbound
+        .send(publish(Topics::default().event(&dev()), &started))
+        .await
+        .expect("send");
+    // A real gap after it still counts.
+    h.inbound.send(telemetry(5_003, 50.0)).await.expect("send");
+    let d = h.detail().await;
+    assert_eq!((d.seq.last, d.seq.received), (5_003, 2));
+    assert_eq!(d.seq.missing_ranges, vec![(5_001, 5_002)]);
+    assert_eq!(IngestCounters::get(&h.counters.gap_records), 2);
+    h.stop.cancel();
 }
 
 #[tokio::test(start_paused = true)]

@@ -299,9 +299,13 @@ impl SimDevice {
 
         let mut kinds = Vec::new();
         if first {
+            // Numbers below the wall-clock start were never used by this
+            // run: say so, as an agent does after a power cut, so that a
+            // collector meeting this device does not count them missing.
+            let start = self.seq;
             kinds.push(EventKind::AgentStarted {
                 version: env!("CARGO_PKG_VERSION").into(),
-                seq_skipped: None,
+                seq_skipped: (start > 1).then_some((1, start)),
             });
         }
         let raw = self.throttle_word(phase);
