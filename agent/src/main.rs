@@ -60,7 +60,8 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             match run(config) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(picket_agent::Exit::Stopped) => ExitCode::SUCCESS,
+                Ok(picket_agent::Exit::Restart) => restart(),
                 Err(e) => {
                     eprintln!("picket-agent: {e:#}");
                     ExitCode::FAILURE
@@ -86,7 +87,25 @@ fn load(path: &Option<PathBuf>) -> Result<picket_agent::Config, ExitCode> {
     }
 }
 
-fn run(config: picket_agent::Config) -> anyhow::Result<()> {
+/// Start again from scratch (new configuration): the same program, the
+/// same arguments and environment, the same process id (systemd keeps
+/// tracking it).
+fn restart() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let program = std::env::current_exe().ok();
+    let _ = args.next();
+    match program {
+        Some(p) => {
+            let err = std::process::Command::new(p).args(args).exec();
+            eprintln!("picket-agent: cannot restart: {err}");
+        }
+        None => eprintln!("picket-agent: cannot restart: own executable unknown"),
+    }
+    ExitCode::FAILURE
+}
+
+fn run(config: picket_agent::Config) -> anyhow::Result<picket_agent::Exit> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -14,6 +14,7 @@ use picket_protocol::{DeviceId, Format};
 pub use raw::RawConfig;
 pub use validate::validate;
 
+use crate::commands::CommandsConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::SensorConfig;
 
@@ -33,6 +34,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub uplink: UplinkConfig,
     pub sensors: SensorConfig,
+    pub commands: CommandsConfig,
     /// 64-bit FNV-1a of the effective configuration, 16 hex digits.
     pub hash: String,
 }
@@ -53,7 +55,10 @@ pub fn load(
 ) -> Result<(Config, Vec<String>), ConfigError> {
     let (text, origin) = picket_config::load_text(path, DEFAULT_PATH)?;
     let (raw, unknown_env) = parse(&text, &origin, vars)?;
-    Ok((validate(raw)?, unknown_env))
+    let mut config = validate(raw)?;
+    // config.update rewrites the file the agent was started with.
+    config.commands.config_path = Some(origin);
+    Ok((config, unknown_env))
 }
 
 /// Parse TOML text and apply the environment, without validating.

@@ -14,7 +14,9 @@ pub mod window;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use picket_protocol::{DeviceId, Format, OfflineReason, Presence, State, VERSION, encode};
+use picket_protocol::{
+    DeviceId, Format, OfflineReason, Presence, Reply, State, TopicKind, VERSION, encode,
+};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
     TlsConfiguration, Transport,
@@ -22,6 +24,7 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::commands::{Inbound, busy_reply};
 use crate::config::{BrokerConfig, UplinkConfig};
 use crate::liveness::Beacon;
 use crate::shutdown::Shutdown;
@@ -84,8 +87,18 @@ pub struct Identity {
     pub boot: Option<String>,
 }
 
+/// The uplink's side of the command service: command publishes go out on
+/// `inbound`, replies come back on `replies`.
+#[derive(Debug)]
+pub struct CommandLink {
+    pub inbound: mpsc::Sender<Inbound>,
+    pub replies: mpsc::Receiver<Reply>,
+}
+
 pub struct Uplink {
     broker: BrokerConfig,
+    commands: CommandLink,
+    cmd_filter: String,
     cfg: UplinkConfig,
     identity: Identity,
     format: Format,
@@ -121,8 +134,10 @@ impl Uplink {
         status: watch::Sender<UplinkStatus>,
         shutdown: Shutdown,
         beacon: Beacon,
+        commands: CommandLink,
     ) -> Self {
         let session = new_session_id();
+        let cmd_filter = broker.topics.cmd_filter(&identity.device);
         let state_topic = broker.topics.state(&identity.device);
         let mut opts = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
         opts.set_keep_alive(broker.keep_alive);
@@ -153,6 +168,8 @@ impl Uplink {
         });
         Uplink {
             broker,
+            commands,
+            cmd_filter,
             cfg,
             identity,
             format,
@@ -210,6 +227,13 @@ impl Uplink {
                 biased;
                 () = shutdown.wait() => break,
                 _ = tick.tick() => self.beacon.beat(),
+                // Replies share the window with batches; bounded so the
+                // client's request queue cannot overflow.
+                reply = self.commands.replies.recv(), if window.len() < 2 * self.cfg.inflight => {
+                    if let Some(reply) = reply {
+                        self.publish_reply(&reply, &mut window);
+                    }
+                }
                 reply = self.replies.recv() => {
                     let Some(reply) = reply else { break };
                     if reply.epoch != epoch {
@@ -248,6 +272,12 @@ impl Uplink {
                         live_from = appended.map_or(0, |a| a + 1);
                         info!(broker = %self.broker.url, session = %self.session,
                               resumed = ack.session_present, "connected");
+                        // Every connection: a broker that lost the session
+                        // must learn the subscription again; on a resumed
+                        // one it is harmless.
+                        if let Err(e) = self.client.try_subscribe(self.cmd_filter.clone(), QoS::AtLeastOnce) {
+                            warn!(error = %e, "cannot subscribe to commands");
+                        }
                         self.publish_birth(&mut window);
                         self.set_status(|s| {
                             s.link = Link::Connected { since_ms: unix_ms() };
@@ -255,6 +285,7 @@ impl Uplink {
                         });
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.outgoing(pkid),
+                    Ok(Event::Incoming(Packet::Publish(p))) => self.on_command(p, &mut window),
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if let Some(through) = window.puback(ack.pkid) {
                             acked = Some(through);
@@ -300,7 +331,58 @@ impl Uplink {
         }
 
         if connected {
+            // Statuses the command service sent while stopping go out
+            // before the goodbye.
+            while let Ok(reply) = self.commands.replies.try_recv() {
+                self.publish_reply(&reply, &mut window);
+            }
             self.clean_stop(&mut window).await;
+        }
+    }
+
+    /// A publish on the command topic: hand it to the command service, or
+    /// refuse it here when its queue is full (never block the event loop).
+    fn on_command(&mut self, p: rumqttc::Publish, window: &mut Window) {
+        let id = match self.broker.topics.parse(&p.topic) {
+            Ok(t) if t.device == self.identity.device => match t.kind {
+                TopicKind::Cmd(id) => id,
+                _ => return,
+            },
+            _ => {
+                debug!(topic = %p.topic, "publish outside the command topic ignored");
+                return;
+            }
+        };
+        let inbound = Inbound {
+            id: id.clone(),
+            retained: p.retain,
+            payload: p.payload.to_vec(),
+        };
+        match self.commands.inbound.try_send(inbound) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(id = %id, "command queue full: rejected");
+                let reply = busy_reply(&self.identity.device, &id);
+                self.publish_reply(&reply, window);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn publish_reply(&mut self, reply: &Reply, window: &mut Window) {
+        let topic = match self.broker.topics.reply(&self.identity.device, &reply.id) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "reply to an unusable command id not sent");
+                return;
+            }
+        };
+        match encode(reply, self.format) {
+            Ok(payload) => match self.client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+                Ok(()) => window.queued(Tracked::Control),
+                Err(e) => warn!(error = %e, id = %reply.id, "cannot queue a command reply"),
+            },
+            Err(e) => warn!(error = %e, "cannot encode a command reply"),
         }
     }
 
