@@ -213,6 +213,14 @@ pub async fn after_commit(
                 warn!(error = %e, "alert set not published");
             }
         }
+        for (topic, payload) in c.commands {
+            if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+                warn!(error = %e, "command not published");
+            }
+        }
+        for tx in c.published {
+            let _ = tx.send(());
+        }
         for n in c.notifications {
             if notify.try_send(n).is_err() {
                 warn!("notifier queue full: a notification was dropped");

@@ -15,6 +15,10 @@
 //!   once synchronised.
 //! - `event`, `presence`, `alert_log`: small append-mostly logs.
 //! - `state`: the engine's opaque JSON state, by device, kind and key.
+//! - `command`, `command_status`: the command log — every command sent
+//!   (by the API or a rule's remedy) and every status its device replied,
+//!   keyed so a redelivered reply is stored once. `alert_log.remedy` holds
+//!   the command a firing alert issued, or why it did not.
 
 use std::path::Path;
 use std::time::Duration;
@@ -106,6 +110,31 @@ CREATE TABLE state (
     value TEXT NOT NULL,
     PRIMARY KEY (device_id, kind, key)
 ) WITHOUT ROWID;
+"#, r#"
+CREATE TABLE command (
+    id TEXT PRIMARY KEY,
+    device_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    args TEXT NOT NULL,
+    issued INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX command_by_device_time ON command (device_id, issued);
+CREATE INDEX command_by_time ON command (issued);
+CREATE TABLE command_status (
+    command_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    chunk INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    device_id INTEGER NOT NULL,
+    reason TEXT,
+    output TEXT,
+    PRIMARY KEY (command_id, state, chunk, ts)
+) WITHOUT ROWID;
+CREATE INDEX command_status_by_time ON command_status (received);
+ALTER TABLE alert_log ADD COLUMN remedy TEXT;
 "#];
 
 /// The schema version this build writes and reads.
