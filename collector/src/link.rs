@@ -214,7 +214,10 @@ pub async fn after_commit(
             }
         }
         for (topic, payload) in c.commands {
-            if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+            if let Err(e) = client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+            {
                 warn!(error = %e, "command not published");
             }
         }

@@ -125,8 +125,14 @@ fn main() -> ExitCode {
         }
         Command::Keygen { out } => match picket_collector::commands::keygen::keygen(&out) {
             Ok((private, public)) => {
-                println!("private key: {} (commands.private_key_file of the collector)", private.display());
-                println!("public key:  {} (commands.public_key_file of every agent)", public.display());
+                println!(
+                    "private key: {} (commands.private_key_file of the collector)",
+                    private.display()
+                );
+                println!(
+                    "public key:  {} (commands.public_key_file of every agent)",
+                    public.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -12,7 +12,9 @@ use picket_protocol::{Command, DEFAULT_MAX_PAYLOAD, DeviceId, decode};
 /// `rejected` reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    #[error("retained: commands are never retained (a stale command would run on every reconnection)")]
+    #[error(
+        "retained: commands are never retained (a stale command would run on every reconnection)"
+    )]
     Retained,
     #[error("malformed: {0}")]
     Malformed(String),
@@ -80,8 +82,8 @@ pub fn admit(
     if retained {
         return Err(Rejection::Retained);
     }
-    let cmd: Command = decode(payload, DEFAULT_MAX_PAYLOAD)
-        .map_err(|e| Rejection::Malformed(e.to_string()))?;
+    let cmd: Command =
+        decode(payload, DEFAULT_MAX_PAYLOAD).map_err(|e| Rejection::Malformed(e.to_string()))?;
     if cmd.id != topic_id {
         return Err(Rejection::IdMismatch {
             topic: topic_id.to_string(),
@@ -139,9 +141,7 @@ pub fn clock_note(ctx: &Context<'_>) -> Option<String> {
 mod tests {
     use super::*;
     use picket_protocol::signing::{PrivateKey, private_key, sign};
-    use picket_protocol::{
-        Action, Format, NoArgs, PathArgs, UnitArgs, VERSION, encode,
-    };
+    use picket_protocol::{Action, Format, NoArgs, PathArgs, UnitArgs, VERSION, encode};
 
     const NOW: u64 = 1_700_000_000_000;
 

@@ -43,8 +43,7 @@ pub struct Marker {
 /// configuration names).
 pub fn validate(toml: &str, path: Option<&Path>) -> Result<(), String> {
     let path = path.ok_or("the agent knows no configuration file to replace")?;
-    let (raw, _) =
-        crate::config::parse(toml, path, std::env::vars()).map_err(|e| e.to_string())?;
+    let (raw, _) = crate::config::parse(toml, path, std::env::vars()).map_err(|e| e.to_string())?;
     crate::config::validate(raw)
         .map(drop)
         .map_err(|e| format!("the new configuration is invalid: {e}"))
@@ -188,6 +187,10 @@ mod tests {
         let err = validate("[nope]\n", Some(p)).unwrap_err();
         assert!(err.contains("nope"), "{err}");
         assert!(validate("[device]\nid = \"pi-1\"\n", None).is_err());
-        validate("[device]\nid = \"pi-1\"\n[sampling]\ninterval = \"5s\"\n", Some(p)).unwrap();
+        validate(
+            "[device]\nid = \"pi-1\"\n[sampling]\ninterval = \"5s\"\n",
+            Some(p),
+        )
+        .unwrap();
     }
 }

@@ -13,12 +13,7 @@ use tokio::process::Command;
 
 /// `systemctl restart -- UNIT`
 pub fn restart_argv(systemctl: &Path, unit: &str) -> Vec<OsString> {
-    vec![
-        systemctl.into(),
-        "restart".into(),
-        "--".into(),
-        unit.into(),
-    ]
+    vec![systemctl.into(), "restart".into(), "--".into(), unit.into()]
 }
 
 /// `journalctl --unit=UNIT --lines=N --no-pager --output=short-iso --quiet`
@@ -93,7 +88,11 @@ mod tests {
             ["systemctl", "restart", "--", "kiosk.service"]
         );
         assert_eq!(
-            strs(logs_argv(Path::new("/usr/bin/journalctl"), "kiosk.service", 50)),
+            strs(logs_argv(
+                Path::new("/usr/bin/journalctl"),
+                "kiosk.service",
+                50
+            )),
             [
                 "/usr/bin/journalctl",
                 "--unit=kiosk.service",
@@ -111,9 +110,12 @@ mod tests {
 
     #[tokio::test]
     async fn runs_and_reports() {
-        let ok = run(&["sh".into(), "-c".into(), "echo out; echo err >&2".into()], 100)
-            .await
-            .unwrap();
+        let ok = run(
+            &["sh".into(), "-c".into(), "echo out; echo err >&2".into()],
+            100,
+        )
+        .await
+        .unwrap();
         assert!(ok.success);
         assert_eq!(ok.output, "out\nerr\n");
         let bad = run(&["sh".into(), "-c".into(), "exit 3".into()], 100)

@@ -52,11 +52,13 @@ pub fn resolve(path: &str, dirs: &[PathBuf]) -> Result<PathBuf, String> {
     let name = clean
         .file_name()
         .ok_or_else(|| format!("{path:?} names no file"))?;
-    let parent = clean.parent().ok_or_else(|| format!("{path:?} has no directory"))?;
-    let real_dir = fs::canonicalize(dir)
-        .map_err(|e| format!("allowed directory {}: {e}", dir.display()))?;
-    let real_parent = fs::canonicalize(parent)
-        .map_err(|e| format!("directory {}: {e}", parent.display()))?;
+    let parent = clean
+        .parent()
+        .ok_or_else(|| format!("{path:?} has no directory"))?;
+    let real_dir =
+        fs::canonicalize(dir).map_err(|e| format!("allowed directory {}: {e}", dir.display()))?;
+    let real_parent =
+        fs::canonicalize(parent).map_err(|e| format!("directory {}: {e}", parent.display()))?;
     if !real_parent.starts_with(&real_dir) {
         return Err(format!(
             "{} leads outside {} through a symbolic link",
@@ -290,6 +292,10 @@ mod tests {
         assert!(delete(&f).is_ok());
         assert!(!f.exists());
         assert!(delete(&f).is_err());
-        assert!(delete(root.path()).unwrap_err().contains("not a regular file"));
+        assert!(
+            delete(root.path())
+                .unwrap_err()
+                .contains("not a regular file")
+        );
     }
 }

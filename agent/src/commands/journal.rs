@@ -56,14 +56,18 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io(e)),
         };
-        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |end| end + 1);
+        let keep = bytes
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |end| end + 1);
         let text = String::from_utf8_lossy(&bytes[..keep]);
         let mut ids = HashMap::new();
         let mut floor = 0;
         // Only complete lines count: a torn tail was never acknowledged.
         for line in text.lines() {
             let mut parts = line.splitn(3, ' ');
-            let (Some(issued), Some(expires), Some(id)) = (parts.next(), parts.next(), parts.next())
+            let (Some(issued), Some(expires), Some(id)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };

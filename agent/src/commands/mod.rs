@@ -61,6 +61,8 @@ pub struct CommandsConfig {
     pub public_key: Option<PublicKey>,
     pub state_dir: PathBuf,
     pub max_clock_skew: Duration,
+    /// Treat the clock as synchronised (an RTC keeps it right).
+    pub trust_clock: bool,
     pub concurrency: usize,
     pub timeout: Duration,
     pub output_max: usize,
@@ -91,7 +93,10 @@ pub struct Inbound {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     Succeeded(String),
-    Failed { reason: String, output: String },
+    Failed {
+        reason: String,
+        output: String,
+    },
     /// The final status is sent later (after a restart, by `config.update`).
     Deferred(String),
 }
@@ -261,7 +266,7 @@ impl CommandService {
                 key: cfg.public_key.as_ref(),
                 allowed: &cfg.allowed,
                 now: stamp.ts,
-                synced: stamp.sync,
+                synced: stamp.sync || cfg.trust_clock,
                 floor: j.floor(),
                 max_skew_ms: cfg.max_clock_skew.as_millis() as u64,
             };
@@ -310,7 +315,14 @@ async fn execute(cmd: Command, ctx: Arc<Ctx>, slots: Arc<Semaphore>, replies: mp
         Outcome::Failed { reason, output } => (ReplyState::Failed, Some(reason), output),
         Outcome::Deferred(note) => {
             let _ = replies
-                .send(reply(dev, &cmd.id, ReplyState::Running, Some(note), None, None))
+                .send(reply(
+                    dev,
+                    &cmd.id,
+                    ReplyState::Running,
+                    Some(note),
+                    None,
+                    None,
+                ))
                 .await;
             return;
         }
@@ -323,7 +335,14 @@ async fn execute(cmd: Command, ctx: Arc<Ctx>, slots: Arc<Semaphore>, replies: mp
     let last = chunks.pop();
     let n = chunks.len() as u32;
     for (i, chunk) in chunks.into_iter().enumerate() {
-        let r = reply(dev, &cmd.id, ReplyState::Running, None, Some(chunk), Some(i as u32));
+        let r = reply(
+            dev,
+            &cmd.id,
+            ReplyState::Running,
+            None,
+            Some(chunk),
+            Some(i as u32),
+        );
         let _ = replies.send(r).await;
     }
     let chunk = last.as_ref().map(|_| n);
@@ -350,7 +369,8 @@ async fn settle_update(
                     .await;
             if up == Ok(true) {
                 info!(id = %marker.id, "new configuration connected: keeping it");
-                let _ = tokio::task::spawn_blocking(move || config_update::finish(&state_dir)).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || config_update::finish(&state_dir)).await;
                 let r = reply(
                     dev,
                     &marker.id,

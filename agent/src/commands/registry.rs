@@ -22,9 +22,7 @@ pub fn validate(action: &Action, ctx: &Ctx) -> Result<(), String> {
         Action::ServiceLogs(a) => unit_allowed(&a.unit, ctx),
         Action::FileDeploy(a) => files::resolve(&a.dest, &ctx.cfg.file_dirs).map(drop),
         Action::FileDelete(a) => files::resolve(&a.path, &ctx.cfg.file_dirs).map(drop),
-        Action::ConfigUpdate(a) => {
-            config_update::validate(&a.toml, ctx.cfg.config_path.as_deref())
-        }
+        Action::ConfigUpdate(a) => config_update::validate(&a.toml, ctx.cfg.config_path.as_deref()),
     }
 }
 
@@ -75,9 +73,10 @@ pub async fn run(cmd: &Command, ctx: &Arc<Ctx>) -> Outcome {
                 return Outcome::failed("the agent knows no configuration file to replace");
             };
             let (toml, state, id) = (a.toml.clone(), ctx.cfg.state_dir.clone(), cmd.id.clone());
-            let written =
-                blocking(move || config_update::apply(&toml, &path, &state, &id).map(|()| String::new()))
-                    .await;
+            let written = blocking(move || {
+                config_update::apply(&toml, &path, &state, &id).map(|()| String::new())
+            })
+            .await;
             match written {
                 Outcome::Succeeded(_) => {
                     ctx.restart.fire();
@@ -131,11 +130,7 @@ async fn program(argv: Vec<std::ffi::OsString>, max: usize) -> Outcome {
     match exec::run(&argv, max).await {
         Ok(r) if r.success => Outcome::Succeeded(r.output),
         Ok(r) => Outcome::Failed {
-            reason: format!(
-                "{} failed: {}",
-                argv[0].to_string_lossy(),
-                r.status
-            ),
+            reason: format!("{} failed: {}", argv[0].to_string_lossy(), r.status),
             output: r.output,
         },
         Err(e) => Outcome::failed(e),

@@ -120,7 +120,15 @@ mod tests {
     fn report_is_json_with_every_section() {
         let cfg = SensorConfig::new("/");
         let v: serde_json::Value = serde_json::from_str(&report(&cfg, "pi-1")).unwrap();
-        for key in ["hostname", "kernel", "arch", "addresses", "metrics", "os", "model"] {
+        for key in [
+            "hostname",
+            "kernel",
+            "arch",
+            "addresses",
+            "metrics",
+            "os",
+            "model",
+        ] {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["arch"], std::env::consts::ARCH);

@@ -8,9 +8,9 @@ use picket_protocol::{DeviceId, Format};
 
 use super::raw::RawConfig;
 use super::{Config, ConfigError, UplinkConfig};
+use crate::commands::CommandsConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::{SensorConfig, identity};
-use crate::commands::CommandsConfig;
 use picket_config::{fnv1a, invalid, read_file};
 use picket_protocol::{Action, signing};
 
@@ -180,9 +180,10 @@ fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
         path => {
             let data = read_file("commands.public_key_file", path)?;
             let text = String::from_utf8_lossy(&data);
-            Some(signing::parse_public_key(&text).map_err(|e| {
-                invalid("commands.public_key_file", format!("{path}: {e}"))
-            })?)
+            Some(
+                signing::parse_public_key(&text)
+                    .map_err(|e| invalid("commands.public_key_file", format!("{path}: {e}")))?,
+            )
         }
     };
     if c.state_dir.is_empty() || !Path::new(&c.state_dir).is_absolute() {
@@ -220,7 +221,10 @@ fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
             ));
         }
     }
-    for (key, v) in [("commands.systemctl", &c.systemctl), ("commands.journalctl", &c.journalctl)] {
+    for (key, v) in [
+        ("commands.systemctl", &c.systemctl),
+        ("commands.journalctl", &c.journalctl),
+    ] {
         if v.is_empty() {
             return Err(invalid(key, "must not be empty"));
         }
@@ -238,7 +242,10 @@ fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
             ));
         }
         if p == Path::new("/") {
-            return Err(invalid("commands.file_dirs", "\"/\" would allow every file"));
+            return Err(invalid(
+                "commands.file_dirs",
+                "\"/\" would allow every file",
+            ));
         }
         file_dirs.push(p.to_path_buf());
     }
@@ -267,6 +274,7 @@ fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
         public_key,
         state_dir: PathBuf::from(&c.state_dir),
         max_clock_skew: c.max_clock_skew.0,
+        trust_clock: c.trust_clock,
         concurrency: c.concurrency as usize,
         timeout: c.timeout.0,
         output_max: c.output_max_bytes.0 as usize,

@@ -378,7 +378,10 @@ impl Uplink {
             }
         };
         match encode(reply, self.format) {
-            Ok(payload) => match self.client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+            Ok(payload) => match self
+                .client
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            {
                 Ok(()) => window.queued(Tracked::Control),
                 Err(e) => warn!(error = %e, id = %reply.id, "cannot queue a command reply"),
             },

@@ -54,8 +54,8 @@ pub async fn send(
 ) -> Result<Response, ApiError> {
     authorize(&state.auth, &headers, peer.0, Role::Admin)?;
     params::only(&p, &[])?;
-    let device =
-        DeviceId::new(id.clone()).map_err(|e| ApiError::bad_request(format!("device id {id:?}: {e}")))?;
+    let device = DeviceId::new(id.clone())
+        .map_err(|e| ApiError::bad_request(format!("device id {id:?}: {e}")))?;
     let body: SendBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("body: {e} (expected {{name, args, ttl}})")))?;
     let ttl = ttl(body.ttl)?;

@@ -37,7 +37,11 @@ pub fn keygen(dir: &Path) -> Result<(PathBuf, PathBuf), KeygenError> {
     })?;
     let key = signing::private_key(rand::random::<[u8; 32]>());
     write(&private, &signing::private_key_text(&key), 0o600)?;
-    write(&public, &signing::public_key_text(&key.verifying_key()), 0o644)?;
+    write(
+        &public,
+        &signing::public_key_text(&key.verifying_key()),
+        0o644,
+    )?;
     Ok((private, public))
 }
 

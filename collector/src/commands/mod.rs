@@ -84,7 +84,9 @@ impl Issuer {
                 max: self.cfg.max_ttl.as_secs(),
             });
         }
-        action.check().map_err(|e| IssueError::Args(e.to_string()))?;
+        action
+            .check()
+            .map_err(|e| IssueError::Args(e.to_string()))?;
         let mut command = Command {
             v: VERSION,
             id: new_id(now),
@@ -202,20 +204,38 @@ mod tests {
         let a = new_id(1_700_000_000_000);
         let b = new_id(1_700_000_000_000);
         assert_ne!(a, b);
-        assert!(Topics::default().cmd(&DeviceId::new("d").unwrap(), &a).is_ok());
+        assert!(
+            Topics::default()
+                .cmd(&DeviceId::new("d").unwrap(), &a)
+                .is_ok()
+        );
     }
 
     #[test]
     fn actions_from_api_bodies() {
         assert_eq!(action("ping", None).unwrap(), Action::Ping(NoArgs {}));
         assert_eq!(
-            action("service.restart", Some(serde_json::json!({"unit": "k.service"}))).unwrap(),
+            action(
+                "service.restart",
+                Some(serde_json::json!({"unit": "k.service"}))
+            )
+            .unwrap(),
             Action::ServiceRestart(UnitArgs {
                 unit: "k.service".into()
             })
         );
-        assert!(action("format_disk", None).unwrap_err().to_string().contains("unknown"));
-        assert!(action("service.restart", None).unwrap_err().to_string().contains("unit"));
+        assert!(
+            action("format_disk", None)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown")
+        );
+        assert!(
+            action("service.restart", None)
+                .unwrap_err()
+                .to_string()
+                .contains("unit")
+        );
     }
 
     #[test]

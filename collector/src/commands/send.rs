@@ -92,11 +92,15 @@ pub fn send(req: &Request<'_>, out: &mut impl Write) -> Result<Settled, SendErro
             }
         }
         shown = statuses.len();
-        if let Some(settled) = statuses.iter().rev().find_map(|s| match s["state"].as_str() {
-            Some("succeeded") => Some(Settled::Succeeded),
-            Some("failed" | "rejected") => Some(Settled::Failed),
-            _ => None,
-        }) {
+        if let Some(settled) = statuses
+            .iter()
+            .rev()
+            .find_map(|s| match s["state"].as_str() {
+                Some("succeeded") => Some(Settled::Succeeded),
+                Some("failed" | "rejected") => Some(Settled::Failed),
+                _ => None,
+            })
+        {
             return Ok(settled);
         }
         // After expiry a reply can still be on its way: wait a little more.
@@ -154,10 +158,7 @@ fn call(
         }
     };
     let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .read_to_string()
-        .map_err(http)?;
+    let text = response.body_mut().read_to_string().map_err(http)?;
     let value: Value = serde_json::from_str(&text).map_err(|_| SendError::Answer(text.clone()))?;
     if !(200..300).contains(&status) {
         return Err(SendError::Refused {

@@ -13,11 +13,11 @@ use super::raw::RawConfig;
 use super::{ApiAuth, Config};
 use crate::broker::EmbeddedConfig;
 use crate::commands::{CommandsConfig, Issuer};
-use picket_protocol::signing;
 use crate::fleet::EngineConfig;
 use crate::history::Durability;
 use crate::link::LinkConfig;
 use crate::rules::Glob;
+use picket_protocol::signing;
 
 fn socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
     s.parse().map_err(|_| {

@@ -103,9 +103,9 @@ impl Engine {
                 remedy.window.as_secs()
             ));
         }
-        let sent = remedy
-            .action(device, instance)
-            .and_then(|action| self.send_command(device, action, remedy.ttl, format!("rule:{rule}")));
+        let sent = remedy.action(device, instance).and_then(|action| {
+            self.send_command(device, action, remedy.ttl, format!("rule:{rule}"))
+        });
         match sent {
             // Nobody waits for this one to be published.
             Ok(s) => Some(s.id),

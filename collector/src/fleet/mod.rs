@@ -414,10 +414,10 @@ impl Engine {
         }
         // Remedies after the rule state is settled: a remedy that could not
         // be sent is recorded with the alert, never retried blindly.
-        for ((rule, instance), row) in fired.iter().zip(
-            rows.iter_mut()
-                .filter(|r| r.change == "fired"),
-        ) {
+        for ((rule, instance), row) in fired
+            .iter()
+            .zip(rows.iter_mut().filter(|r| r.change == "fired"))
+        {
             row.remedy = self.remedy(id, rule, instance.as_deref(), now);
         }
         self.pending.batch.alerts.extend(rows);

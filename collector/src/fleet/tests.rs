@@ -244,7 +244,10 @@ async fn a_firing_alert_sends_its_remedy_within_the_rate_limit() {
     assert_eq!(remedies[1], commands[1].id);
     assert!(remedies[2].starts_with("rate_limited"), "{}", remedies[2]);
     assert_eq!(commands[0].source, "rule:hot");
-    assert_eq!(commands[0].args, serde_json::json!({"unit": "fan-pi-1.service"}));
+    assert_eq!(
+        commands[0].args,
+        serde_json::json!({"unit": "fan-pi-1.service"})
+    );
     let (topic, payload) = &published[0];
     assert_eq!(topic, &format!("picket/v1/pi-1/cmd/{}", commands[0].id));
     let cmd: picket_protocol::Command =

@@ -121,7 +121,7 @@ fn parse_state(s: &str) -> Result<ReplyState, HistoryError> {
 }
 
 impl Reader {
-    /// One command and its statuses (by device time, then arrival), or
+    /// One command and its statuses (in arrival order), or
     /// `None` if nothing is known of it.
     pub fn command(&self, id: &str) -> Result<Option<CommandLog>, HistoryError> {
         let id = id.to_string();
@@ -166,7 +166,7 @@ fn read_command(conn: &Connection, id: &str) -> Result<Option<CommandLog>, Histo
         "SELECT device.name, state, chunk, ts, received, reason, output
          FROM command_status JOIN device ON device.id = command_status.device_id
          WHERE command_id = ?1
-         ORDER BY ts, received, chunk",
+         ORDER BY command_status.id",
     )?;
     let mut rows = stmt.query([id])?;
     let mut statuses = Vec::new();

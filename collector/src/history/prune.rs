@@ -37,8 +37,8 @@ impl Writer {
                 (SELECT id FROM alert_log WHERE ts < ?1 LIMIT ?2)",
             "DELETE FROM command WHERE id IN
                 (SELECT id FROM command WHERE issued < ?1 LIMIT ?2)",
-            "DELETE FROM command_status WHERE (command_id, state, chunk, ts) IN
-                (SELECT command_id, state, chunk, ts FROM command_status WHERE received < ?1 LIMIT ?2)",
+            "DELETE FROM command_status WHERE id IN
+                (SELECT id FROM command_status WHERE received < ?1 LIMIT ?2)",
             // Pending corrections of points that are gone: small table.
             "DELETE FROM unsynced_point WHERE (device_id, boot, metric_id, ts) IN
                 (SELECT device_id, boot, metric_id, ts FROM unsynced_point WHERE ts < ?1 LIMIT ?2)",

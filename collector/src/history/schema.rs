@@ -17,7 +17,8 @@
 //! - `state`: the engine's opaque JSON state, by device, kind and key.
 //! - `command`, `command_status`: the command log — every command sent
 //!   (by the API or a rule's remedy) and every status its device replied,
-//!   keyed so a redelivered reply is stored once. `alert_log.remedy` holds
+//!   in arrival order (a device's replies arrive in the order it sent
+//!   them), unique so a redelivered reply is stored once. `alert_log.remedy` holds
 //!   the command a firing alert issued, or why it did not.
 
 use std::path::Path;
@@ -33,7 +34,8 @@ const APPLICATION_ID: i32 = 0x706b_7431;
 
 /// Migration `i` brings the schema from `user_version` `i` to `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE device (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -110,7 +112,8 @@ CREATE TABLE state (
     value TEXT NOT NULL,
     PRIMARY KEY (device_id, kind, key)
 ) WITHOUT ROWID;
-"#, r#"
+"#,
+    r#"
 CREATE TABLE command (
     id TEXT PRIMARY KEY,
     device_id INTEGER NOT NULL,
@@ -123,6 +126,7 @@ CREATE TABLE command (
 CREATE INDEX command_by_device_time ON command (device_id, issued);
 CREATE INDEX command_by_time ON command (issued);
 CREATE TABLE command_status (
+    id INTEGER PRIMARY KEY,
     command_id TEXT NOT NULL,
     state TEXT NOT NULL,
     chunk INTEGER NOT NULL,
@@ -131,11 +135,12 @@ CREATE TABLE command_status (
     device_id INTEGER NOT NULL,
     reason TEXT,
     output TEXT,
-    PRIMARY KEY (command_id, state, chunk, ts)
-) WITHOUT ROWID;
+    UNIQUE (command_id, state, chunk, ts)
+);
 CREATE INDEX command_status_by_time ON command_status (received);
 ALTER TABLE alert_log ADD COLUMN remedy TEXT;
-"#];
+"#,
+];
 
 /// The schema version this build writes and reads.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -200,7 +200,9 @@ impl Remedy {
 fn fill(v: &mut serde_json::Value, device: &str, instance: &str) {
     match v {
         serde_json::Value::String(s) => {
-            *s = s.replace("{instance}", instance).replace("{device}", device);
+            *s = s
+                .replace("{instance}", instance)
+                .replace("{device}", device);
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(|x| fill(x, device, instance)),
         serde_json::Value::Object(o) => o.values_mut().for_each(|x| fill(x, device, instance)),
