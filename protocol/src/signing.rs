@@ -172,7 +172,8 @@ mod tests {
     #[test]
     fn every_field_is_covered() {
         let pk = key(1).verifying_key();
-        let edits: Vec<(&str, Box<dyn Fn(&mut Command)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Command)>;
+        let edits: Vec<(&str, Edit)> = vec![
             ("v", Box::new(|c| c.v += 1)),
             ("id", Box::new(|c| c.id.push('x'))),
             (

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use picket_protocol::{Action, DeviceId, Reply};
 
 use super::Engine;
-use crate::commands::{IssueError, RateLimit};
+use crate::commands::IssueError;
 use crate::history::{CommandRow, StatusRow};
 use crate::model::Millis;
 
@@ -88,12 +88,11 @@ impl Engine {
     ) -> Option<String> {
         let remedy = self.cfg.rules.remedy(rule)?.clone();
         let dev = self.device(device);
-        let allowed = dev
-            .p
-            .remedies
-            .entry(rule.to_string())
-            .or_insert_with(RateLimit::default)
-            .allow(now, remedy.limit, remedy.window);
+        let allowed = dev.p.remedies.entry(rule.to_string()).or_default().allow(
+            now,
+            remedy.limit,
+            remedy.window,
+        );
         dev.dirty = true;
         if !allowed {
             warn!(device = %device, rule, "remedy rate limited");

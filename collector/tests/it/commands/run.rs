@@ -67,8 +67,7 @@ async fn large_output_comes_in_ordered_chunks() {
     let mut s = Stack::start("pi-chunks", "").await;
     // A journal of 4,000 lines: more than one 8 KiB chunk, less than the
     // 64 KiB bound.
-    let script =
-        format!("#!/bin/sh\ni=0; while [ $i -lt 4000 ]; do i=$((i+1)); echo \"line $i\"; done\n");
+    let script = "#!/bin/sh\ni=0; while [ $i -lt 4000 ]; do i=$((i+1)); echo \"line $i\"; done\n";
     let big = s.path("bigjournal");
     std::fs::write(&big, script).unwrap();
     use std::os::unix::fs::PermissionsExt;
