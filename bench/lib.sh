@@ -76,7 +76,7 @@ wait_for_port() {
 }
 
 # start_mosquitto DIR: a private broker on a free port; sets MQTT_PORT and
-# MOSQUITTO_PID.
+# MOSQUITTO_PID. MOSQUITTO_EXTRA: more configuration lines.
 start_mosquitto() {
     local dir=$1
     need mosquitto mosquitto
@@ -90,6 +90,7 @@ start_mosquitto() {
         # As root, mosquitto would otherwise switch to a 'mosquitto' user
         # that cannot write the log in the scratch directory.
         [[ $(id -u) -eq 0 ]] && echo "user root"
+        printf '%s\n' "${MOSQUITTO_EXTRA:-}"
     } >"$dir/mosquitto.conf"
     bg "$dir/mosquitto.out" mosquitto -c "$dir/mosquitto.conf"
     MOSQUITTO_PID=$BG_PID

@@ -75,6 +75,8 @@ impl Link {
         // Acks and alert publishes queue here while the loop is busy.
         let (client, mut eventloop) = AsyncClient::new(opts, 4096);
         eventloop.network_options.set_connection_timeout(10);
+        // Commands and acknowledgements are small and wanted now: no Nagle.
+        eventloop.network_options.set_tcp_nodelay(true);
         let t = &b.topics;
         let filters = vec![
             // `+/+` rather than one filter per kind: an unknown kind is
