@@ -49,6 +49,15 @@ fn main() -> ExitCode {
                 println!("broker:  {}", config.broker.url);
                 println!("queue:   {}", config.queue.dir.display());
                 println!("hash:    {}", config.hash);
+                println!(
+                    "commands: {} ({})",
+                    config.commands.allowed.join(", "),
+                    if config.commands.public_key.is_some() {
+                        "signatures required"
+                    } else {
+                        "unsigned accepted: no commands.public_key_file"
+                    }
+                );
                 ExitCode::SUCCESS
             }
             Err(code) => code,

@@ -7,6 +7,11 @@
 //! re-publishes everything unacknowledged from the queue (rumqttc drops its
 //! in-flight publishes in that case, so the queue is the source of truth).
 //! A record leaves the queue only after the PubAck of the batch carrying it.
+//!
+//! It also carries the command service's traffic: it subscribes to the
+//! device's command topic on every connection, hands command publishes to
+//! the service without waiting (a full queue is answered `busy` here), and
+//! publishes the service's replies at QoS 1 (see `crate::commands`).
 
 pub mod backoff;
 pub mod batch;
@@ -232,8 +237,11 @@ impl Uplink {
                 () = shutdown.wait() => break,
                 _ = tick.tick() => self.beacon.beat(),
                 // Replies share the window with batches; bounded so the
-                // client's request queue cannot overflow.
-                reply = self.commands.replies.recv(), if window.len() < 2 * self.cfg.inflight => {
+                // client's request queue cannot overflow. While the link
+                // is down they wait in the channel (the command tasks wait
+                // behind them), never in rumqttc's queue, whose content a
+                // reconnection without session would leave unaccounted.
+                reply = self.commands.replies.recv(), if connected && window.len() < 2 * self.cfg.inflight => {
                     if let Some(reply) = reply {
                         self.publish_reply(&reply, &mut window);
                     }
