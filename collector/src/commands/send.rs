@@ -66,7 +66,7 @@ pub fn send(req: &Request<'_>, out: &mut impl Write) -> Result<Settled, SendErro
         req.api.trim_end_matches('/'),
         req.device
     );
-    let created = call(&agent, "POST", &url, req.token, Some(&body))?;
+    let created = call(&agent, &url, req.token, Some(&body))?;
     let id = created["id"]
         .as_str()
         .ok_or_else(|| SendError::Answer(created.to_string()))?
@@ -80,7 +80,7 @@ pub fn send(req: &Request<'_>, out: &mut impl Write) -> Result<Settled, SendErro
     let mut shown = 0usize;
     let mut expired_at: Option<Instant> = None;
     loop {
-        let log = call(&agent, "GET", &url, req.token, None)?;
+        let log = call(&agent, &url, req.token, None)?;
         let statuses = log["statuses"].as_array().cloned().unwrap_or_default();
         for s in statuses.iter().skip(shown) {
             writeln!(out, "{}", line(s))?;
@@ -128,9 +128,9 @@ fn line(s: &Value) -> String {
     l
 }
 
+/// POST `body` when given, else GET.
 fn call(
     agent: &ureq::Agent,
-    method: &str,
     url: &str,
     token: Option<&str>,
     body: Option<&Value>,
@@ -149,7 +149,6 @@ fn call(
             r.send_json(b).map_err(http)?
         }
         None => {
-            debug_assert_eq!(method, "GET");
             let mut r = agent.get(url);
             if let Some(a) = &auth {
                 r = r.header("authorization", a);
