@@ -138,6 +138,10 @@ fn agent_config(args: &Args) -> anyhow::Result<picket_agent::Config> {
             format!("mqtt://127.0.0.1:{}", args.port),
         ),
         ("PICKET_QUEUE_DIR", args.dir.display().to_string()),
+        (
+            "PICKET_COMMANDS_STATE_DIR",
+            format!("{}.commands", args.dir.display()),
+        ),
         ("PICKET_QUEUE_MAX_BYTES", args.max_bytes.clone()),
     ]
     .map(|(k, v)| (k.to_string(), v));

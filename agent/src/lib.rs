@@ -6,9 +6,11 @@
 //! - [`sensors`]: one module per data source, read under a configurable host
 //!   root; the clock seam.
 //! - [`queue`]: the on-disk segment log (store-and-forward), synchronous.
-//! - Three long-lived tasks joined by bounded channels, started by [`run`]:
+//! - Long-lived tasks joined by bounded channels, started by [`run`]:
 //!   [`sampler`] (sensors → store), [`store`] (owns the queue on a blocking
-//!   thread) and [`uplink`] (owns the MQTT event loop).
+//!   thread), [`uplink`] (owns the MQTT event loop) and [`commands`] (remote
+//!   commands: checks, journal, execution; its `registry` is where a command
+//!   is implemented).
 //! - [`led`]: the status LED (pure pattern table, the task playing it,
 //!   sysfs/GPIO backends) and the `led.identify` handle.
 //! - [`gpio`]: GPIO inputs (edges → events, levels → samples) and outputs
@@ -19,6 +21,7 @@
 //! - [`systemd`]: readiness and watchdog notifications.
 //! - [`shutdown`], [`liveness`]: the stop signal and the watchdog's beacons.
 
+pub mod commands;
 pub mod config;
 pub mod doctor;
 pub mod gpio;
@@ -47,6 +50,7 @@ pub use config::Config;
 use crate::gpio::{GpioBackend, GpioInputs, GpioOutputs};
 use crate::led::backend::NoLed;
 use crate::led::{AlertView, Identify, Led, LedSources, Pattern};
+use crate::commands::CommandService;
 use crate::liveness::Beacon;
 use crate::queue::{Queue, QueueError};
 use crate::sampler::Sampler;
@@ -54,7 +58,7 @@ use crate::sensors::Sensors;
 use crate::sensors::clock::SystemClock;
 use crate::status::{StatusServer, StatusSources};
 use crate::store::{Store, StoreStatus};
-use crate::uplink::{Identity, Uplink, UplinkStatus};
+use crate::uplink::{CommandLink, Identity, Uplink, UplinkStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -94,9 +98,20 @@ impl Hardware {
     }
 }
 
-/// Run the agent until `shutdown` resolves, then stop sampling, let the
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// `shutdown` resolved.
+    Stopped,
+    /// A command (`config.update`) asks for the agent to start again from
+    /// its configuration file; the binary re-executes itself.
+    Restart,
+}
+
+/// Run the agent until `shutdown` resolves (or a command asks for a
+/// restart), then stop sampling, let running commands finish, let the
 /// uplink say goodbye, and close the queue.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, RunError> {
     run_observed(config, shutdown, |_| {}).await
 }
 
@@ -105,7 +120,7 @@ pub async fn run_observed(
     config: Config,
     shutdown: impl Future<Output = ()>,
     observe: impl FnOnce(Observers),
-) -> Result<(), RunError> {
+) -> Result<Exit, RunError> {
     run_with(config, Hardware::real(), shutdown, observe).await
 }
 
@@ -115,7 +130,7 @@ pub async fn run_with(
     hardware: Hardware,
     shutdown: impl Future<Output = ()>,
     observe: impl FnOnce(Observers),
-) -> Result<(), RunError> {
+) -> Result<Exit, RunError> {
     let started = Instant::now();
     picket_config::tls::install_provider();
     let root = config.sensors.host_root.clone();
@@ -162,6 +177,11 @@ pub async fn run_with(
     let rt = tokio::runtime::Handle::current();
     let store_task = tokio::task::spawn_blocking(move || store.run(rt));
 
+    let (cmd_tx, cmd_rx) = mpsc::channel(32);
+    let (cmd_reply_tx, cmd_reply_rx) = mpsc::channel(64);
+    let (cmd_trigger, cmd_stop) = shutdown::channel();
+    let (restart_trigger, mut restart) = shutdown::channel();
+
     let uplink_beacon = Beacon::new("uplink", started);
     let sampler_beacon = Beacon::new("sampler", started);
     let uplink = Uplink::new(
@@ -180,6 +200,10 @@ pub async fn run_with(
         alerts_tx,
         stop.clone(),
         uplink_beacon.clone(),
+        CommandLink {
+            inbound: cmd_tx,
+            replies: cmd_reply_rx,
+        },
     );
     let uplink_task = tokio::spawn(uplink.run());
 
@@ -240,6 +264,24 @@ pub async fn run_with(
         }
         None => None,
     };
+    let commands_cfg = config.commands.clone();
+    let device = config.device.clone();
+    let sensors_cfg = config.sensors.clone();
+    let uplink_watch = uplink_rx.clone();
+    let service = tokio::task::spawn_blocking(move || {
+        CommandService::new(
+            commands_cfg,
+            device,
+            sensors_cfg,
+            cmd_rx,
+            cmd_reply_tx,
+            uplink_watch,
+            restart_trigger,
+            cmd_stop,
+        )
+    })
+    .await?;
+    let commands_task = tokio::spawn(service.run());
 
     let sampler = Sampler::new(
         Sensors::new(config.sensors.clone()),
@@ -272,9 +314,15 @@ pub async fn run_with(
         gpio_outputs,
     });
 
-    shutdown.await;
-    info!("stopping");
+    let exit = tokio::select! {
+        () = shutdown => Exit::Stopped,
+        () = restart.wait() => Exit::Restart,
+    };
+    info!(restart = exit == Exit::Restart, "stopping");
     systemd::stopping();
+    // Commands first, while the uplink still carries their last statuses.
+    cmd_trigger.fire();
+    commands_task.await?;
     trigger.fire();
     sampler_task.await?;
     uplink_task.await?;
@@ -288,5 +336,5 @@ pub async fn run_with(
     }
     store_task.await??;
     info!(elapsed = ?started.elapsed(), "stopped");
-    Ok(())
+    Ok(exit)
 }

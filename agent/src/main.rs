@@ -66,6 +66,15 @@ fn main() -> ExitCode {
                 println!("broker:  {}", config.broker.url);
                 println!("queue:   {}", config.queue.dir.display());
                 println!("hash:    {}", config.hash);
+                println!(
+                    "commands: {} ({})",
+                    config.commands.allowed.join(", "),
+                    if config.commands.public_key.is_some() {
+                        "signatures required"
+                    } else {
+                        "unsigned accepted: no commands.public_key_file"
+                    }
+                );
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -82,7 +91,8 @@ fn main() -> ExitCode {
                 }
             };
             match run(config) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(picket_agent::Exit::Stopped) => ExitCode::SUCCESS,
+                Ok(picket_agent::Exit::Restart) => restart(),
                 Err(e) => {
                     eprintln!("picket-agent: {e:#}");
                     ExitCode::FAILURE
@@ -106,6 +116,24 @@ fn load(path: &Option<PathBuf>) -> Result<picket_agent::Config, ExitCode> {
             Err(ExitCode::from(2))
         }
     }
+}
+
+/// Start again from scratch (new configuration): the same program, the
+/// same arguments and environment, the same process id (systemd keeps
+/// tracking it).
+fn restart() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let program = std::env::current_exe().ok();
+    let _ = args.next();
+    match program {
+        Some(p) => {
+            let err = std::process::Command::new(p).args(args).exec();
+            eprintln!("picket-agent: cannot restart: {err}");
+        }
+        None => eprintln!("picket-agent: cannot restart: own executable unknown"),
+    }
+    ExitCode::FAILURE
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -229,7 +257,7 @@ fn doctor(path: &Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn run(config: picket_agent::Config) -> anyhow::Result<()> {
+fn run(config: picket_agent::Config) -> anyhow::Result<picket_agent::Exit> {
     let rt = runtime()?;
     rt.block_on(picket_agent::run(config, signal()))
         .context("agent failed")

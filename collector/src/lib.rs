@@ -16,6 +16,8 @@
 //! - [`fleet`]: the engine — decoding, dedupe, presence, rules, alerts.
 //! - [`rules`]: the threshold rule engine (pure).
 //! - [`notify`]: cooldown policy, webhook and e-mail delivery.
+//! - [`commands`]: signed command envelopes, remedy rate limits, the
+//!   `keygen` and `send` tools.
 //! - [`history`]: SQLite storage and queries.
 //! - [`store`]: the thread that commits batches.
 //! - [`api`]: REST API, `/metrics`, `/healthz`.
@@ -25,6 +27,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod fleet;

@@ -81,6 +81,8 @@ impl Link {
         // Acks and alert publishes queue here while the loop is busy.
         let (client, mut eventloop) = AsyncClient::new(opts, 4096);
         eventloop.network_options.set_connection_timeout(10);
+        // Commands and acknowledgements are small and wanted now: no Nagle.
+        eventloop.network_options.set_tcp_nodelay(true);
         let t = &b.topics;
         let filters = vec![
             // `+/+` rather than one filter per kind: an unknown kind is
@@ -246,6 +248,17 @@ pub async fn after_commit(
             if let Err(e) = client.publish(topic, QoS::AtLeastOnce, true, payload).await {
                 warn!(error = %e, "alert set not published");
             }
+        }
+        for (topic, payload) in c.commands {
+            if let Err(e) = client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+            {
+                warn!(error = %e, "command not published");
+            }
+        }
+        for tx in c.published {
+            let _ = tx.send(());
         }
         for n in c.notifications {
             if notify.try_send(n).is_err() {

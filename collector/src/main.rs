@@ -71,6 +71,41 @@ enum Command {
         #[arg(long, default_value = "sim")]
         id_prefix: String,
     },
+    /// Write a new key pair for signing commands: DIR/command.key (keep it
+    /// with the collector: commands.private_key_file) and DIR/command.pub
+    /// (for every agent: commands.public_key_file).
+    Keygen {
+        /// Directory to write the two files into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Send a command to a device through the collector's API and, with
+    /// --wait, print its status changes as they arrive. Exit code 0 when
+    /// it succeeded (or was sent, without --wait), 1 otherwise.
+    Send {
+        /// The device id.
+        device: String,
+        /// The command: ping, system.info, system.reboot, service.restart,
+        /// service.logs, file.deploy, file.delete, config.update.
+        name: String,
+        /// Arguments as JSON, e.g. '{"unit": "kiosk.service"}'.
+        #[arg(long)]
+        args: Option<String>,
+        /// How long the command may wait for an offline device (e.g. 30s,
+        /// 10m) [default: commands.default_ttl].
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Wait for the final status and print every status change.
+        #[arg(long)]
+        wait: bool,
+        /// The collector's API [default: http://<http.listen>].
+        #[arg(long)]
+        api: Option<String>,
+        /// Admin token [default: api.admin_token of the configuration, or
+        /// PICKET_API_ADMIN_TOKEN].
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// Print the default configuration, with comments, and exit.
     PrintDefaultConfig,
     /// Check the configuration and print the effective values, then exit.
@@ -87,6 +122,64 @@ fn main() -> ExitCode {
         Command::PrintDefaultConfig => {
             print!("{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
+        }
+        Command::Keygen { out } => match picket_collector::commands::keygen::keygen(&out) {
+            Ok((private, public)) => {
+                println!(
+                    "private key: {} (commands.private_key_file of the collector)",
+                    private.display()
+                );
+                println!(
+                    "public key:  {} (commands.public_key_file of every agent)",
+                    public.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("picket-collector: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Send {
+            device,
+            name,
+            args,
+            ttl,
+            wait,
+            api,
+            token,
+        } => {
+            use picket_collector::commands::send::{Request, Settled, send};
+            let (api, token) = match (api, token) {
+                (Some(a), Some(t)) => (a, Some(t)),
+                (api, token) => {
+                    let c = match load(&cli.config) {
+                        Ok(c) => c,
+                        Err(code) => return code,
+                    };
+                    (
+                        api.unwrap_or_else(|| format!("http://{}", c.http_listen)),
+                        token.or(c.api.admin),
+                    )
+                }
+            };
+            let req = Request {
+                api: &api,
+                token: token.as_deref(),
+                device: &device,
+                name: &name,
+                args: args.as_deref(),
+                ttl: ttl.as_deref(),
+                wait,
+            };
+            match send(&req, &mut std::io::stdout()) {
+                Ok(Settled::Sent | Settled::Succeeded) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("picket-collector: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::CheckConfig => match load(&cli.config) {
             Ok(c) => {

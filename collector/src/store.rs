@@ -28,6 +28,8 @@ pub struct Committed {
     pub acks: Vec<Publish>,
     pub alerts: Vec<(String, Vec<u8>)>,
     pub notifications: Vec<Notification>,
+    pub commands: Vec<(String, Vec<u8>)>,
+    pub published: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// How often old history is looked for, and how many rows one pruning
@@ -100,6 +102,8 @@ fn store(writer: &mut Writer, commit: Commit, counters: &IngestCounters) -> Comm
                     acks: commit.acks,
                     alerts: commit.alerts,
                     notifications: commit.notifications,
+                    commands: commit.commands,
+                    published: commit.published,
                 };
             }
             Err(e) => {

@@ -1,4 +1,10 @@
-//! The command envelope sent by a collector to one device.
+//! The command envelope sent by a collector to one device, and the typed
+//! arguments of every command.
+//!
+//! A command is a variant of [`Action`]: its `name` on the wire and a typed
+//! `args` struct, never free-form JSON. Adding a command is adding a variant
+//! here (with its [`Action::name`] and [`Action::check`]) and a handler in
+//! the agent's command registry.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,25 +25,211 @@ pub struct Command {
     pub issued: u64,
     /// Unix milliseconds after which the command must not run.
     pub expires: u64,
-    /// ed25519 signature over the canonical encoding of every other field.
+    /// ed25519 signature over the canonical encoding of every other field
+    /// (see [`crate::signing`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sig: Option<Vec<u8>>,
 }
 
 /// A command's name and its typed arguments, serialised as `name` and `args`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "name", content = "args", rename_all = "snake_case")]
+#[serde(tag = "name", content = "args")]
 pub enum Action {
-    /// Answer with `succeeded` and nothing else: proves the path works.
-    Ping,
-    /// Report version, model, uptime and configuration hash.
-    SysInfo,
-    /// Reboot the device.
-    Reboot,
-    /// Restart an allowed systemd unit.
-    ServiceRestart { unit: String },
-    /// The last `lines` lines of a unit's journal.
-    ServiceLogs { unit: String, lines: u32 },
+    /// Answer `succeeded` with `pong`: proves the path works.
+    #[serde(rename = "ping")]
+    Ping(NoArgs),
+    /// Hardware, OS, kernel, architecture, addresses and current metrics.
+    #[serde(rename = "system.info")]
+    SystemInfo(NoArgs),
+    /// Reboot the device through its configured executor.
+    #[serde(rename = "system.reboot")]
+    SystemReboot(RebootArgs),
+    /// Restart an allowlisted systemd unit.
+    #[serde(rename = "service.restart")]
+    ServiceRestart(UnitArgs),
+    /// The last `lines` lines of an allowlisted unit's journal.
+    #[serde(rename = "service.logs")]
+    ServiceLogs(LogsArgs),
+    /// Download a file over HTTPS into an allowlisted directory.
+    #[serde(rename = "file.deploy")]
+    FileDeploy(DeployArgs),
+    /// Delete a file inside an allowlisted directory.
+    #[serde(rename = "file.delete")]
+    FileDelete(PathArgs),
+    /// Replace the agent's configuration file, with rollback.
+    #[serde(rename = "config.update")]
+    ConfigUpdate(ConfigArgs),
+}
+
+/// `args` of commands that take none: `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoArgs {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootArgs {
+    /// Seconds to wait before rebooting (at most [`MAX_REBOOT_DELAY`]).
+    #[serde(default)]
+    pub delay: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitArgs {
+    /// A systemd unit name, e.g. `kiosk.service`.
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsArgs {
+    pub unit: String,
+    /// Lines from the end of the journal, 1 to [`MAX_LOG_LINES`].
+    #[serde(default = "default_lines")]
+    pub lines: u32,
+}
+
+fn default_lines() -> u32 {
+    100
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployArgs {
+    /// `https://` URL to download.
+    pub url: String,
+    /// Expected SHA-256 of the content, 64 hex digits.
+    pub sha256: String,
+    /// Destination: absolute, or relative to the device's first allowed
+    /// directory.
+    pub dest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathArgs {
+    /// Absolute, or relative to the device's first allowed directory.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigArgs {
+    /// The complete new configuration file (TOML).
+    pub toml: String,
+}
+
+/// The longest reboot delay a command may ask for, in seconds.
+pub const MAX_REBOOT_DELAY: u32 = 3600;
+/// The most journal lines `service.logs` may ask for.
+pub const MAX_LOG_LINES: u32 = 10_000;
+/// The largest configuration `config.update` may carry.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+/// The longest path or URL argument.
+pub const MAX_PATH_LEN: usize = 1024;
+
+/// Why a command's arguments are invalid, whatever the device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("unit {0:?} is not a systemd unit name")]
+    Unit(String),
+    #[error("lines must be between 1 and {MAX_LOG_LINES}, not {0}")]
+    Lines(u32),
+    #[error("delay must be at most {MAX_REBOOT_DELAY} seconds, not {0}")]
+    Delay(u32),
+    #[error("url must start with https:// and be at most {MAX_PATH_LEN} bytes")]
+    Url,
+    #[error("sha256 must be 64 hexadecimal digits")]
+    Sha256,
+    #[error("path {0:?} is empty, too long, or holds a NUL or a `..` component")]
+    Path(String),
+    #[error("the configuration is empty or larger than {MAX_CONFIG_BYTES} bytes")]
+    ConfigSize,
+}
+
+impl Action {
+    /// The name on the wire, also the name allowlists use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Ping(_) => "ping",
+            Action::SystemInfo(_) => "system.info",
+            Action::SystemReboot(_) => "system.reboot",
+            Action::ServiceRestart(_) => "service.restart",
+            Action::ServiceLogs(_) => "service.logs",
+            Action::FileDeploy(_) => "file.deploy",
+            Action::FileDelete(_) => "file.delete",
+            Action::ConfigUpdate(_) => "config.update",
+        }
+    }
+
+    /// Every command name this build knows.
+    pub const NAMES: &'static [&'static str] = &[
+        "ping",
+        "system.info",
+        "system.reboot",
+        "service.restart",
+        "service.logs",
+        "file.deploy",
+        "file.delete",
+        "config.update",
+    ];
+
+    /// Checks that hold on any device (the agent adds its allowlists).
+    pub fn check(&self) -> Result<(), ArgError> {
+        match self {
+            Action::Ping(_) | Action::SystemInfo(_) => Ok(()),
+            Action::SystemReboot(a) if a.delay > MAX_REBOOT_DELAY => Err(ArgError::Delay(a.delay)),
+            Action::SystemReboot(_) => Ok(()),
+            Action::ServiceRestart(a) => check_unit(&a.unit),
+            Action::ServiceLogs(a) => {
+                check_unit(&a.unit)?;
+                if !(1..=MAX_LOG_LINES).contains(&a.lines) {
+                    return Err(ArgError::Lines(a.lines));
+                }
+                Ok(())
+            }
+            Action::FileDeploy(a) => {
+                if !a.url.starts_with("https://") || a.url.len() > MAX_PATH_LEN {
+                    return Err(ArgError::Url);
+                }
+                if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(ArgError::Sha256);
+                }
+                check_path(&a.dest)
+            }
+            Action::FileDelete(a) => check_path(&a.path),
+            Action::ConfigUpdate(a) => {
+                if a.toml.trim().is_empty() || a.toml.len() > MAX_CONFIG_BYTES {
+                    return Err(ArgError::ConfigSize);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A unit name systemctl and journalctl take as a name, never as an
+/// option: no leading `-`, no whitespace, no path separator.
+fn check_unit(unit: &str) -> Result<(), ArgError> {
+    let ok = !unit.is_empty()
+        && unit.len() <= 256
+        && !unit.starts_with('-')
+        && unit
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':' | '\\'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ArgError::Unit(unit.to_string()))
+    }
+}
+
+/// Lexical checks only; the agent resolves the path against its allowed
+/// directories and symlinks.
+fn check_path(path: &str) -> Result<(), ArgError> {
+    let ok = !path.is_empty()
+        && path.len() <= MAX_PATH_LEN
+        && !path.contains('\0')
+        && !path.split('/').any(|c| c == "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ArgError::Path(path.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -59,23 +251,50 @@ mod tests {
         }
     }
 
+    fn sha() -> String {
+        "ab".repeat(32)
+    }
+
     fn every_action() -> Vec<(Action, &'static str)> {
         vec![
-            (Action::Ping, "ping"),
-            (Action::SysInfo, "sys_info"),
-            (Action::Reboot, "reboot"),
+            (Action::Ping(NoArgs {}), "ping"),
+            (Action::SystemInfo(NoArgs {}), "system.info"),
             (
-                Action::ServiceRestart {
-                    unit: "nginx.service".into(),
-                },
-                "service_restart",
+                Action::SystemReboot(RebootArgs { delay: 5 }),
+                "system.reboot",
             ),
             (
-                Action::ServiceLogs {
+                Action::ServiceRestart(UnitArgs {
+                    unit: "nginx.service".into(),
+                }),
+                "service.restart",
+            ),
+            (
+                Action::ServiceLogs(LogsArgs {
                     unit: "nginx.service".into(),
                     lines: 200,
-                },
-                "service_logs",
+                }),
+                "service.logs",
+            ),
+            (
+                Action::FileDeploy(DeployArgs {
+                    url: "https://cdn.example/v.mp4".into(),
+                    sha256: sha(),
+                    dest: "videos/v.mp4".into(),
+                }),
+                "file.deploy",
+            ),
+            (
+                Action::FileDelete(PathArgs {
+                    path: "videos/v.mp4".into(),
+                }),
+                "file.delete",
+            ),
+            (
+                Action::ConfigUpdate(ConfigArgs {
+                    toml: "[sampling]\ninterval = \"5s\"\n".into(),
+                }),
+                "config.update",
             ),
         ]
     }
@@ -87,36 +306,62 @@ mod tests {
         }
         round_trip(&Command {
             sig: None,
-            ..command(Action::Ping)
+            ..command(Action::Ping(NoArgs {}))
         });
     }
 
     #[test]
-    fn json_field_names() {
-        for (action, name) in every_action() {
-            let has_args = !matches!(action, Action::Ping | Action::SysInfo | Action::Reboot);
+    fn json_field_names_and_command_names() {
+        let all = every_action();
+        assert_eq!(all.len(), Action::NAMES.len());
+        for (action, name) in all {
+            assert_eq!(action.name(), name);
+            assert!(Action::NAMES.contains(&name));
             let v = to_value(&command(action));
-            let mut want = vec!["device", "expires", "id", "issued", "name", "sig", "v"];
-            if has_args {
-                want.push("args");
-                want.sort_unstable();
-            }
-            assert_eq!(keys(&v), want, "{name}");
+            assert_eq!(
+                keys(&v),
+                [
+                    "args", "device", "expires", "id", "issued", "name", "sig", "v"
+                ],
+                "{name}"
+            );
             assert_eq!(v["name"], name);
         }
-        let v = to_value(&command(Action::ServiceLogs {
+        let v = to_value(&command(Action::ServiceLogs(LogsArgs {
             unit: "nginx.service".into(),
             lines: 200,
-        }));
+        })));
         assert_eq!(v["args"], json!({"unit": "nginx.service", "lines": 200}));
+        assert_eq!(
+            to_value(&command(Action::Ping(NoArgs {})))["args"],
+            json!({})
+        );
+    }
+
+    #[test]
+    fn defaults_fill_optional_args() {
+        let mut v = to_value(&command(Action::SystemReboot(RebootArgs { delay: 5 })));
+        v["args"] = json!({});
+        let c = decode_value::<Command>(&v).unwrap();
+        assert_eq!(c.action, Action::SystemReboot(RebootArgs { delay: 0 }));
+        v["name"] = "service.logs".into();
+        v["args"] = json!({"unit": "a.service"});
+        let c = decode_value::<Command>(&v).unwrap();
+        assert_eq!(
+            c.action,
+            Action::ServiceLogs(LogsArgs {
+                unit: "a.service".into(),
+                lines: 100
+            })
+        );
     }
 
     #[test]
     fn unknown_fields_are_ignored() {
-        let want = command(Action::ServiceLogs {
+        let want = command(Action::ServiceLogs(LogsArgs {
             unit: "nginx.service".into(),
             lines: 200,
-        });
+        }));
         let mut v = to_value(&want);
         add_unknown(&mut v);
         add_unknown(&mut v["args"]);
@@ -125,9 +370,9 @@ mod tests {
 
     #[test]
     fn missing_required_field_is_an_error() {
-        let cmd = command(Action::ServiceRestart {
+        let cmd = command(Action::ServiceRestart(UnitArgs {
             unit: "nginx.service".into(),
-        });
+        }));
         for field in ["v", "id", "device", "name", "args", "issued", "expires"] {
             assert_required(&cmd, field);
         }
@@ -137,17 +382,91 @@ mod tests {
     }
 
     #[test]
+    fn wrongly_typed_args_are_an_error() {
+        let mut v = to_value(&command(Action::ServiceLogs(LogsArgs {
+            unit: "a.service".into(),
+            lines: 1,
+        })));
+        v["args"]["lines"] = "many".into();
+        assert!(decode_value::<Command>(&v).is_err());
+        v["args"] = "unit=a.service".into();
+        assert!(decode_value::<Command>(&v).is_err());
+    }
+
+    #[test]
     fn unknown_action_is_an_error() {
-        let mut v = to_value(&command(Action::Ping));
+        let mut v = to_value(&command(Action::Ping(NoArgs {})));
         v["name"] = "format_disk".into();
         assert!(decode_value::<Command>(&v).is_err());
     }
 
     #[test]
     fn sig_is_optional() {
-        let mut v = to_value(&command(Action::Reboot));
+        let mut v = to_value(&command(Action::SystemReboot(RebootArgs::default())));
         v.as_object_mut().unwrap().remove("sig");
         let decoded = decode_value::<Command>(&v).unwrap();
         assert_eq!(decoded.sig, None);
+    }
+
+    #[test]
+    fn argument_checks() {
+        let unit = |u: &str| Action::ServiceRestart(UnitArgs { unit: u.into() });
+        let logs = |lines| {
+            Action::ServiceLogs(LogsArgs {
+                unit: "a.service".into(),
+                lines,
+            })
+        };
+        let deploy = |url: &str, sha: &str, dest: &str| {
+            Action::FileDeploy(DeployArgs {
+                url: url.into(),
+                sha256: sha.into(),
+                dest: dest.into(),
+            })
+        };
+        let del = |p: &str| Action::FileDelete(PathArgs { path: p.into() });
+        let table: Vec<(Action, Result<(), ArgError>)> = vec![
+            (unit("kiosk.service"), Ok(())),
+            (unit("getty@tty1.service"), Ok(())),
+            (unit("--force"), Err(ArgError::Unit("--force".into()))),
+            (unit("a b"), Err(ArgError::Unit("a b".into()))),
+            (unit("../x"), Err(ArgError::Unit("../x".into()))),
+            (unit(""), Err(ArgError::Unit("".into()))),
+            (logs(1), Ok(())),
+            (logs(MAX_LOG_LINES), Ok(())),
+            (logs(0), Err(ArgError::Lines(0))),
+            (
+                logs(MAX_LOG_LINES + 1),
+                Err(ArgError::Lines(MAX_LOG_LINES + 1)),
+            ),
+            (
+                Action::SystemReboot(RebootArgs { delay: 3601 }),
+                Err(ArgError::Delay(3601)),
+            ),
+            (deploy("https://h/x", &sha(), "v/x.mp4"), Ok(())),
+            (deploy("http://h/x", &sha(), "v/x"), Err(ArgError::Url)),
+            (deploy("https://h/x", "abc", "v/x"), Err(ArgError::Sha256)),
+            (
+                deploy("https://h/x", &"zz".repeat(32), "v/x"),
+                Err(ArgError::Sha256),
+            ),
+            (
+                deploy("https://h/x", &sha(), "../etc/passwd"),
+                Err(ArgError::Path("../etc/passwd".into())),
+            ),
+            (
+                del("/srv/videos/a/../../etc"),
+                Err(ArgError::Path("/srv/videos/a/../../etc".into())),
+            ),
+            (del("/srv/videos/a.mp4"), Ok(())),
+            (del(""), Err(ArgError::Path("".into()))),
+            (
+                Action::ConfigUpdate(ConfigArgs { toml: " \n".into() }),
+                Err(ArgError::ConfigSize),
+            ),
+        ];
+        for (action, want) in table {
+            assert_eq!(action.check(), want, "{action:?}");
+        }
     }
 }

@@ -8,8 +8,9 @@
 //!   size-limited decoding that reports errors as values.
 //! - One module per message kind: [`state`] (birth and Last Will),
 //!   [`telemetry`] (sample batches), [`event`] (event batches),
-//!   [`command`] (command envelope), [`reply`] (command status), [`alert`]
-//!   (a device's active alerts).
+//!   [`command`] (command envelope and typed arguments), [`reply`] (command
+//!   status), [`alert`] (a device's active alerts).
+//! - [`signing`]: ed25519 signatures over a canonical encoding of a command.
 //!
 //! Every message carries `v` ([`VERSION`]); decoders ignore unknown fields so
 //! newer agents and collectors can add fields without breaking older peers.
@@ -19,6 +20,7 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod reply;
+pub mod signing;
 pub mod state;
 pub mod telemetry;
 pub mod topic;
@@ -28,7 +30,10 @@ mod test_util;
 
 pub use alert::{Alert, AlertSet, Severity};
 pub use codec::{DecodeError, EncodeError, Format, decode, encode};
-pub use command::{Action, Command};
+pub use command::{
+    Action, ArgError, Command, ConfigArgs, DeployArgs, LogsArgs, NoArgs, PathArgs, RebootArgs,
+    UnitArgs,
+};
 pub use event::{Event, EventBatch, EventKind};
 pub use reply::{Reply, ReplyState};
 pub use state::{OfflineReason, Presence, State};

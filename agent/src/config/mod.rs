@@ -16,6 +16,7 @@ pub use validate::{led, validate};
 
 use crate::gpio::GpioConfig;
 use crate::led::LedConfig;
+use crate::commands::CommandsConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::SensorConfig;
 
@@ -39,6 +40,7 @@ pub struct Config {
     pub gpio: GpioConfig,
     /// The local status socket (`picket-agent status`); `None`: off.
     pub status_socket: Option<std::path::PathBuf>,
+    pub commands: CommandsConfig,
     /// 64-bit FNV-1a of the effective configuration, 16 hex digits.
     pub hash: String,
 }
@@ -59,7 +61,10 @@ pub fn load(
 ) -> Result<(Config, Vec<String>), ConfigError> {
     let (text, origin) = picket_config::load_text(path, DEFAULT_PATH)?;
     let (raw, unknown_env) = parse(&text, &origin, vars)?;
-    Ok((validate(raw)?, unknown_env))
+    let mut config = validate(raw)?;
+    // config.update rewrites the file the agent was started with.
+    config.commands.config_path = Some(origin);
+    Ok((config, unknown_env))
 }
 
 /// The LED settings to show "configuration invalid" with, when the whole

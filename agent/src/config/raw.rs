@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub led: RawLed,
     pub gpio: RawGpio,
     pub status: RawStatus,
+    pub commands: RawCommands,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -215,6 +216,54 @@ impl Default for RawStatus {
     fn default() -> Self {
         RawStatus {
             socket: "/run/picket/agent.sock".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCommands {
+    pub allowed: Vec<String>,
+    pub public_key_file: String,
+    pub state_dir: String,
+    pub max_clock_skew: HumanDuration,
+    pub trust_clock: bool,
+    pub concurrency: i64,
+    pub timeout: HumanDuration,
+    pub output_max_bytes: ByteSize,
+    pub journal_entries: i64,
+    pub services: Vec<String>,
+    pub systemctl: String,
+    pub journalctl: String,
+    pub reboot: Vec<String>,
+    pub reboot_window: HumanDuration,
+    pub file_dirs: Vec<String>,
+    pub file_max_bytes: ByteSize,
+    pub file_ca_file: String,
+    pub config_rollback_after: HumanDuration,
+}
+
+impl Default for RawCommands {
+    fn default() -> Self {
+        RawCommands {
+            allowed: vec!["ping".into(), "system.info".into()],
+            public_key_file: String::new(),
+            state_dir: "/var/lib/picket/commands".into(),
+            max_clock_skew: HumanDuration(Duration::from_secs(60)),
+            trust_clock: false,
+            concurrency: 2,
+            timeout: HumanDuration(Duration::from_secs(600)),
+            output_max_bytes: ByteSize(64 << 10),
+            journal_entries: 10_000,
+            services: Vec::new(),
+            systemctl: "systemctl".into(),
+            journalctl: "journalctl".into(),
+            reboot: vec!["systemctl".into(), "reboot".into()],
+            reboot_window: HumanDuration(Duration::from_secs(3600)),
+            file_dirs: Vec::new(),
+            file_max_bytes: ByteSize(1 << 30),
+            file_ca_file: String::new(),
+            config_rollback_after: HumanDuration(Duration::from_secs(120)),
         }
     }
 }

@@ -135,6 +135,53 @@ fn errors_name_the_key() {
             "queue.hot_dir",
         ),
         ("[services]\nwatch = [\"a b\"]\n", &[], "services.watch"),
+        (
+            "",
+            &[("PICKET_COMMANDS_ALLOWED", "ping,format_disk")],
+            "commands.allowed",
+        ),
+        (
+            "[commands]\npublic_key_file = \"/etc/hostname\"\n",
+            &[],
+            "commands.public_key_file",
+        ),
+        (
+            "[commands]\npublic_key_file = \"/nonexistent\"\n",
+            &[],
+            "commands.public_key_file",
+        ),
+        (
+            "[commands]\nstate_dir = \"rel\"\n",
+            &[],
+            "commands.state_dir",
+        ),
+        ("[commands]\nconcurrency = 0\n", &[], "commands.concurrency"),
+        (
+            "[commands]\nservices = [\"-x\"]\n",
+            &[],
+            "commands.services",
+        ),
+        (
+            "[commands]\nfile_dirs = [\"/\"]\n",
+            &[],
+            "commands.file_dirs",
+        ),
+        (
+            "[commands]\nfile_dirs = [\"/srv/../etc\"]\n",
+            &[],
+            "commands.file_dirs",
+        ),
+        ("[commands]\nreboot = []\n", &[], "commands.reboot"),
+        (
+            "[commands]\nfile_ca_file = \"/etc/hostname\"\n",
+            &[],
+            "commands.file_ca_file",
+        ),
+        (
+            "[commands]\nconfig_rollback_after = \"1s\"\n",
+            &[],
+            "commands.config_rollback_after",
+        ),
     ];
     for (text, env, key) in table {
         let mut all = vec![("PICKET_DEVICE_ID", "pi-test")];
@@ -335,4 +382,40 @@ fn led_gpio_and_status_errors_name_the_key() {
             .expect_err(&text);
         assert!(err.to_string().contains(key), "{text:?} {env:?}: got {err}");
     }
+}
+
+#[test]
+fn commands_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = picket_protocol::signing::private_key([4; 32]);
+    let pub_file = dir.path().join("command.pub");
+    std::fs::write(
+        &pub_file,
+        picket_protocol::signing::public_key_text(&key.verifying_key()),
+    )
+    .unwrap();
+    let c = parse_ok(
+        "",
+        &[
+            ("PICKET_COMMANDS_ALLOWED", "ping, service.restart"),
+            (
+                "PICKET_COMMANDS_PUBLIC_KEY_FILE",
+                pub_file.to_str().unwrap(),
+            ),
+            ("PICKET_COMMANDS_SERVICES", "kiosk.service"),
+            ("PICKET_COMMANDS_REBOOT", "/sbin/shutdown,-r,now"),
+            ("PICKET_COMMANDS_FILE_DIRS", "/srv/videos"),
+        ],
+    )
+    .unwrap();
+    let cmd = &c.commands;
+    assert_eq!(cmd.allowed, ["ping", "service.restart"]);
+    assert_eq!(cmd.public_key, Some(key.verifying_key()));
+    assert_eq!(cmd.services, ["kiosk.service"]);
+    assert_eq!(cmd.reboot, ["/sbin/shutdown", "-r", "now"]);
+    assert_eq!(cmd.file_dirs, [Path::new("/srv/videos")]);
+    let d = parse_ok("", &[]).unwrap().commands;
+    assert_eq!(d.allowed, ["ping", "system.info"]);
+    assert_eq!(d.public_key, None);
+    assert_eq!(d.reboot, ["systemctl", "reboot"]);
 }

@@ -10,9 +10,11 @@ use super::raw::RawConfig;
 use super::{Config, ConfigError, UplinkConfig};
 use crate::gpio::{Bias, GpioConfig, InputSpec, LineRef, OutputSpec};
 use crate::led::LedConfig;
+use crate::commands::CommandsConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::{SensorConfig, identity};
-use picket_config::{fnv1a, invalid};
+use picket_config::{fnv1a, invalid, read_file};
+use picket_protocol::{Action, signing};
 
 pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let host_root = PathBuf::from(&raw.host.root);
@@ -48,6 +50,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .map_err(|e: String| invalid("payload.format", e))?;
 
     let queue = queue(&raw)?;
+    let commands = commands(&raw)?;
     let uplink = uplink(&raw)?;
 
     for unit in &raw.services.watch {
@@ -96,6 +99,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         led,
         gpio,
         status_socket,
+        commands,
         hash,
     })
 }
@@ -270,5 +274,135 @@ fn uplink(raw: &RawConfig) -> Result<UplinkConfig, ConfigError> {
         batch_bytes: u.batch_bytes.0 as usize,
         inflight: u.inflight as usize,
         backoff_max: u.backoff_max.0,
+    })
+}
+
+fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
+    let c = &raw.commands;
+    for name in &c.allowed {
+        if !Action::NAMES.contains(&name.as_str()) {
+            return Err(invalid(
+                "commands.allowed",
+                format!(
+                    "{name:?} is not a command; known: {}",
+                    Action::NAMES.join(", ")
+                ),
+            ));
+        }
+    }
+    let public_key = match c.public_key_file.as_str() {
+        "" => None,
+        path => {
+            let data = read_file("commands.public_key_file", path)?;
+            let text = String::from_utf8_lossy(&data);
+            Some(
+                signing::parse_public_key(&text)
+                    .map_err(|e| invalid("commands.public_key_file", format!("{path}: {e}")))?,
+            )
+        }
+    };
+    if c.state_dir.is_empty() || !Path::new(&c.state_dir).is_absolute() {
+        return Err(invalid("commands.state_dir", "must be an absolute path"));
+    }
+    if !(1..=64).contains(&c.concurrency) {
+        return Err(invalid("commands.concurrency", "must be between 1 and 64"));
+    }
+    if c.timeout.0 < Duration::from_secs(1) {
+        return Err(invalid("commands.timeout", "must be at least 1s"));
+    }
+    if c.max_clock_skew.0 > Duration::from_secs(3600) {
+        return Err(invalid("commands.max_clock_skew", "must be at most 1h"));
+    }
+    if !(1024..=(16 << 20)).contains(&c.output_max_bytes.0) {
+        return Err(invalid(
+            "commands.output_max_bytes",
+            "must be between 1KiB and 16MiB",
+        ));
+    }
+    if !(16..=1_000_000).contains(&c.journal_entries) {
+        return Err(invalid(
+            "commands.journal_entries",
+            "must be between 16 and 1000000",
+        ));
+    }
+    for unit in &c.services {
+        if picket_protocol::Action::ServiceRestart(picket_protocol::UnitArgs { unit: unit.clone() })
+            .check()
+            .is_err()
+        {
+            return Err(invalid(
+                "commands.services",
+                format!("{unit:?} is not a systemd unit name"),
+            ));
+        }
+    }
+    for (key, v) in [
+        ("commands.systemctl", &c.systemctl),
+        ("commands.journalctl", &c.journalctl),
+    ] {
+        if v.is_empty() {
+            return Err(invalid(key, "must not be empty"));
+        }
+    }
+    if c.reboot.is_empty() || c.reboot[0].is_empty() {
+        return Err(invalid("commands.reboot", "must name a program"));
+    }
+    let mut file_dirs = Vec::new();
+    for d in &c.file_dirs {
+        let p = Path::new(d);
+        if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+            return Err(invalid(
+                "commands.file_dirs",
+                format!("{d:?} must be an absolute path without `..`"),
+            ));
+        }
+        if p == Path::new("/") {
+            return Err(invalid(
+                "commands.file_dirs",
+                "\"/\" would allow every file",
+            ));
+        }
+        file_dirs.push(p.to_path_buf());
+    }
+    let file_roots = match c.file_ca_file.as_str() {
+        "" => None,
+        path => {
+            let pem = read_file("commands.file_ca_file", path)?;
+            let text = String::from_utf8_lossy(&pem);
+            if !text.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(invalid(
+                    "commands.file_ca_file",
+                    format!("no PEM certificate in {path}"),
+                ));
+            }
+            Some(pem)
+        }
+    };
+    if c.config_rollback_after.0 < Duration::from_secs(5) {
+        return Err(invalid(
+            "commands.config_rollback_after",
+            "must be at least 5s",
+        ));
+    }
+    Ok(CommandsConfig {
+        allowed: c.allowed.clone(),
+        public_key,
+        state_dir: PathBuf::from(&c.state_dir),
+        max_clock_skew: c.max_clock_skew.0,
+        trust_clock: c.trust_clock,
+        concurrency: c.concurrency as usize,
+        timeout: c.timeout.0,
+        output_max: c.output_max_bytes.0 as usize,
+        journal_entries: c.journal_entries as usize,
+        services: c.services.clone(),
+        systemctl: PathBuf::from(&c.systemctl),
+        journalctl: PathBuf::from(&c.journalctl),
+        reboot: c.reboot.clone(),
+        reboot_window: c.reboot_window.0,
+        file_dirs,
+        file_max_bytes: c.file_max_bytes.0,
+        file_ca_pem: file_roots,
+        rollback_after: c.config_rollback_after.0,
+        config_path: None,
     })
 }

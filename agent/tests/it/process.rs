@@ -17,6 +17,10 @@ fn agent_cmd(device: &str, broker: &str, queue: &Path, interval: &str) -> Comman
         .env("PICKET_DEVICE_ID", device)
         .env("PICKET_BROKER_URL", broker)
         .env("PICKET_QUEUE_DIR", queue)
+        .env(
+            "PICKET_COMMANDS_STATE_DIR",
+            format!("{}.commands", queue.display()),
+        )
         .env("PICKET_SAMPLING_INTERVAL", interval)
         .env("PICKET_UPLINK_BACKOFF_MAX", "2s")
         .env("PICKET_LED_BACKEND", "none")

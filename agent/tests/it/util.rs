@@ -179,6 +179,10 @@ pub fn base_env(
         ("PICKET_DEVICE_ID", device.to_string()),
         ("PICKET_BROKER_URL", broker_url.to_string()),
         ("PICKET_QUEUE_DIR", queue.display().to_string()),
+        (
+            "PICKET_COMMANDS_STATE_DIR",
+            format!("{}.commands", queue.display()),
+        ),
         ("PICKET_SAMPLING_INTERVAL", interval.to_string()),
         ("PICKET_BROKER_KEEP_ALIVE", "5s".to_string()),
         ("PICKET_UPLINK_BACKOFF_MAX", "2s".to_string()),
@@ -195,7 +199,7 @@ pub fn base_env(
 /// The agent running in this process.
 pub struct Agent {
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), picket_agent::RunError>>>,
+    task: Option<JoinHandle<Result<picket_agent::Exit, picket_agent::RunError>>>,
     pub observers: Observers,
 }
 

@@ -93,9 +93,9 @@ pub async fn alerts(
 ) -> Result<Response, ApiError> {
     reading(&state, &headers, &peer, &p, &["state", "device", "limit"])?;
     let which = p.get("state").map_or("active", String::as_str);
-    if !matches!(which, "active" | "resolved" | "all") {
+    if !matches!(which, "active" | "resolved" | "all" | "log") {
         return Err(ApiError::bad_request(format!(
-            "state={which:?}: expected active, resolved or all"
+            "state={which:?}: expected active, resolved, all or log"
         )));
     }
     let device = match p.get("device") {
@@ -106,6 +106,12 @@ pub async fn alerts(
         None => None,
     };
     let limit = params::limit(&p, 500, 10_000)?;
+    if which == "log" {
+        // Every change, newest first, with the remedy a firing sent.
+        let reader = state.history.clone();
+        let log = blocking(move || reader.alert_log(device.as_ref(), 0, limit)).await?;
+        return Ok(Json(json!({ "log": log })).into_response());
+    }
     let mut active = Vec::new();
     if which != "resolved" {
         active = ask(&state, Query::Alerts).await?;

@@ -7,10 +7,12 @@
 //! # Layout
 //! - this file: router, shared state, errors, bearer-token roles.
 //! - `devices`: `/api/devices...`.
+//! - `commands`: sending a command, following its statuses.
 //! - `fleet`: `/api/stats`, `/api/alerts`.
 //! - `metrics`: `/metrics`.
 //! - `params`: query parameter parsing and validation.
 
+mod commands;
 mod devices;
 mod fleet;
 mod metrics;
@@ -57,6 +59,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/devices/{id}/history", get(devices::history))
         .route("/api/devices/{id}/events", get(devices::events))
+        .route(
+            "/api/devices/{id}/commands",
+            axum::routing::post(commands::send),
+        )
+        .route("/api/commands/{id}", get(commands::one))
         .route("/api/stats", get(fleet::stats))
         .route("/api/alerts", get(fleet::alerts))
         .fallback(not_found)

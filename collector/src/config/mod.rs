@@ -13,6 +13,7 @@ pub use raw::RawConfig;
 pub use validate::validate;
 
 use crate::broker::EmbeddedConfig;
+use crate::commands::CommandsConfig;
 use crate::fleet::EngineConfig;
 use crate::link::LinkConfig;
 use crate::notify::NotifyConfig;
@@ -35,6 +36,7 @@ pub struct Config {
     pub durability: crate::history::Durability,
     pub engine: EngineConfig,
     pub notify: NotifyConfig,
+    pub commands: CommandsConfig,
 }
 
 /// API bearer tokens. With none, the API is read-only and answers

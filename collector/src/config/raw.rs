@@ -24,8 +24,27 @@ pub struct RawConfig {
     pub notify: RawNotify,
     pub webhook: RawWebhook,
     pub email: RawEmail,
+    pub commands: RawCommands,
     pub labels: Vec<RawLabels>,
     pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCommands {
+    pub private_key_file: String,
+    pub default_ttl: HumanDuration,
+    pub max_ttl: HumanDuration,
+}
+
+impl Default for RawCommands {
+    fn default() -> Self {
+        RawCommands {
+            private_key_file: String::new(),
+            default_ttl: HumanDuration(Duration::from_secs(300)),
+            max_ttl: HumanDuration(Duration::from_secs(7 * 86_400)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

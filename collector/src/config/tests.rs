@@ -63,7 +63,7 @@ fn environment_overrides() {
 #[test]
 fn errors_name_the_key_and_origin() {
     type Env<'a> = &'a [(&'a str, &'a str)];
-    let table: [(&str, Env, &str); 10] = [
+    let table: [(&str, Env, &str); 15] = [
         ("[http]\nlisten = \"nowhere\"\n", &[], "http.listen"),
         (
             "",
@@ -86,6 +86,31 @@ fn errors_name_the_key_and_origin() {
             "labels[0].devices",
         ),
         ("[broker]\nbogus = 1\n", &[], "broker"),
+        (
+            "[commands]\nprivate_key_file = \"/etc/hostname\"\n",
+            &[],
+            "commands.private_key_file",
+        ),
+        (
+            "[commands]\ndefault_ttl = \"8d\"\n",
+            &[],
+            "commands.default_ttl",
+        ),
+        (
+            "[[rules]]\nname = \"service_down\"\nremedy = { command = \"format_disk\" }\n",
+            &[],
+            "rules[0].remedy",
+        ),
+        (
+            "[[rules]]\nname = \"service_down\"\nremedy = { command = \"service.restart\" }\n",
+            &[],
+            "rules[0].remedy",
+        ),
+        (
+            "[[rules]]\nname = \"service_down\"\nremedy = { command = \"ping\", lmit = 3 }\n",
+            &[],
+            "rules",
+        ),
     ];
     for (text, env, key) in table {
         let e = parse_ok(text, env).expect_err(text);

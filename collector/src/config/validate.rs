@@ -12,10 +12,12 @@ use picket_protocol::Format;
 use super::raw::RawConfig;
 use super::{ApiAuth, Config};
 use crate::broker::EmbeddedConfig;
+use crate::commands::{CommandsConfig, Issuer};
 use crate::fleet::EngineConfig;
 use crate::history::Durability;
 use crate::link::LinkConfig;
 use crate::rules::Glob;
+use picket_protocol::signing;
 
 fn socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
     s.parse().map_err(|_| {
@@ -186,6 +188,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         labels.push((glob, l.labels.clone()));
     }
 
+    let commands = commands(raw)?;
     let rules = crate::rules::build(&raw.rules)?;
     let notify = crate::notify::validate(&raw.notify, &raw.webhook, &raw.email)?;
     let engine = EngineConfig {
@@ -196,6 +199,11 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         rules: Arc::new(rules),
         labels,
         format,
+        issuer: Arc::new(Issuer {
+            cfg: commands.clone(),
+            topics: link.broker.topics.clone(),
+            format,
+        }),
     };
 
     Ok(Config {
@@ -208,5 +216,33 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         durability,
         engine,
         notify,
+        commands,
+    })
+}
+
+fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
+    let c = &raw.commands;
+    let key = match c.private_key_file.as_str() {
+        "" => None,
+        path => {
+            let text = read_secret("commands.private_key_file", path)?;
+            let key = signing::parse_private_key(&text)
+                .map_err(|e| invalid("commands.private_key_file", format!("{path}: {e}")))?;
+            Some(Arc::new(key))
+        }
+    };
+    if c.max_ttl.0 < Duration::from_secs(1) {
+        return Err(invalid("commands.max_ttl", "must be at least 1s"));
+    }
+    if c.default_ttl.0 < Duration::from_secs(1) || c.default_ttl.0 > c.max_ttl.0 {
+        return Err(invalid(
+            "commands.default_ttl",
+            format!("must be between 1s and commands.max_ttl ({})", c.max_ttl),
+        ));
+    }
+    Ok(CommandsConfig {
+        key,
+        default_ttl: c.default_ttl.0,
+        max_ttl: c.max_ttl.0,
     })
 }

@@ -39,6 +39,9 @@ pub struct Persisted {
     pub model: Option<String>,
     #[serde(default)]
     pub version: Option<String>,
+    /// Recent remedies per rule, for their rate limit.
+    #[serde(default)]
+    pub remedies: std::collections::BTreeMap<String, crate::commands::RateLimit>,
 }
 
 /// How many boots' clock offsets are remembered per device.

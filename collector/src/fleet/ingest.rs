@@ -150,6 +150,7 @@ impl Engine {
                     return;
                 }
                 self.alive(&id, now);
+                self.on_reply(&id, &r, now);
             }
             // Our own retained alert sets come back through the wildcard
             // subscription: not news.

@@ -13,9 +13,11 @@
 //! - [`presence`]: online/offline state machine (pure).
 //! - [`device`]: one device's state and what each record does to it.
 //! - [`ingest`]: topic and payload decoding, refusal counters.
-//! - [`query`]: read-only views the API asks for.
+//! - [`query`]: read-only views the API asks for (and the command it sends).
+//! - [`commands`]: sending commands (API, rule remedies), storing replies.
 
 pub mod clock;
+pub mod commands;
 pub mod counters;
 pub mod device;
 mod ingest;
@@ -34,6 +36,7 @@ use tracing::{debug, info, warn};
 
 use picket_protocol::{AlertSet, DeviceId, Format, Topics, VERSION};
 
+use crate::commands::Issuer;
 use crate::history::{AlertRow, DeviceRow, PresenceRow, Snapshot, StateRow, WriteBatch};
 use crate::model::Millis;
 use crate::notify::{Change as NotifyChange, Notification};
@@ -57,6 +60,8 @@ pub struct EngineConfig {
     pub labels: Vec<(Glob, BTreeMap<String, String>)>,
     /// Encoding of the retained alert sets the engine publishes.
     pub format: Format,
+    /// Builds the commands the API and rule remedies send.
+    pub issuer: Arc<Issuer>,
 }
 
 /// One batch of work for the store thread and what follows its commit.
@@ -68,12 +73,17 @@ pub struct Commit {
     /// Retained alert sets: `(topic, payload)`; an empty payload clears.
     pub alerts: Vec<(String, Vec<u8>)>,
     pub notifications: Vec<Notification>,
+    /// Commands: `(topic, payload)`, published (never retained) once stored.
+    pub commands: Vec<(String, Vec<u8>)>,
+    /// Told once the commands are stored and published.
+    pub published: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Commit {
     fn is_empty(&self) -> bool {
         self.acks.is_empty()
             && self.alerts.is_empty()
+            && self.commands.is_empty()
             && self.notifications.is_empty()
             && self.batch.is_empty()
     }
@@ -360,6 +370,11 @@ impl Engine {
         dev.dirty = true;
         let mut notes = Vec::new();
         let mut rows = Vec::new();
+        let fired: Vec<(String, Option<String>)> = transitions
+            .iter()
+            .filter(|t| t.kind == TransitionKind::Fired)
+            .map(|t| (t.rule.clone(), t.instance.clone()))
+            .collect();
         for t in &transitions {
             rows.push(alert_row(id, t));
             let key = alert_key(t);
@@ -396,6 +411,14 @@ impl Engine {
         let changed = dev.published.as_ref() != Some(&active);
         if changed {
             dev.published = Some(active.clone());
+        }
+        // Remedies after the rule state is settled: a remedy that could not
+        // be sent is recorded with the alert, never retried blindly.
+        for ((rule, instance), row) in fired
+            .iter()
+            .zip(rows.iter_mut().filter(|r| r.change == "fired"))
+        {
+            row.remedy = self.remedy(id, rule, instance.as_deref(), now);
         }
         self.pending.batch.alerts.extend(rows);
         self.pending.notifications.extend(notes);
@@ -452,6 +475,7 @@ fn alert_row(id: &DeviceId, t: &Transition) -> AlertRow {
         value: Some(t.value),
         message: t.message.clone(),
         ts: t.at,
+        remedy: None,
     }
 }
 

@@ -18,6 +18,14 @@ pub enum Query {
     Alerts(oneshot::Sender<Vec<DeviceAlert>>),
     /// Remove a device and everything stored about it; `false` if unknown.
     Forget(DeviceId, oneshot::Sender<bool>),
+    /// Send a command (not a query, but answered the same way: the engine
+    /// logs it in its next commit and publishes it after).
+    Send {
+        device: DeviceId,
+        action: picket_protocol::Action,
+        ttl: Option<std::time::Duration>,
+        reply: oneshot::Sender<Result<super::commands::Sent, crate::commands::IssueError>>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +151,15 @@ impl Engine {
                         .push((self.cfg.topics.alert(&id), Vec::new()));
                 }
                 let _ = tx.send(known);
+            }
+            Query::Send {
+                device,
+                action,
+                ttl,
+                reply,
+            } => {
+                let sent = self.send_command(&device, action, ttl, "api".into());
+                let _ = reply.send(sent);
             }
         }
     }

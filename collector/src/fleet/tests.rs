@@ -24,14 +24,27 @@ struct Harness {
 }
 
 fn start() -> Harness {
+    start_with(&[])
+}
+
+fn start_with(rules: &[crate::rules::RawRule]) -> Harness {
     let cfg = EngineConfig {
         topics: Topics::default(),
         max_payload: 1 << 20,
         presence_timeout: Duration::from_secs(300),
         cooldown: Duration::from_secs(3600),
-        rules: Arc::new(crate::rules::build(&[]).expect("default rules")),
+        rules: Arc::new(crate::rules::build(rules).expect("rules")),
         labels: Vec::new(),
         format: Format::Json,
+        issuer: Arc::new(crate::commands::Issuer {
+            cfg: crate::commands::CommandsConfig {
+                key: Some(Arc::new(picket_protocol::signing::private_key([5; 32]))),
+                default_ttl: Duration::from_secs(300),
+                max_ttl: Duration::from_secs(3600),
+            },
+            topics: Topics::default(),
+            format: Format::Json,
+        }),
     };
     let (inbound, inbound_rx) = mpsc::channel(16);
     let (queries, queries_rx) = mpsc::channel(4);
@@ -214,5 +227,68 @@ async fn going_offline_withdraws_the_suppressed_alerts_from_the_retained_set() {
     assert!(h.detail().await.alerts.is_empty());
     let sets = h.alert_sets();
     assert_eq!(sets.last().map(Vec::len), Some(0), "retained set cleared");
+    h.stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_firing_alert_sends_its_remedy_within_the_rate_limit() {
+    use crate::rules::{Amount, RawRemedy, RawRule};
+    let rule = RawRule {
+        name: "hot".into(),
+        metric: Some("temp".into()),
+        op: Some(">".into()),
+        critical: Some(Amount::Number(80.0)),
+        remedy: Some(RawRemedy {
+            command: "service.restart".into(),
+            args: Some(serde_json::json!({"unit": "fan-{device}.service"})),
+            limit: Some(2),
+            ..RawRemedy::default()
+        }),
+        ..RawRule::default()
+    };
+    let mut h = start_with(&[rule]);
+    h.inbound
+        .send(state(Presence::Online, "s1"))
+        .await
+        .expect("send");
+    // Fire, resolve, three times over.
+    for (seq, temp) in [(1, 90.0), (2, 50.0), (3, 91.0), (4, 50.0), (5, 92.0)] {
+        h.inbound.send(telemetry(seq, temp)).await.expect("send");
+    }
+    let mut remedies = Vec::new();
+    let mut published = Vec::new();
+    let mut commands = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while remedies.len() < 3 {
+            let c = h.commits.recv().await.expect("commit");
+            remedies.extend(
+                c.batch
+                    .alerts
+                    .iter()
+                    .filter(|a| a.rule == "hot" && a.change == "fired")
+                    .map(|a| a.remedy.clone().expect("remedy recorded")),
+            );
+            commands.extend(c.batch.commands);
+            published.extend(c.commands);
+        }
+    })
+    .await
+    .expect("three firings");
+    assert_eq!(commands.len(), 2, "{remedies:?}");
+    assert_eq!(published.len(), 2);
+    assert_eq!(remedies[0], commands[0].id);
+    assert_eq!(remedies[1], commands[1].id);
+    assert!(remedies[2].starts_with("rate_limited"), "{}", remedies[2]);
+    assert_eq!(commands[0].source, "rule:hot");
+    assert_eq!(
+        commands[0].args,
+        serde_json::json!({"unit": "fan-pi-1.service"})
+    );
+    let (topic, payload) = &published[0];
+    assert_eq!(topic, &format!("picket/v1/pi-1/cmd/{}", commands[0].id));
+    let cmd: picket_protocol::Command =
+        picket_protocol::decode(payload, 1 << 20).expect("a command");
+    let key = picket_protocol::signing::private_key([5; 32]).verifying_key();
+    assert_eq!(picket_protocol::signing::verify(&cmd, &key), Ok(()));
     h.stop.cancel();
 }

@@ -18,6 +18,7 @@
 //! - `rows`: the row types going in and out.
 
 mod bucket;
+mod commands;
 mod prune;
 mod reader;
 mod rows;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use picket_protocol::Severity;
 
+pub use commands::{CommandLog, CommandRow, StatusRow, state_str};
 pub use reader::Reader;
 pub use rows::{
     AlertRow, CommitStats, Correction, DeviceRecord, DeviceRow, EventRecord, EventRow,

@@ -9,7 +9,7 @@ use crate::model::Millis;
 
 impl Writer {
     /// Delete up to `max_rows` rows older than `cutoff` (points, events,
-    /// presence changes and alert log lines) in one transaction, and return
+    /// presence changes, alert log lines and the command log) in one transaction, and return
     /// how many went. Fewer than `max_rows` means nothing older than
     /// `cutoff` is left; the caller loops (committing batches in between)
     /// until then.
@@ -35,6 +35,10 @@ impl Writer {
                  LIMIT ?2)",
             "DELETE FROM alert_log WHERE id IN
                 (SELECT id FROM alert_log WHERE ts < ?1 LIMIT ?2)",
+            "DELETE FROM command WHERE id IN
+                (SELECT id FROM command WHERE issued < ?1 LIMIT ?2)",
+            "DELETE FROM command_status WHERE id IN
+                (SELECT id FROM command_status WHERE received < ?1 LIMIT ?2)",
             // Pending corrections of points that are gone: small table.
             "DELETE FROM unsynced_point WHERE (device_id, boot, metric_id, ts) IN
                 (SELECT device_id, boot, metric_id, ts FROM unsynced_point WHERE ts < ?1 LIMIT ?2)",

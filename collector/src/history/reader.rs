@@ -40,7 +40,7 @@ impl Reader {
         })
     }
 
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, HistoryError>,
     ) -> Result<T, HistoryError> {
@@ -224,7 +224,7 @@ impl Reader {
             let mut rows = match device {
                 Some(d) => {
                     stmt = conn.prepare_cached(
-                        "SELECT device.name, rule, instance, severity, change, value, message, ts
+                        "SELECT device.name, rule, instance, severity, change, value, message, ts, remedy
                          FROM alert_log JOIN device ON device.id = alert_log.device_id
                          WHERE alert_log.device_id = (SELECT id FROM device WHERE name = ?1)
                            AND ts >= ?2
@@ -234,7 +234,7 @@ impl Reader {
                 }
                 None => {
                     stmt = conn.prepare_cached(
-                        "SELECT device.name, rule, instance, severity, change, value, message, ts
+                        "SELECT device.name, rule, instance, severity, change, value, message, ts, remedy
                          FROM alert_log JOIN device ON device.id = alert_log.device_id
                          WHERE ts >= ?1
                          ORDER BY ts DESC, alert_log.id DESC LIMIT ?2",
@@ -254,6 +254,7 @@ impl Reader {
                     value: r.get(5)?,
                     message: r.get(6)?,
                     ts: millis(r.get(7)?)?,
+                    remedy: r.get(8)?,
                 });
             }
             Ok(out)

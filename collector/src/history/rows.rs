@@ -24,6 +24,8 @@ pub struct WriteBatch {
     pub alerts: Vec<AlertRow>,
     pub state: Vec<StateRow>,
     pub corrections: Vec<Correction>,
+    pub commands: Vec<super::CommandRow>,
+    pub statuses: Vec<super::StatusRow>,
     pub forget: Vec<DeviceId>,
 }
 
@@ -36,6 +38,8 @@ impl WriteBatch {
             && self.alerts.is_empty()
             && self.state.is_empty()
             && self.corrections.is_empty()
+            && self.commands.is_empty()
+            && self.statuses.is_empty()
             && self.forget.is_empty()
     }
 }
@@ -103,6 +107,10 @@ pub struct AlertRow {
     pub value: Option<f64>,
     pub message: String,
     pub ts: Millis,
+    /// For `fired`: the id of the command the rule's remedy issued, or why
+    /// none was (`rate_limited: ...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
 }
 
 /// What the engine learnt about a device: upserted. `first_seen` is set

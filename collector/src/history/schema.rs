@@ -15,6 +15,11 @@
 //!   once synchronised.
 //! - `event`, `presence`, `alert_log`: small append-mostly logs.
 //! - `state`: the engine's opaque JSON state, by device, kind and key.
+//! - `command`, `command_status`: the command log — every command sent
+//!   (by the API or a rule's remedy) and every status its device replied,
+//!   in arrival order (a device's replies arrive in the order it sent
+//!   them), unique so a redelivered reply is stored once. `alert_log.remedy` holds
+//!   the command a firing alert issued, or why it did not.
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,7 +34,8 @@ const APPLICATION_ID: i32 = 0x706b_7431;
 
 /// Migration `i` brings the schema from `user_version` `i` to `i + 1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE device (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -106,7 +112,35 @@ CREATE TABLE state (
     value TEXT NOT NULL,
     PRIMARY KEY (device_id, kind, key)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE command (
+    id TEXT PRIMARY KEY,
+    device_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    args TEXT NOT NULL,
+    issued INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX command_by_device_time ON command (device_id, issued);
+CREATE INDEX command_by_time ON command (issued);
+CREATE TABLE command_status (
+    id INTEGER PRIMARY KEY,
+    command_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    chunk INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    device_id INTEGER NOT NULL,
+    reason TEXT,
+    output TEXT,
+    UNIQUE (command_id, state, chunk, ts)
+);
+CREATE INDEX command_status_by_time ON command_status (received);
+ALTER TABLE alert_log ADD COLUMN remedy TEXT;
+"#,
+];
 
 /// The schema version this build writes and reads.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -9,7 +9,7 @@ use super::rows::{
     AlertRow, CommitStats, Correction, DeviceRow, EventRow, PresenceRow, SampleRows, StateRow,
     WriteBatch,
 };
-use super::{HistoryError, severity_str, to_i64};
+use super::{HistoryError, commands, severity_str, to_i64};
 
 /// Owns the only read-write connection. Dictionary ids are cached: this is
 /// the only process that writes them, so the cache cannot go stale, except
@@ -79,6 +79,12 @@ impl Writer {
         for s in &batch.state {
             put_state(&mut ids, s)?;
         }
+        for c in &batch.commands {
+            commands::insert_command(&mut ids, c)?;
+        }
+        for s in &batch.statuses {
+            commands::insert_status(&mut ids, s)?;
+        }
         for c in &batch.corrections {
             stats.corrected += correct(&mut ids, c)?;
         }
@@ -91,14 +97,14 @@ impl Writer {
 }
 
 /// Dictionary lookups inside a transaction.
-struct Ids<'a> {
-    tx: &'a Transaction<'a>,
+pub(super) struct Ids<'a> {
+    pub(super) tx: &'a Transaction<'a>,
     devices: &'a mut HashMap<DeviceId, i64>,
     metrics: &'a mut HashMap<String, i64>,
 }
 
 impl Ids<'_> {
-    fn device(&mut self, device: &DeviceId) -> Result<i64, HistoryError> {
+    pub(super) fn device(&mut self, device: &DeviceId) -> Result<i64, HistoryError> {
         if let Some(&id) = self.devices.get(device) {
             return Ok(id);
         }
@@ -246,8 +252,8 @@ fn insert_alert(ids: &mut Ids<'_>, a: &AlertRow) -> Result<(), HistoryError> {
     let device = ids.device(&a.device)?;
     ids.tx
         .prepare_cached(
-            "INSERT INTO alert_log (device_id, ts, rule, instance, severity, change, value, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO alert_log (device_id, ts, rule, instance, severity, change, value, message, remedy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             device,
@@ -257,7 +263,8 @@ fn insert_alert(ids: &mut Ids<'_>, a: &AlertRow) -> Result<(), HistoryError> {
             severity_str(a.severity),
             a.change,
             a.value,
-            a.message
+            a.message,
+            a.remedy
         ])?;
     Ok(())
 }
@@ -359,6 +366,8 @@ fn forget(ids: &mut Ids<'_>, device: &DeviceId) -> Result<usize, HistoryError> {
         "alert_log",
         "state",
         "device_label",
+        "command",
+        "command_status",
     ] {
         deleted += ids
             .tx

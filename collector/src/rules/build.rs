@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 
 use picket_config::{ConfigError, HumanDuration, invalid};
 
-use super::config::{Amount, RawOverride, RawRule};
+use std::time::Duration;
+
+use picket_protocol::DeviceId;
+
+use super::config::{Amount, RawOverride, RawRemedy, RawRule};
 use super::defaults::default_rules;
 use super::message::{DEFAULT_TEMPLATE, Template};
 use super::select::{Glob, Selector};
-use super::{Op, Override, Params, Rule, RuleSet};
+use super::{Op, Override, Params, Remedy, Rule, RuleSet};
 use crate::model::METRICS;
 
 const LEVEL_KEYS: [&str; 3] = ["info", "warning", "critical"];
@@ -143,7 +147,12 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
         .iter()
         .find(|(n, _, _)| *n == selector.name())
         .map_or("", |(_, unit, _)| *unit);
+    let remedy = match pick(stack, |r| r.remedy.as_ref()) {
+        Some((key, r)) => Some(remedy(&format!("{key}.remedy"), r)?),
+        None => None,
+    };
     Ok(Rule {
+        remedy,
         name,
         selector,
         op,
@@ -152,6 +161,27 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
         base,
         overrides,
     })
+}
+
+fn remedy(key: &str, r: &RawRemedy) -> Result<Remedy, ConfigError> {
+    let window = r.window.map_or(Duration::from_secs(3600), |w| w.0);
+    if window < Duration::from_secs(1) {
+        return Err(invalid(&format!("{key}.window"), "must be at least 1s"));
+    }
+    let remedy = Remedy {
+        command: r.command.clone(),
+        args: r.args.clone().unwrap_or_else(|| serde_json::json!({})),
+        limit: r.limit.unwrap_or(3),
+        window,
+        ttl: r.ttl.map(|t| t.0),
+    };
+    // Placeholders filled with a plausible unit name, then typed: a wrong
+    // command or argument is found now, not when the alert fires.
+    let probe = DeviceId::new("device").map_err(|e| invalid(key, e.to_string()))?;
+    remedy
+        .action(&probe, Some("example.service"))
+        .map_err(|e| invalid(key, e.to_string()))?;
+    Ok(remedy)
 }
 
 fn missing(name: &str, what: &str) -> String {

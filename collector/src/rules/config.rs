@@ -111,6 +111,39 @@ pub struct RawRule {
     /// replace its overrides.
     #[serde(rename = "override", default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<RawOverride>,
+    /// A command sent to the device when the alert fires (not when it
+    /// escalates), e.g. restarting the service the rule watches:
+    ///
+    /// ```toml
+    /// [[rules]]
+    /// name = "service_down"
+    /// remedy = { command = "service.restart", args = { unit = "{instance}" } }
+    /// ```
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<RawRemedy>,
+}
+
+/// A rule's `remedy` table.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemedy {
+    /// The command's name (`service.restart`, `system.reboot`, ...).
+    pub command: String,
+    /// Its arguments; in strings `{instance}` is the alert's metric
+    /// instance (the unit of `service:*`) and `{device}` the device id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
+    /// At most this many commands per device and rule per `window`
+    /// (default 3); a firing beyond it is logged as rate limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Default `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<HumanDuration>,
+    /// How long the command may wait for an offline device (default the
+    /// collector's `commands.default_ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<HumanDuration>,
 }
 
 /// One `[[rules.override]]` table: for the devices it matches, the keys it

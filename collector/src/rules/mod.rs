@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Millis, Point};
 
 pub use build::build;
-pub use config::{Amount, RawOverride, RawRule};
+pub use config::{Amount, RawOverride, RawRemedy, RawRule};
 pub use defaults::default_rules;
 pub use eval::DeviceRules;
 pub use select::{Glob, OFFLINE};
@@ -57,6 +57,11 @@ impl RuleSet {
     /// included.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| r.name.as_str())
+    }
+
+    /// The remedy of rule `name`, if it has one.
+    pub fn remedy(&self, name: &str) -> Option<&Remedy> {
+        self.rule(name).and_then(|r| r.remedy.as_ref())
     }
 
     fn rule(&self, name: &str) -> Option<&Rule> {
@@ -166,6 +171,43 @@ struct Rule {
     message: Template,
     base: Params,
     overrides: Vec<Override>,
+    remedy: Option<Remedy>,
+}
+
+/// A validated remedy: the command a firing alert sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remedy {
+    pub command: String,
+    pub args: serde_json::Value,
+    pub limit: u32,
+    pub window: std::time::Duration,
+    pub ttl: Option<std::time::Duration>,
+}
+
+impl Remedy {
+    /// The command for one alert: placeholders filled in, typed.
+    pub fn action(
+        &self,
+        device: &DeviceId,
+        instance: Option<&str>,
+    ) -> Result<picket_protocol::Action, crate::commands::IssueError> {
+        let mut args = self.args.clone();
+        fill(&mut args, device.as_str(), instance.unwrap_or(""));
+        crate::commands::action(&self.command, Some(args))
+    }
+}
+
+fn fill(v: &mut serde_json::Value, device: &str, instance: &str) {
+    match v {
+        serde_json::Value::String(s) => {
+            *s = s
+                .replace("{instance}", instance)
+                .replace("{device}", device);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| fill(x, device, instance)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| fill(x, device, instance)),
+        _ => {}
+    }
 }
 
 impl Rule {

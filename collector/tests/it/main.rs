@@ -6,6 +6,7 @@
 
 mod alerts;
 mod api;
+mod commands;
 mod dedupe;
 mod harness;
 mod http_sink;

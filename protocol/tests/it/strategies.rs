@@ -323,11 +323,19 @@ pub fn event_batch() -> impl Strategy<Value = EventBatch> {
 
 pub fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        Just(Action::Ping),
-        Just(Action::SysInfo),
-        Just(Action::Reboot),
-        text().prop_map(|unit| Action::ServiceRestart { unit }),
-        (text(), any::<u32>()).prop_map(|(unit, lines)| Action::ServiceLogs { unit, lines }),
+        Just(Action::Ping(NoArgs {})),
+        Just(Action::SystemInfo(NoArgs {})),
+        any::<u32>().prop_map(|delay| Action::SystemReboot(RebootArgs { delay })),
+        text().prop_map(|unit| Action::ServiceRestart(UnitArgs { unit })),
+        (text(), any::<u32>())
+            .prop_map(|(unit, lines)| Action::ServiceLogs(LogsArgs { unit, lines })),
+        (text(), text(), text()).prop_map(|(url, sha256, dest)| Action::FileDeploy(DeployArgs {
+            url,
+            sha256,
+            dest
+        })),
+        text().prop_map(|path| Action::FileDelete(PathArgs { path })),
+        text().prop_map(|toml| Action::ConfigUpdate(ConfigArgs { toml })),
     ]
 }
 

@@ -34,6 +34,7 @@ fn fill(db: &mut Db, devices: &[&str], times: std::ops::Range<u64>) {
                 value: None,
                 message: String::new(),
                 ts,
+                remedy: None,
             });
         }
     }

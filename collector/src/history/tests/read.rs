@@ -144,6 +144,7 @@ fn logs_are_newest_first_within_range_and_limit() {
         value: None,
         message: format!("{change} at {ts}"),
         ts,
+        remedy: None,
     };
     let events = (1..=5)
         .map(|i| crate::history::EventRow {

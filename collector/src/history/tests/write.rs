@@ -37,6 +37,7 @@ fn alert(device: &str, ts: Millis, change: &str) -> AlertRow {
         value: Some(81.5),
         message: "CPU at 81.5 °C".into(),
         ts,
+        remedy: None,
     }
 }
 
