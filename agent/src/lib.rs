@@ -47,10 +47,10 @@ use tracing::{info, warn};
 
 pub use config::Config;
 
+use crate::commands::CommandService;
 use crate::gpio::{GpioBackend, GpioInputs, GpioOutputs};
 use crate::led::backend::NoLed;
 use crate::led::{AlertView, Identify, Led, LedSources, Pattern};
-use crate::commands::CommandService;
 use crate::liveness::Beacon;
 use crate::queue::{Queue, QueueError};
 use crate::sampler::Sampler;
@@ -268,6 +268,10 @@ pub async fn run_with(
     let device = config.device.clone();
     let sensors_cfg = config.sensors.clone();
     let uplink_watch = uplink_rx.clone();
+    let peripherals = commands::Peripherals {
+        identify: Some(identify.clone()),
+        gpio: gpio_outputs.clone(),
+    };
     let service = tokio::task::spawn_blocking(move || {
         CommandService::new(
             commands_cfg,
@@ -277,6 +281,7 @@ pub async fn run_with(
             cmd_reply_tx,
             uplink_watch,
             restart_trigger,
+            peripherals,
             cmd_stop,
         )
     })

@@ -86,7 +86,8 @@ enum Command {
         /// The device id.
         device: String,
         /// The command: ping, system.info, system.reboot, service.restart,
-        /// service.logs, file.deploy, file.delete, config.update.
+        /// service.logs, file.deploy, file.delete, config.update, led.identify,
+        /// gpio.write.
         name: String,
         /// Arguments as JSON, e.g. '{"unit": "kiosk.service"}'.
         #[arg(long)]

@@ -59,6 +59,13 @@ pub enum Action {
     /// Replace the agent's configuration file, with rollback.
     #[serde(rename = "config.update")]
     ConfigUpdate(ConfigArgs),
+    /// Blink the status LED's identify pattern (10 Hz) for a while, so a
+    /// technician knows which box is meant.
+    #[serde(rename = "led.identify")]
+    LedIdentify(IdentifyArgs),
+    /// Set a GPIO line the device configured as an output.
+    #[serde(rename = "gpio.write")]
+    GpioWrite(GpioWriteArgs),
 }
 
 /// `args` of commands that take none: `{}`.
@@ -113,6 +120,24 @@ pub struct ConfigArgs {
     pub toml: String,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentifyArgs {
+    /// How long, in seconds: 1 to [`MAX_IDENTIFY_SECS`]; absent: 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secs: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpioWriteArgs {
+    /// The output's name in the device's `[[gpio.output]]` configuration.
+    pub name: String,
+    /// 0 (inactive) or 1 (active; the device applies its `active_low`).
+    pub level: u8,
+}
+
+/// The longest identify a command may ask for, in seconds.
+pub const MAX_IDENTIFY_SECS: u32 = 600;
+
 /// The longest reboot delay a command may ask for, in seconds.
 pub const MAX_REBOOT_DELAY: u32 = 3600;
 /// The most journal lines `service.logs` may ask for.
@@ -139,6 +164,12 @@ pub enum ArgError {
     Path(String),
     #[error("the configuration is empty or larger than {MAX_CONFIG_BYTES} bytes")]
     ConfigSize,
+    #[error("secs must be between 1 and {MAX_IDENTIFY_SECS}, not {0}")]
+    IdentifySecs(u32),
+    #[error("output name {0:?} is not 1 to 64 of [A-Za-z0-9_.-]")]
+    OutputName(String),
+    #[error("level must be 0 or 1, not {0}")]
+    Level(u8),
 }
 
 impl Action {
@@ -153,6 +184,8 @@ impl Action {
             Action::FileDeploy(_) => "file.deploy",
             Action::FileDelete(_) => "file.delete",
             Action::ConfigUpdate(_) => "config.update",
+            Action::LedIdentify(_) => "led.identify",
+            Action::GpioWrite(_) => "gpio.write",
         }
     }
 
@@ -166,6 +199,8 @@ impl Action {
         "file.deploy",
         "file.delete",
         "config.update",
+        "led.identify",
+        "gpio.write",
     ];
 
     /// Checks that hold on any device (the agent adds its allowlists).
@@ -195,6 +230,23 @@ impl Action {
             Action::ConfigUpdate(a) => {
                 if a.toml.trim().is_empty() || a.toml.len() > MAX_CONFIG_BYTES {
                     return Err(ArgError::ConfigSize);
+                }
+                Ok(())
+            }
+            Action::LedIdentify(a) => match a.secs {
+                Some(s) if !(1..=MAX_IDENTIFY_SECS).contains(&s) => Err(ArgError::IdentifySecs(s)),
+                _ => Ok(()),
+            },
+            Action::GpioWrite(a) => {
+                let name_ok = (1..=64).contains(&a.name.len())
+                    && a.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                if !name_ok {
+                    return Err(ArgError::OutputName(a.name.clone()));
+                }
+                if a.level > 1 {
+                    return Err(ArgError::Level(a.level));
                 }
                 Ok(())
             }
@@ -425,6 +477,13 @@ mod tests {
             })
         };
         let del = |p: &str| Action::FileDelete(PathArgs { path: p.into() });
+        let identify = |secs| Action::LedIdentify(IdentifyArgs { secs });
+        let write = |name: &str, level| {
+            Action::GpioWrite(GpioWriteArgs {
+                name: name.into(),
+                level,
+            })
+        };
         let table: Vec<(Action, Result<(), ArgError>)> = vec![
             (unit("kiosk.service"), Ok(())),
             (unit("getty@tty1.service"), Ok(())),
@@ -463,6 +522,20 @@ mod tests {
             (
                 Action::ConfigUpdate(ConfigArgs { toml: " \n".into() }),
                 Err(ArgError::ConfigSize),
+            ),
+            (identify(None), Ok(())),
+            (identify(Some(1)), Ok(())),
+            (identify(Some(MAX_IDENTIFY_SECS)), Ok(())),
+            (identify(Some(0)), Err(ArgError::IdentifySecs(0))),
+            (identify(Some(601)), Err(ArgError::IdentifySecs(601))),
+            (write("relay", 0), Ok(())),
+            (write("relay-2.b_c", 1), Ok(())),
+            (write("relay", 2), Err(ArgError::Level(2))),
+            (write("", 1), Err(ArgError::OutputName("".into()))),
+            (write("a b", 1), Err(ArgError::OutputName("a b".into()))),
+            (
+                write(&"x".repeat(65), 1),
+                Err(ArgError::OutputName("x".repeat(65))),
             ),
         ];
         for (action, want) in table {

@@ -31,8 +31,8 @@ mod test_util;
 pub use alert::{Alert, AlertSet, Severity};
 pub use codec::{DecodeError, EncodeError, Format, decode, encode};
 pub use command::{
-    Action, ArgError, Command, ConfigArgs, DeployArgs, LogsArgs, NoArgs, PathArgs, RebootArgs,
-    UnitArgs,
+    Action, ArgError, Command, ConfigArgs, DeployArgs, GpioWriteArgs, IdentifyArgs, LogsArgs,
+    NoArgs, PathArgs, RebootArgs, UnitArgs,
 };
 pub use event::{Event, EventBatch, EventKind};
 pub use reply::{Reply, ReplyState};

@@ -119,6 +119,25 @@ pub struct Ctx {
     pub downloader: files::Downloader,
     /// Asks the agent to stop and start again (onto a new configuration).
     pub restart: Trigger,
+    pub peripherals: Peripherals,
+}
+
+/// What the LED and GPIO commands act on.
+#[derive(Clone, Default)]
+pub struct Peripherals {
+    /// The status LED's identify request (`led.identify`).
+    pub identify: Option<crate::led::Identify>,
+    /// The configured GPIO outputs (`gpio.write`).
+    pub gpio: crate::gpio::GpioOutputs,
+}
+
+impl std::fmt::Debug for Peripherals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peripherals")
+            .field("identify", &self.identify.is_some())
+            .field("gpio_outputs", &self.gpio.names())
+            .finish()
+    }
 }
 
 pub struct CommandService {
@@ -144,6 +163,7 @@ impl CommandService {
         replies: mpsc::Sender<Reply>,
         uplink: watch::Receiver<UplinkStatus>,
         restart: Trigger,
+        peripherals: Peripherals,
         stop: Shutdown,
     ) -> CommandService {
         let journal = Journal::open(&cfg.state_dir, cfg.journal_entries, unix_ms())
@@ -162,6 +182,7 @@ impl CommandService {
                 sensors,
                 downloader,
                 restart,
+                peripherals,
             }),
             journal,
             clock,

@@ -12,6 +12,8 @@ use std::time::Duration;
 use picket_protocol::{Action, Command};
 
 use super::{Ctx, Outcome, config_update, exec, files, sysinfo};
+use crate::gpio::WriteArgs;
+use crate::led::Identify;
 
 /// Device-specific checks; an error is a `rejected` reply. Blocking (may
 /// look at the file system), so callers use a blocking thread.
@@ -23,6 +25,17 @@ pub fn validate(action: &Action, ctx: &Ctx) -> Result<(), String> {
         Action::FileDeploy(a) => files::resolve(&a.dest, &ctx.cfg.file_dirs).map(drop),
         Action::FileDelete(a) => files::resolve(&a.path, &ctx.cfg.file_dirs).map(drop),
         Action::ConfigUpdate(a) => config_update::validate(&a.toml, ctx.cfg.config_path.as_deref()),
+        Action::LedIdentify(a) => {
+            if ctx.peripherals.identify.is_none() {
+                return Err("this agent has no status LED task".into());
+            }
+            Identify::duration(a.secs.map(u64::from))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        Action::GpioWrite(a) => {
+            WriteArgs::validate(&ctx.peripherals.gpio, &a.name, a.level).map(drop)
+        }
     }
 }
 
@@ -65,6 +78,26 @@ pub async fn run(cmd: &Command, ctx: &Arc<Ctx>) -> Outcome {
             blocking(move || {
                 let path = files::resolve(&a.path, &ctx.cfg.file_dirs)?;
                 files::delete(&path)
+            })
+            .await
+        }
+        Action::LedIdentify(a) => {
+            let Some(identify) = &ctx.peripherals.identify else {
+                return Outcome::failed("this agent has no status LED task");
+            };
+            let started = Identify::duration(a.secs.map(u64::from))
+                .and_then(|d| identify.start(d).map(|_| d));
+            match started {
+                Ok(d) => Outcome::Succeeded(format!("identify pattern for {} s", d.as_secs())),
+                Err(e) => Outcome::failed(e.to_string()),
+            }
+        }
+        Action::GpioWrite(a) => {
+            let (gpio, name, level) = (ctx.peripherals.gpio.clone(), a.name.clone(), a.level == 1);
+            blocking(move || {
+                gpio.write(&name, level)
+                    .map(|()| format!("{name} set to {}", u8::from(level)))
+                    .map_err(|e| e.to_string())
             })
             .await
         }

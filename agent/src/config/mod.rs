@@ -14,9 +14,9 @@ use picket_protocol::{DeviceId, Format};
 pub use raw::RawConfig;
 pub use validate::{led, validate};
 
+use crate::commands::CommandsConfig;
 use crate::gpio::GpioConfig;
 use crate::led::LedConfig;
-use crate::commands::CommandsConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::SensorConfig;
 

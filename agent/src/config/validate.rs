@@ -8,9 +8,9 @@ use picket_protocol::{DeviceId, Format};
 
 use super::raw::RawConfig;
 use super::{Config, ConfigError, UplinkConfig};
+use crate::commands::CommandsConfig;
 use crate::gpio::{Bias, GpioConfig, InputSpec, LineRef, OutputSpec};
 use crate::led::LedConfig;
-use crate::commands::CommandsConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::{SensorConfig, identity};
 use picket_config::{fnv1a, invalid, read_file};

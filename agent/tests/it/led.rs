@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use picket_agent::led::Pattern;
 use picket_agent::testing::gpio::SimChip;
-use picket_protocol::{Alert, AlertSet, DeviceId, EventKind, Format, Severity, VERSION, encode};
+use picket_protocol::{
+    Action, Alert, AlertSet, DeviceId, EventKind, Format, GpioWriteArgs, IdentifyArgs, Reply,
+    ReplyState, Severity, Topics, VERSION, encode,
+};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
 use crate::broker::Broker;
@@ -118,6 +121,7 @@ async fn the_led_follows_the_broker_and_the_collectors_alerts() {
     env.retain(|(k, _)| *k != "PICKET_LED_BACKEND");
     env.push(("PICKET_LED_BACKEND", "sysfs".into()));
     env.push(("PICKET_LED_SYSFS_PATH", led_dir.display().to_string()));
+    env.push(("PICKET_COMMANDS_ALLOWED", "led.identify".into()));
 
     // Broker down: buffering, "no broker".
     broker.stop().await;
@@ -141,12 +145,14 @@ async fn the_led_follows_the_broker_and_the_collectors_alerts() {
     let alerts = agent.observers.alerts.borrow().clone().expect("alert set");
     assert_eq!(alerts.alerts[0].rule, "temperature");
 
-    // Identify (the handle `led.identify` calls) overrides it for 3 s.
-    agent
-        .observers
-        .identify
-        .start(Duration::from_secs(3))
-        .unwrap();
+    // `led.identify` overrides it for the 3 s asked.
+    let reply = command(
+        broker.sub_port,
+        device,
+        Action::LedIdentify(IdentifyArgs { secs: Some(3) }),
+    )
+    .await;
+    assert_eq!(reply.state, ReplyState::Succeeded, "{reply:?}");
     wait_pattern(&agent, Pattern::Identify, "identify").await;
     wait_pattern(&agent, Pattern::CriticalAlert, "identify over").await;
 
@@ -306,7 +312,8 @@ async fn gpio_edges_reach_the_broker_at_once_and_levels_ride_in_samples() {
     .unwrap();
     // Samples every 10 minutes: an edge that arrives must not have waited
     // for one.
-    let env = base_env("pi-gpio", &broker.url(), &dir.path().join("q"), "10m");
+    let mut env = base_env("pi-gpio", &broker.url(), &dir.path().join("q"), "10m");
+    env.push(("PICKET_COMMANDS_ALLOWED", "gpio.write".into()));
     let vars: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -351,8 +358,22 @@ async fn gpio_edges_reach_the_broker_at_once_and_levels_ride_in_samples() {
     })
     .await;
 
-    observers.gpio_outputs.write("relay", true).unwrap();
+    // `gpio.write` sets a configured output, and nothing else.
+    let write = |name: &str, level| {
+        Action::GpioWrite(GpioWriteArgs {
+            name: name.into(),
+            level,
+        })
+    };
+    let reply = command(broker.sub_port, "pi-gpio", write("relay", 1)).await;
+    assert_eq!(reply.state, ReplyState::Succeeded, "{reply:?}");
     assert_eq!(chip.physical("GPIO27"), Some(true));
+    let reply = command(broker.sub_port, "pi-gpio", write("door", 1)).await;
+    assert_eq!(reply.state, ReplyState::Rejected, "{reply:?}");
+    assert!(
+        reply.reason.as_deref().unwrap_or("").contains("door"),
+        "{reply:?}"
+    );
     assert!(observers.gpio_outputs.write("door", true).is_err());
 
     let _ = stop_tx.send(());
@@ -361,4 +382,64 @@ async fn gpio_edges_reach_the_broker_at_once_and_levels_ride_in_samples() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// Send `action` to `device` as a collector would (unsigned: the test agent
+/// has no public key configured) and return the command's final reply.
+async fn command(port: u16, device: &str, action: Action) -> Reply {
+    let device = DeviceId::new(device).unwrap();
+    let topics = Topics::default();
+    let id = format!("t{}", rand_id());
+    let mut opts = MqttOptions::new(format!("test-sender-{}", rand_id()), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    client
+        .subscribe(topics.reply(&device, &id).unwrap(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let now = rand_id() / 1_000_000;
+    let cmd = picket_protocol::Command {
+        v: VERSION,
+        id: id.clone(),
+        device: device.clone(),
+        action,
+        issued: now,
+        expires: now + 60_000,
+        sig: None,
+    };
+    let mut sent = false;
+    let reply = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) if !sent => {
+                    sent = true;
+                    let payload = encode(&cmd, Format::Json).unwrap();
+                    client
+                        .publish(
+                            topics.cmd(&device, &id).unwrap(),
+                            QoS::AtLeastOnce,
+                            false,
+                            payload,
+                        )
+                        .await
+                        .unwrap();
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let r: Reply = picket_protocol::decode(&p.payload, 1 << 20).unwrap();
+                    if matches!(
+                        r.state,
+                        ReplyState::Succeeded | ReplyState::Failed | ReplyState::Rejected
+                    ) {
+                        return r;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("test sender: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("a final reply to the command");
+    let _ = client.disconnect().await;
+    reply
 }

@@ -336,6 +336,9 @@ pub fn action() -> impl Strategy<Value = Action> {
         })),
         text().prop_map(|path| Action::FileDelete(PathArgs { path })),
         text().prop_map(|toml| Action::ConfigUpdate(ConfigArgs { toml })),
+        of(any::<u32>()).prop_map(|secs| Action::LedIdentify(IdentifyArgs { secs })),
+        (text(), any::<u8>())
+            .prop_map(|(name, level)| Action::GpioWrite(GpioWriteArgs { name, level })),
     ]
 }
 
