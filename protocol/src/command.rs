@@ -348,6 +348,17 @@ mod tests {
                 }),
                 "config.update",
             ),
+            (
+                Action::LedIdentify(IdentifyArgs { secs: Some(60) }),
+                "led.identify",
+            ),
+            (
+                Action::GpioWrite(GpioWriteArgs {
+                    name: "relay".into(),
+                    level: 1,
+                }),
+                "gpio.write",
+            ),
         ]
     }
 
