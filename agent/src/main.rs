@@ -280,17 +280,45 @@ async fn signal() {
     }
 }
 
+/// Log filters for no `-v`, `-v` and `-vv`.
+const DEFAULT_LOG: [&str; 3] = ["info,rumqttc=warn", "debug,rumqttc=info", "trace"];
+
 fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "info,rumqttc=warn",
-        1 => "debug,rumqttc=info",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let default = DEFAULT_LOG[usize::from(verbose.min(2))];
+    // `RUST_LOG` as a level and `target=level` pairs. Not EnvFilter: its
+    // span and field filters need a regex engine, 140 KiB of a binary that
+    // has to fit on a Pi's update link.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| match v.parse::<Targets>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("picket-agent: RUST_LOG={v:?} ignored: {e}");
+                None
+            }
+        })
+        .unwrap_or_else(|| default.parse().unwrap_or_default());
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .with(filter)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_log_filters_parse() {
+        for f in super::DEFAULT_LOG {
+            assert!(
+                f.parse::<tracing_subscriber::filter::Targets>().is_ok(),
+                "{f}"
+            );
+        }
+    }
 }
