@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Size of the agent as shipped to a Raspberry Pi: a stripped, static
-# aarch64-unknown-linux-musl release build (settings in .cargo/config.toml).
+# aarch64-unknown-linux-musl build with the `device` profile (the release
+# profile at opt-level "z"; target settings in .cargo/config.toml).
 #
 # Usage (from the repository root): bench/size.sh
 set -euo pipefail
@@ -17,10 +18,10 @@ if ! rustup target list --installed | grep -qx "$TARGET"; then
     log "adding the $TARGET Rust target"
     rustup target add "$TARGET"
 fi
-log "building the release agent for $TARGET"
-cargo build --release -q -p picket-agent --target "$TARGET"
+log "building the agent for $TARGET (profile device)"
+cargo build --profile device -q -p picket-agent --target "$TARGET"
 
-bin=target/$TARGET/release/picket-agent
+bin=target/$TARGET/device/picket-agent
 bytes=$(stat -c %s "$bin")
 kind=$(file -b "$bin")
 [[ $kind == *"statically linked"* ]] || die "not a static binary: $kind"
