@@ -4,15 +4,21 @@
 //! - `device` and `metric`: dictionaries, so the big table stores integers.
 //!   `device` also holds what the engine learnt about a device;
 //!   `device_label` its labels.
-//! - `point`: one value of one metric of one device at one time, keyed
-//!   `(device_id, metric_id, ts)` in a `WITHOUT ROWID` table: the rows of one
-//!   series are contiguous in the B-tree, so a range query of one series is
-//!   a single index range scan whatever the size of the fleet, and a point
-//!   written twice (a redelivered message) is stored once.
-//! - `unsynced_point`: which points were stamped by a clock that was not
-//!   synchronised yet, with their monotonic time, until a correction moves
-//!   them. Events keep the same two columns inline (`boot`, `mono`), NULL
-//!   once synchronised.
+//! - `sample`: one row per sample of a device, keyed `(device_id, ts, seq)`
+//!   in a `WITHOUT ROWID` table, its points in `body` (metric ids and values,
+//!   see `body.rs`). The rows of one device are contiguous in the B-tree and
+//!   in time order, so a range query of one device is a single index range
+//!   scan whatever the size of the fleet, and a commit of N samples from N
+//!   devices touches about N leaf pages (a row per point, keyed by series,
+//!   would touch one leaf per point: some 20 times as many).
+//!   `seq` in the key keeps two different samples stamped the same
+//!   millisecond (a clock stepped back, an unsynchronised clock after a
+//!   reboot, a correction landing on a taken time) as two rows, while a
+//!   redelivered sample (same `seq`, same time) replaces its row.
+//!   `boot` and `mono` are set while the sample's time awaits a correction
+//!   (it was stamped by a clock that was not synchronised yet) and NULL
+//!   otherwise; a partial index finds the rows of a boot to correct.
+//!   Events keep the same two columns (`boot`, `mono`).
 //! - `event`, `presence`, `alert_log`: small append-mostly logs.
 //! - `state`: the engine's opaque JSON state, by device, kind and key.
 
@@ -48,21 +54,16 @@ CREATE TABLE metric (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE
 );
-CREATE TABLE point (
+CREATE TABLE sample (
     device_id INTEGER NOT NULL,
-    metric_id INTEGER NOT NULL,
     ts INTEGER NOT NULL,
-    value REAL NOT NULL,
-    PRIMARY KEY (device_id, metric_id, ts)
+    seq INTEGER NOT NULL,
+    boot TEXT,
+    mono INTEGER,
+    body BLOB NOT NULL,
+    PRIMARY KEY (device_id, ts, seq)
 ) WITHOUT ROWID;
-CREATE TABLE unsynced_point (
-    device_id INTEGER NOT NULL,
-    boot TEXT NOT NULL,
-    metric_id INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
-    mono INTEGER NOT NULL,
-    PRIMARY KEY (device_id, boot, metric_id, ts)
-) WITHOUT ROWID;
+CREATE INDEX sample_unsynced ON sample (device_id, boot) WHERE boot IS NOT NULL;
 CREATE TABLE event (
     device_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
