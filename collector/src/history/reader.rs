@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use picket_protocol::DeviceId;
 use std::collections::BTreeSet;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::bucket::Buckets;
@@ -306,12 +307,13 @@ fn metric_id(conn: &Connection, metric: &Metric) -> Result<Option<u64>, HistoryE
 
 /// The `body` column of a sample row, which must be a blob.
 fn sample_body<'r>(row: &'r Row<'_>, column: usize) -> Result<&'r [u8], HistoryError> {
-    row.get_ref(column)?
-        .as_blob()
-        .map_err(|e| HistoryError::Corrupt {
+    match row.get_ref(column)? {
+        ValueRef::Blob(b) => Ok(b),
+        other => Err(HistoryError::Corrupt {
             what: "sample body",
-            reason: e.to_string(),
-        })
+            reason: format!("stored as {}, not a blob", other.data_type()),
+        }),
+    }
 }
 
 /// SQLite's LIMIT takes an i64; a larger `usize` means "no limit".

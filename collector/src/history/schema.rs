@@ -17,7 +17,9 @@
 //!   redelivered sample (same `seq`, same time) replaces its row.
 //!   `boot` and `mono` are set while the sample's time awaits a correction
 //!   (it was stamped by a clock that was not synchronised yet) and NULL
-//!   otherwise; a partial index finds the rows of a boot to correct.
+//!   otherwise; a partial index, covering what a correction reads, finds
+//!   the rows of a boot to correct (without `mono` in it SQLite prefers
+//!   scanning the device's rows by the primary key).
 //!   Events keep the same two columns (`boot`, `mono`).
 //! - `event`, `presence`, `alert_log`: small append-mostly logs.
 //! - `state`: the engine's opaque JSON state, by device, kind and key.
@@ -63,7 +65,7 @@ CREATE TABLE sample (
     body BLOB NOT NULL,
     PRIMARY KEY (device_id, ts, seq)
 ) WITHOUT ROWID;
-CREATE INDEX sample_unsynced ON sample (device_id, boot) WHERE boot IS NOT NULL;
+CREATE INDEX sample_unsynced ON sample (device_id, boot, mono) WHERE boot IS NOT NULL;
 CREATE TABLE event (
     device_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
