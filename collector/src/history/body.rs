@@ -246,7 +246,8 @@ mod tests {
     #[test]
     fn known_encodings() {
         // (points, bytes)
-        let table: &[(&[(u64, f64)], &[u8])] = &[
+        type Case = (&'static [(u64, f64)], &'static [u8]);
+        let table: &[Case] = &[
             (&[], &[]),
             // id 1, integer 0.
             (&[(1, 0.0)], &[0x04, 0x00]),
