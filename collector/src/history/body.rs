@@ -20,8 +20,8 @@
 //! metrics, created together in the dictionary, cost one byte of key each.
 //!
 //! Decoding is total: any blob gives either its points or a [`BodyError`]
-//! (truncated, a varint past 64 bits, ids not ascending, unknown tag), never a
-//! panic and never more than one allocation per entry read.
+//! (truncated, a varint past 64 bits, ids not ascending, unknown tag), never
+//! a panic. [`Entries`] reads in place and allocates nothing.
 
 /// The largest metric id the encoding accepts: `delta << 2` must fit a u64.
 /// SQLite hands out ids from 1 upwards, one per metric name, so this is
