@@ -54,8 +54,10 @@ printf '\nhistory (SQLite %s, WAL), 24 h every 10 s, %s metrics per other device
 printf '%-44s' "devices"
 for fleet in $FLEETS; do printf ' %14s' "$fleet"; done
 printf '\n'
-row "rows in the point table" rows
+row "samples stored" samples
+row "points stored" points
 row "database size (bytes)" db_bytes
+row "bytes per point" bytes_per_point
 row "fill, points/s" fill_points_per_sec
 row "ingest (20 points/sample), samples/s" ingest_samples_per_sec
 row "ingest, points/s" ingest_points_per_sec

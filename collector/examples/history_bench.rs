@@ -135,8 +135,12 @@ fn main() -> anyhow::Result<()> {
     let end = T0 + (ticks + 60) * INTERVAL;
     drop(writer);
     checkpoint(&path)?;
-    println!("db_bytes={}", std::fs::metadata(&path)?.len());
-    println!("rows={}", fill.points + live.points);
+    let db_bytes = std::fs::metadata(&path)?.len();
+    let points = fill.points + live.points;
+    println!("db_bytes={db_bytes}");
+    println!("samples={}", fill.samples + live.samples);
+    println!("points={points}");
+    println!("bytes_per_point={:.1}", db_bytes as f64 / points as f64);
 
     let reader = Reader::open(&path)?;
     let from = end - DAY;
@@ -171,6 +175,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let n = reader.metrics_of(&devices[0])?.len();
     println!("metrics_of_ms={:.2}", ms(started.elapsed()));
+    drop(reader);
     anyhow::ensure!(n == METRICS.len(), "metrics_of found {n} metrics");
 
     // Retention: drop the first hour in bounded transactions.
@@ -224,13 +229,7 @@ fn ingest(
     let started = Instant::now();
     for tick in ticks {
         for (d, device) in devices.iter().enumerate() {
-            let points: Vec<Point> = metrics[..width(d)]
-                .iter()
-                .map(|m| Point {
-                    metric: m.clone(),
-                    value: rng.random_range(0.0..100.0),
-                })
-                .collect();
+            let points = sample_points(&metrics[..width(d)], tick, rng);
             out.points += points.len();
             out.samples += 1;
             batch.samples.push(SampleRows {
@@ -251,6 +250,37 @@ fn ingest(
     }
     out.secs = started.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// The points of one sample, with values of the kind the agent sends for
+/// each metric (the storage encodes a value by its kind): percentages,
+/// loads and temperatures are `f32`s, byte counts and counters integers,
+/// flags 0 or 1.
+fn sample_points(metrics: &[Metric], tick: u64, rng: &mut StdRng) -> Vec<Point> {
+    metrics
+        .iter()
+        .map(|m| {
+            let value = match m.as_str() {
+                "cpu" | "mem.pct" | "swap.pct" | "disk.pct:/" => {
+                    f64::from(rng.random_range(0.0f32..100.0))
+                }
+                "load.1" | "load.5" | "load.15" => f64::from(rng.random_range(0.0f32..4.0)),
+                "temp" | "temp:cpu-thermal" => f64::from(rng.random_range(40.0f32..85.0)),
+                "mem.used" | "mem.avail" => rng.random_range(100_000_000u64..4_000_000_000) as f64,
+                "disk.free:/" => rng.random_range(1u64 << 30..1u64 << 36) as f64,
+                "net.rx_bytes:eth0" | "net.tx_bytes:eth0" => {
+                    ((1u64 << 32) + tick * 50_000 + rng.random_range(0..50_000)) as f64
+                }
+                "uptime" => (tick * 10) as f64,
+                "net.errors:eth0" | "agent.queue_records" => f64::from(rng.random_range(0u32..3)),
+                _ => f64::from(u8::from(rng.random_bool(0.01))),
+            };
+            Point {
+                metric: m.clone(),
+                value,
+            }
+        })
+        .collect()
 }
 
 fn commit(writer: &mut Writer, batch: &mut WriteBatch) -> anyhow::Result<f64> {
@@ -281,13 +311,7 @@ fn durability(
                     device: device.clone(),
                     seq: round,
                     ts: T0 + round * 1_000,
-                    points: metrics
-                        .iter()
-                        .map(|m| Point {
-                            metric: m.clone(),
-                            value: rng.random_range(0.0..100.0),
-                        })
-                        .collect(),
+                    points: sample_points(metrics, round, rng),
                     unsynced: None,
                 });
             }

@@ -1,4 +1,4 @@
-//! SQLite storage of everything the collector keeps: metric points, events,
+//! SQLite storage of everything the collector keeps: samples, events,
 //! presence changes, the alert log, device records and the engine's state.
 //!
 //! Synchronous on purpose, like the agent's queue: one [`Writer`] lives on a
@@ -14,9 +14,11 @@
 //!   settings and the [`Durability`] choice.
 //! - `writer`: [`Writer::commit`]; `prune`: [`Writer::prune`] (retention).
 //! - `reader`: [`Reader`], a small pool of read-only connections.
+//! - `body`: the encoding of a sample's points in its row, pure.
 //! - `bucket`: averaging raw points into fixed steps, pure.
 //! - `rows`: the row types going in and out.
 
+mod body;
 mod bucket;
 mod commands;
 mod prune;
@@ -71,6 +73,15 @@ pub enum HistoryError {
     Corrupt { what: &'static str, reason: String },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+impl From<body::BodyError> for HistoryError {
+    fn from(e: body::BodyError) -> Self {
+        HistoryError::Corrupt {
+            what: "sample body",
+            reason: format!("{} at byte {}", e.reason, e.at),
+        }
+    }
 }
 
 /// Open the history at `path` for writing (creating the file and migrating

@@ -4,12 +4,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use picket_protocol::DeviceId;
-use rusqlite::{Connection, params};
+use std::collections::BTreeSet;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::bucket::Buckets;
 use super::rows::{AlertRow, DeviceRecord, EventRecord, HistoryPoint, PresenceRow, Unsynced};
 use super::snapshot;
-use super::{HistoryError, device_id, from_i64, millis, parse_severity, schema, to_i64};
+use super::{HistoryError, body, device_id, from_i64, millis, parse_severity, schema, to_i64};
 use crate::model::{Metric, Millis};
 
 /// Connections kept open between calls. Each call takes one (or opens one)
@@ -83,22 +86,33 @@ impl Reader {
         let lo = to_i64("from", from)?;
         let hi = to_i64("to", to)?;
         self.with(|conn| {
+            let Some(metric) = metric_id(conn, metric)? else {
+                return Ok(Vec::new());
+            };
+            // The device's samples in the window, each read for one metric:
+            // one range scan of the device's rows.
             let mut stmt = conn.prepare_cached(
-                "SELECT ts, value FROM point
+                "SELECT ts, body FROM sample
                  WHERE device_id = (SELECT id FROM device WHERE name = ?1)
-                   AND metric_id = (SELECT id FROM metric WHERE name = ?2)
-                   AND ts >= ?3 AND ts < ?4
-                 ORDER BY ts",
+                   AND ts >= ?2 AND ts < ?3
+                 ORDER BY ts, seq",
             )?;
-            let mut rows = stmt.query(params![device.as_str(), metric.as_str(), lo, hi])?;
+            let mut rows = stmt.query(params![device.as_str(), lo, hi])?;
+            let mut next = move || -> Result<Option<(Millis, f64)>, HistoryError> {
+                while let Some(row) = rows.next()? {
+                    if let Some(value) = body::find(sample_body(row, 1)?, metric)? {
+                        return Ok(Some((millis(row.get(0)?)?, value)));
+                    }
+                }
+                Ok(None)
+            };
             match step {
                 None => {
                     let mut out = Vec::new();
                     while out.len() < limit {
-                        let Some(row) = rows.next()? else { break };
-                        let value: f64 = row.get(1)?;
+                        let Some((ts, value)) = next()? else { break };
                         out.push(HistoryPoint {
-                            ts: millis(row.get(0)?)?,
+                            ts,
                             value,
                             min: value,
                             max: value,
@@ -109,8 +123,8 @@ impl Reader {
                 }
                 Some(step) => {
                     let mut buckets = Buckets::new(from, step, limit);
-                    while let Some(row) = rows.next()? {
-                        if !buckets.push(millis(row.get(0)?)?, row.get(1)?) {
+                    while let Some((ts, value)) = next()? {
+                        if !buckets.push(ts, value) {
                             break;
                         }
                     }
@@ -120,25 +134,42 @@ impl Reader {
         })
     }
 
-    /// The metrics a device has points of, by name.
+    /// The metrics a device has points of, by name. Reads every stored
+    /// sample of the device (a metric may appear in one sample only), so
+    /// its cost grows with the device's history: for tools and tests, not
+    /// for a request path.
     pub fn metrics_of(&self, device: &DeviceId) -> Result<Vec<String>, HistoryError> {
         self.with(|conn| {
-            // A skip scan: one index seek per distinct metric, instead of
-            // reading every point of the device.
-            let mut stmt = conn.prepare_cached(
-                "WITH RECURSIVE d(id) AS (SELECT id FROM device WHERE name = ?1),
-                 m(id) AS (
-                     SELECT (SELECT min(metric_id) FROM point WHERE device_id = (SELECT id FROM d))
-                     UNION ALL
-                     SELECT (SELECT min(metric_id) FROM point
-                             WHERE device_id = (SELECT id FROM d) AND metric_id > m.id)
-                     FROM m WHERE m.id IS NOT NULL
-                 )
-                 SELECT metric.name FROM m JOIN metric ON metric.id = m.id ORDER BY metric.name",
-            )?;
-            let names = stmt
-                .query_map([device.as_str()], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
+            let mut ids = BTreeSet::new();
+            {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT body FROM sample
+                     WHERE device_id = (SELECT id FROM device WHERE name = ?1)",
+                )?;
+                let mut rows = stmt.query([device.as_str()])?;
+                // Consecutive samples of a device mostly carry the same
+                // metrics: only a list that changed goes into the set.
+                let (mut last, mut current) = (Vec::new(), Vec::new());
+                while let Some(row) = rows.next()? {
+                    current.clear();
+                    for entry in body::Entries::new(sample_body(row, 0)?) {
+                        current.push(entry?.0);
+                    }
+                    if current != last {
+                        ids.extend(current.iter().copied());
+                        std::mem::swap(&mut current, &mut last);
+                    }
+                }
+            }
+            let mut stmt = conn.prepare_cached("SELECT name FROM metric WHERE id = ?1")?;
+            let mut names = Vec::with_capacity(ids.len());
+            for id in ids {
+                let id = to_i64("metric id", id)?;
+                if let Some(name) = stmt.query_row([id], |r| r.get(0)).optional()? {
+                    names.push(name);
+                }
+            }
+            names.sort();
             Ok(names)
         })
     }
@@ -264,6 +295,25 @@ impl Reader {
     /// Every device the engine recorded, by id.
     pub fn devices(&self) -> Result<Vec<DeviceRecord>, HistoryError> {
         self.with(snapshot::devices)
+    }
+}
+
+fn metric_id(conn: &Connection, metric: &Metric) -> Result<Option<u64>, HistoryError> {
+    let id: Option<i64> = conn
+        .prepare_cached("SELECT id FROM metric WHERE name = ?1")?
+        .query_row([metric.as_str()], |r| r.get(0))
+        .optional()?;
+    id.map(|id| from_i64("metric id", id)).transpose()
+}
+
+/// The `body` column of a sample row, which must be a blob.
+fn sample_body<'r>(row: &'r Row<'_>, column: usize) -> Result<&'r [u8], HistoryError> {
+    match row.get_ref(column)? {
+        ValueRef::Blob(b) => Ok(b),
+        other => Err(HistoryError::Corrupt {
+            what: "sample body",
+            reason: format!("stored as {}, not a blob", other.data_type()),
+        }),
     }
 }
 

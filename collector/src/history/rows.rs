@@ -53,7 +53,8 @@ pub struct Unsynced {
     pub mono: u64,
 }
 
-/// One sample, flattened. Its points are stored under `(device, metric, ts)`.
+/// One sample, flattened. Stored as one row under `(device, ts, seq)`; a
+/// sample without points is not stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleRows {
     pub device: DeviceId,
@@ -142,7 +143,7 @@ pub struct CommitStats {
     pub points: usize,
     /// Events inserted or replaced.
     pub events: usize,
-    /// Points and events whose time a correction rewrote.
+    /// Samples and events whose time a correction rewrote.
     pub corrected: usize,
     /// Rows deleted because their device was forgotten.
     pub forgotten: usize,

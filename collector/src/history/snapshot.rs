@@ -74,7 +74,7 @@ fn state(conn: &Connection) -> Result<BTreeMap<DeviceId, Vec<StateEntry>>, Histo
 fn pending(conn: &Connection) -> Result<Vec<(DeviceId, String)>, HistoryError> {
     let mut stmt = conn.prepare_cached(
         "SELECT device.name, p.boot FROM
-            (SELECT DISTINCT device_id, boot FROM unsynced_point
+            (SELECT DISTINCT device_id, boot FROM sample WHERE boot IS NOT NULL
              UNION
              SELECT DISTINCT device_id, boot FROM event WHERE boot IS NOT NULL) p
          JOIN device ON device.id = p.device_id

@@ -9,7 +9,7 @@ use super::rows::{
     AlertRow, CommitStats, Correction, DeviceRow, EventRow, PresenceRow, SampleRows, StateRow,
     WriteBatch,
 };
-use super::{HistoryError, commands, severity_str, to_i64};
+use super::{HistoryError, body, commands, severity_str, to_i64};
 
 /// Owns the only read-write connection. Dictionary ids are cached: this is
 /// the only process that writes them, so the cache cannot go stale, except
@@ -17,10 +17,11 @@ use super::{HistoryError, commands, severity_str, to_i64};
 pub struct Writer {
     pub(super) conn: Connection,
     pub(super) devices: HashMap<DeviceId, i64>,
-    pub(super) metrics: HashMap<String, i64>,
-    /// Where the last [`Writer::prune`] stopped in the `point` table: the
-    /// series `(device_id, metric_id)` to continue from.
-    pub(super) prune_cursor: Option<(i64, i64)>,
+    pub(super) metrics: HashMap<String, u64>,
+    /// Where the last [`Writer::prune`] stopped in the `sample` table: the
+    /// device to continue from.
+    pub(super) prune_cursor: Option<i64>,
+    body: Vec<u8>,
 }
 
 impl Writer {
@@ -30,6 +31,7 @@ impl Writer {
             devices: HashMap::new(),
             metrics: HashMap::new(),
             prune_cursor: None,
+            body: Vec::new(),
         }
     }
 
@@ -50,6 +52,7 @@ impl Writer {
             conn,
             devices,
             metrics,
+            body,
             ..
         } = self;
         // IMMEDIATE takes the write lock up front, so a busy database is
@@ -59,6 +62,7 @@ impl Writer {
             tx: &tx,
             devices,
             metrics,
+            body,
         };
         let mut stats = CommitStats::default();
         for d in &batch.devices {
@@ -96,11 +100,13 @@ impl Writer {
     }
 }
 
-/// Dictionary lookups inside a transaction.
+/// Dictionary lookups inside a transaction, and a buffer for encoding
+/// sample bodies.
 pub(super) struct Ids<'a> {
     pub(super) tx: &'a Transaction<'a>,
     devices: &'a mut HashMap<DeviceId, i64>,
-    metrics: &'a mut HashMap<String, i64>,
+    metrics: &'a mut HashMap<String, u64>,
+    body: &'a mut Vec<u8>,
 }
 
 impl Ids<'_> {
@@ -124,11 +130,15 @@ impl Ids<'_> {
             .optional()?)
     }
 
-    fn metric(&mut self, name: &str) -> Result<i64, HistoryError> {
+    fn metric(&mut self, name: &str) -> Result<u64, HistoryError> {
         if let Some(&id) = self.metrics.get(name) {
             return Ok(id);
         }
         let id = dictionary(self.tx, "metric", name)?;
+        let id = u64::try_from(id).map_err(|_| HistoryError::Corrupt {
+            what: "metric id",
+            reason: format!("negative id {id}"),
+        })?;
         self.metrics.insert(name.to_string(), id);
         Ok(id)
     }
@@ -175,34 +185,50 @@ fn upsert_device(ids: &mut Ids<'_>, d: &DeviceRow) -> Result<(), HistoryError> {
 }
 
 fn insert_sample(ids: &mut Ids<'_>, s: &SampleRows) -> Result<usize, HistoryError> {
+    if s.points.is_empty() {
+        // Nothing to store, and nothing a correction would move.
+        return Ok(0);
+    }
     let device = ids.device(&s.device)?;
     let ts = to_i64("sample time", s.ts)?;
-    let mono = match &s.unsynced {
-        Some(u) => Some((u.boot.as_str(), to_i64("monotonic time", u.mono)?)),
-        None => None,
+    let seq = to_i64("sample seq", s.seq)?;
+    let (boot, mono) = match &s.unsynced {
+        Some(u) => (
+            Some(u.boot.as_str()),
+            Some(to_i64("monotonic time", u.mono)?),
+        ),
+        None => (None, None),
     };
-    let mut written = 0;
+    let mut points = Vec::with_capacity(s.points.len());
     for p in &s.points {
-        let metric = ids.metric(p.metric.as_str())?;
-        // REPLACE: the latest write of a (device, metric, ts) wins, and a
-        // redelivered sample rewrites the same row instead of adding one.
-        written += ids
-            .tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO point (device_id, metric_id, ts, value)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![device, metric, ts, p.value])?;
-        if let Some((boot, mono)) = mono {
-            ids.tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO unsynced_point (device_id, boot, metric_id, ts, mono)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![device, boot, metric, ts, mono])?;
-        }
+        points.push((ids.metric(p.metric.as_str())?, p.value));
     }
-    Ok(written)
+    // A metric named twice in one sample keeps its last value, as a second
+    // write of the same point always did: stable sort, then keep the last
+    // of each run.
+    points.sort_by_key(|&(id, _)| id);
+    points.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            *earlier = *later;
+            true
+        } else {
+            false
+        }
+    });
+    ids.body.clear();
+    body::encode(&points, ids.body).map_err(|e| HistoryError::OutOfRange {
+        what: "metric id",
+        value: e.to_string(),
+    })?;
+    // REPLACE: a redelivered sample (same device, time and seq) rewrites
+    // its row instead of adding one.
+    ids.tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO sample (device_id, ts, seq, boot, mono, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![device, ts, seq, boot, mono, &ids.body[..]])?;
+    Ok(points.len())
 }
 
 fn insert_event(ids: &mut Ids<'_>, e: &EventRow) -> Result<usize, HistoryError> {
@@ -304,45 +330,26 @@ fn correct(ids: &mut Ids<'_>, c: &Correction) -> Result<usize, HistoryError> {
     let Some(device) = ids.known_device(&c.device)? else {
         return Ok(0);
     };
-    let pending: Vec<(i64, i64, i64, f64)> = ids
+    let pending: Vec<(i64, i64, i64)> = ids
         .tx
-        .prepare_cached(
-            "SELECT u.metric_id, u.ts, u.mono, p.value
-             FROM unsynced_point u
-             JOIN point p ON p.device_id = u.device_id AND p.metric_id = u.metric_id AND p.ts = u.ts
-             WHERE u.device_id = ?1 AND u.boot = ?2",
-        )?
+        .prepare_cached("SELECT ts, seq, mono FROM sample WHERE device_id = ?1 AND boot = ?2")?
         .query_map(params![device, c.boot], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
-    // All old rows go before any new one is written: a new time may equal
-    // the old time of another pending point of the same series (a clock a
-    // few samples behind), which must not be overwritten before it moved.
+    // `seq` is in the key, so a corrected row never lands on another
+    // sample's row, whatever times the pending rows move between; the only
+    // row it can meet is its own copy, written corrected by a redelivery
+    // after the offset was learnt: the same sample, so REPLACE.
     {
-        let mut delete = ids.tx.prepare_cached(
-            "DELETE FROM point WHERE device_id = ?1 AND metric_id = ?2 AND ts = ?3",
+        let mut update = ids.tx.prepare_cached(
+            "UPDATE OR REPLACE sample SET ts = ?4, boot = NULL, mono = NULL
+             WHERE device_id = ?1 AND ts = ?2 AND seq = ?3",
         )?;
-        for (metric, ts, _, _) in &pending {
-            delete.execute(params![device, metric, ts])?;
+        for (ts, seq, mono) in &pending {
+            update.execute(params![device, ts, seq, corrected(*mono, c.offset_ms)])?;
         }
     }
-    {
-        let mut insert = ids.tx.prepare_cached(
-            "INSERT OR REPLACE INTO point (device_id, metric_id, ts, value) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (metric, _, mono, value) in &pending {
-            insert.execute(params![
-                device,
-                metric,
-                corrected(*mono, c.offset_ms),
-                value
-            ])?;
-        }
-    }
-    ids.tx
-        .prepare_cached("DELETE FROM unsynced_point WHERE device_id = ?1 AND boot = ?2")?
-        .execute(params![device, c.boot])?;
     let events = ids
         .tx
         .prepare_cached(
@@ -359,8 +366,7 @@ fn forget(ids: &mut Ids<'_>, device: &DeviceId) -> Result<usize, HistoryError> {
     };
     let mut deleted = 0;
     for table in [
-        "point",
-        "unsynced_point",
+        "sample",
         "event",
         "presence",
         "alert_log",

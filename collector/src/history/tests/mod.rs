@@ -1,5 +1,6 @@
 //! Tests on real SQLite files in temporary directories.
 
+mod layout;
 mod open;
 mod prune;
 mod read;

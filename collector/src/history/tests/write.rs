@@ -249,8 +249,8 @@ fn correction_rewrites_exactly_the_unsynced_rows_of_that_boot() {
         }],
         ..WriteBatch::default()
     });
-    // 3 points and 1 event of boot A.
-    assert_eq!(stats.corrected, 4);
+    // 2 samples and 1 event of boot A.
+    assert_eq!(stats.corrected, 3);
     let r = db.reader();
     let at = |mono: i64| (offset + mono) as u64;
     assert_eq!(
@@ -413,9 +413,8 @@ fn forget_removes_every_row_of_that_device_only() {
         forget: vec![dev("pi-1"), dev("never-seen")],
         ..WriteBatch::default()
     });
-    // 3 points, 1 pending, 1 event, 1 presence, 1 alert, 1 state, 1 label,
-    // 1 device.
-    assert_eq!(stats.forgotten, 10);
+    // 2 samples, 1 event, 1 presence, 1 alert, 1 state, 1 label, 1 device.
+    assert_eq!(stats.forgotten, 8);
 
     let r = db.reader();
     assert!(series(&r, "pi-1", "cpu").is_empty());
