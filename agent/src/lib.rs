@@ -269,7 +269,7 @@ pub async fn run_with(
     let sensors_cfg = config.sensors.clone();
     let uplink_watch = uplink_rx.clone();
     let peripherals = commands::Peripherals {
-        identify: Some(identify.clone()),
+        identify: identify.clone(),
         gpio: gpio_outputs.clone(),
     };
     let service = tokio::task::spawn_blocking(move || {

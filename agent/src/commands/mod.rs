@@ -123,10 +123,10 @@ pub struct Ctx {
 }
 
 /// What the LED and GPIO commands act on.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Peripherals {
     /// The status LED's identify request (`led.identify`).
-    pub identify: Option<crate::led::Identify>,
+    pub identify: crate::led::Identify,
     /// The configured GPIO outputs (`gpio.write`).
     pub gpio: crate::gpio::GpioOutputs,
 }
@@ -134,7 +134,7 @@ pub struct Peripherals {
 impl std::fmt::Debug for Peripherals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peripherals")
-            .field("identify", &self.identify.is_some())
+            .field("identify", &self.identify)
             .field("gpio_outputs", &self.gpio.names())
             .finish()
     }

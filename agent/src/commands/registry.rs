@@ -25,14 +25,9 @@ pub fn validate(action: &Action, ctx: &Ctx) -> Result<(), String> {
         Action::FileDeploy(a) => files::resolve(&a.dest, &ctx.cfg.file_dirs).map(drop),
         Action::FileDelete(a) => files::resolve(&a.path, &ctx.cfg.file_dirs).map(drop),
         Action::ConfigUpdate(a) => config_update::validate(&a.toml, ctx.cfg.config_path.as_deref()),
-        Action::LedIdentify(a) => {
-            if ctx.peripherals.identify.is_none() {
-                return Err("this agent has no status LED task".into());
-            }
-            Identify::duration(a.secs.map(u64::from))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
+        Action::LedIdentify(a) => Identify::duration(a.secs.map(u64::from))
+            .map(drop)
+            .map_err(|e| e.to_string()),
         Action::GpioWrite(a) => {
             WriteArgs::validate(&ctx.peripherals.gpio, &a.name, a.level).map(drop)
         }
@@ -82,11 +77,8 @@ pub async fn run(cmd: &Command, ctx: &Arc<Ctx>) -> Outcome {
             .await
         }
         Action::LedIdentify(a) => {
-            let Some(identify) = &ctx.peripherals.identify else {
-                return Outcome::failed("this agent has no status LED task");
-            };
             let started = Identify::duration(a.secs.map(u64::from))
-                .and_then(|d| identify.start(d).map(|_| d));
+                .and_then(|d| ctx.peripherals.identify.start(d).map(|_| d));
             match started {
                 Ok(d) => Outcome::Succeeded(format!("identify pattern for {} s", d.as_secs())),
                 Err(e) => Outcome::failed(e.to_string()),

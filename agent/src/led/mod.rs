@@ -63,7 +63,8 @@ pub const DROPPING_FOR: Duration = Duration::from_secs(5 * 60);
 pub const IDENTIFY_DEFAULT: Duration = Duration::from_secs(30);
 /// The longest `led.identify` may last: a forgotten request must not hide
 /// the real state for long.
-pub const IDENTIFY_MAX: Duration = Duration::from_secs(600);
+pub const IDENTIFY_MAX: Duration =
+    Duration::from_secs(picket_protocol::command::MAX_IDENTIFY_SECS as u64);
 pub const IDENTIFY_MIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

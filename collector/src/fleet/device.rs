@@ -190,9 +190,7 @@ impl Device {
             if let Some((a, b)) = seq_skipped {
                 // The gap this event itself opened may be the skipped
                 // numbers: they were never missing, so not counted either.
-                let before = self.p.seq.missing();
-                self.p.seq.skip(*a, *b);
-                missing = missing.saturating_sub(before - self.p.seq.missing());
+                missing = missing.saturating_sub(self.p.seq.skip(*a, *b));
             }
             self.p.version = Some(version.clone());
             self.seen_dirty = true;

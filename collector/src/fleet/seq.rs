@@ -90,11 +90,13 @@ impl SeqTracker {
     }
 
     /// The agent declared `from..to` (half-open) never used (numbers it had
-    /// reserved before a power cut): they are not missing.
-    pub fn skip(&mut self, from: u64, to: u64) {
+    /// reserved before a power cut): they are not missing. Returns how many
+    /// numbers were counted missing and no longer are.
+    pub fn skip(&mut self, from: u64, to: u64) -> u64 {
         if to <= from {
-            return;
+            return 0;
         }
+        let before = self.missing();
         let (sa, sb) = (from, to - 1);
         let mut out = Vec::with_capacity(self.missing.len() + 1);
         for &(a, b) in &self.missing {
@@ -110,6 +112,7 @@ impl SeqTracker {
             }
         }
         self.missing = out;
+        before - self.missing()
     }
 
     /// How many sequence numbers below the high-water mark are missing.
@@ -206,23 +209,24 @@ mod tests {
 
     #[test]
     fn skipped_ranges_are_not_missing() {
-        type Ranges<'a> = &'a [(u64, u64)];
-        let table: [(&[u64], (u64, u64), Ranges); 4] = [
+        // (seqs observed, skip range, missing ranges left, numbers unmissed)
+        type Row<'a> = (&'a [u64], (u64, u64), &'a [(u64, u64)], u64);
+        let table: [Row; 4] = [
             // power cut: 3..8 reserved and never used, next record is 8
-            (&[1, 2, 8], (3, 8), &[]),
+            (&[1, 2, 8], (3, 8), &[], 5),
             // skip covers part of the gap
-            (&[1, 10], (5, 8), &[(2, 4), (8, 9)]),
+            (&[1, 10], (5, 8), &[(2, 4), (8, 9)], 3),
             // skip across two ranges
-            (&[1, 4, 9], (3, 7), &[(2, 2), (7, 8)]),
+            (&[1, 4, 9], (3, 7), &[(2, 2), (7, 8)], 3),
             // empty skip
-            (&[1, 4], (3, 3), &[(2, 3)]),
+            (&[1, 4], (3, 3), &[(2, 3)], 0),
         ];
-        for (seqs, (a, b), want) in table {
+        for (seqs, (a, b), want, unmissed) in table {
             let mut t = SeqTracker::default();
             for &s in seqs {
                 t.observe(s);
             }
-            t.skip(a, b);
+            assert_eq!(t.skip(a, b), unmissed, "{seqs:?} skip {a}..{b}");
             assert_eq!(t.missing_ranges(), want, "{seqs:?} skip {a}..{b}");
         }
     }
