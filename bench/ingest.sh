@@ -22,7 +22,7 @@
 # Usage (from the repository root): bench/ingest.sh
 #   BACKLOG_DEVICES  (default 1000)   BACKLOG_SECONDS (default 60)
 #   LIVE_DEVICES     (default 10000)  LIVE_INTERVAL   (default 10s)
-#   LIVE_SECONDS     (default 300)
+#   LIVE_SECONDS     (default 300; 0 skips part 2)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -153,43 +153,46 @@ stop "$COLLECTOR_PID"
 coll_secs=$(awk -v a="$first_t" -v b="$last_t" 'BEGIN {printf "%.3f", b - a}')
 
 # --- 2. live fleet ------------------------------------------------------
-log "live: $LIVE_DEVICES devices every $LIVE_INTERVAL for ${LIVE_SECONDS}s"
-start_collector live
-sleep 3 # the retained births of part 1 arrive on subscribing
-base_n=$(metric picket_ingest_messages_total)
-live_cpu0=$(cpu_ticks "$COLLECTOR_PID")
-bg "$BENCH_TMP/sim.live.log" "$BIN" simulate --broker "$URL" \
-    --devices "$LIVE_DEVICES" --interval "$LIVE_INTERVAL" --id-prefix live
-SIM_PID=$BG_PID
-live_rows=()
-prev=0
-for ((elapsed = 10; elapsed <= LIVE_SECONDS; elapsed += 10)); do
-    sleep 10
-    got=$(( $(metric picket_ingest_messages_total) - base_n ))
-    live_rows+=("$(printf '%8d %12d %10d %9s %13d %10d' "$elapsed" "$got" $(((got - prev) / 10)) \
-        "$(gauge picket_ingest_lag_seconds)" \
-        $(( $(rss_kib "$COLLECTOR_PID") / 1024 )) $(( $(rss_kib "$MOSQUITTO_PID") / 1024 )))")
-    prev=$got
-done
-live_cpu=$(( $(cpu_ticks "$COLLECTOR_PID") - live_cpu0 ))
-live_online=$(gauge 'picket_devices{status="online"}' || true)
-stop "$SIM_PID"
-stopped=$(now_s)
-# The simulator's last line holds its final counters: "... acked N ...".
-sim_acked=$(awk '/ acked / {for (i = 1; i < NF; i++) if ($i == "acked") a = $(i + 1)} END {print a + 0}' "$BENCH_TMP/sim.live.log")
-# Whatever the collector had not yet received when the simulator stopped
-# arrives now; how long that takes is the lag at the end of the run.
-caught=$stopped
-last=-1
-while :; do
-    got=$(( $(metric picket_ingest_messages_total) - base_n ))
-    (( got == last )) && break
-    (( got > last )) && caught=$(now_s)
-    last=$got
-    sleep 1
-done
-catch_up=$(awk -v a="$stopped" -v b="$caught" 'BEGIN {printf "%.1f", b - a}')
-stop "$COLLECTOR_PID"
+# (LIVE_SECONDS=0 skips it: the ceiling alone.)
+if (( LIVE_SECONDS > 0 )); then
+    log "live: $LIVE_DEVICES devices every $LIVE_INTERVAL for ${LIVE_SECONDS}s"
+    start_collector live
+    sleep 3 # the retained births of part 1 arrive on subscribing
+    base_n=$(metric picket_ingest_messages_total)
+    live_cpu0=$(cpu_ticks "$COLLECTOR_PID")
+    bg "$BENCH_TMP/sim.live.log" "$BIN" simulate --broker "$URL" \
+        --devices "$LIVE_DEVICES" --interval "$LIVE_INTERVAL" --id-prefix live
+    SIM_PID=$BG_PID
+    live_rows=()
+    prev=0
+    for ((elapsed = 10; elapsed <= LIVE_SECONDS; elapsed += 10)); do
+        sleep 10
+        got=$(( $(metric picket_ingest_messages_total) - base_n ))
+        live_rows+=("$(printf '%8d %12d %10d %9s %13d %10d' "$elapsed" "$got" $(((got - prev) / 10)) \
+            "$(gauge picket_ingest_lag_seconds)" \
+            $(( $(rss_kib "$COLLECTOR_PID") / 1024 )) $(( $(rss_kib "$MOSQUITTO_PID") / 1024 )))")
+        prev=$got
+    done
+    live_cpu=$(( $(cpu_ticks "$COLLECTOR_PID") - live_cpu0 ))
+    live_online=$(gauge 'picket_devices{status="online"}' || true)
+    stop "$SIM_PID"
+    stopped=$(now_s)
+    # The simulator's last line holds its final counters: "... acked N ...".
+    sim_acked=$(awk '/ acked / {for (i = 1; i < NF; i++) if ($i == "acked") a = $(i + 1)} END {print a + 0}' "$BENCH_TMP/sim.live.log")
+    # Whatever the collector had not yet received when the simulator stopped
+    # arrives now; how long that takes is the lag at the end of the run.
+    caught=$stopped
+    last=-1
+    while :; do
+        got=$(( $(metric picket_ingest_messages_total) - base_n ))
+        (( got == last )) && break
+        (( got > last )) && caught=$(now_s)
+        last=$got
+        sleep 1
+    done
+    catch_up=$(awk -v a="$stopped" -v b="$caught" 'BEGIN {printf "%.1f", b - a}')
+    stop "$COLLECTOR_PID"
+fi
 
 # --- report -------------------------------------------------------------
 rate() { awk -v n="$1" -v s="$2" 'BEGIN {if (s > 0) printf "%.0f", n / s; else print "n/a"}'; }
@@ -211,11 +214,13 @@ printf '%-34s %14s %14d\n' "SQLite commits" "-" "$commits"
 printf '%-34s %14s %14d\n' "collector RSS max (MiB)" "-" $((rss_max / 1024))
 printf '%-34s %14s\n' "collector / plain subscriber" \
     "$(awk -v a="$coll_msgs" -v b="$plain_rate" 'BEGIN {printf "%.2fx", a / b}')"
-printf '\n2. %d devices every %s, one connection each\n\n' "$LIVE_DEVICES" "$LIVE_INTERVAL"
-printf '%8s %12s %10s %9s %13s %10s\n' "time (s)" "received" "msg/s" "lag (s)" "collector MiB" "broker MiB"
-printf '%s\n' "${live_rows[@]}"
-printf '\nsimulator: %d messages acknowledged by the broker; collector: %d received, the last of them %s s after the simulator stopped\n' \
-    "$sim_acked" "$got" "$catch_up"
-printf 'collector CPU over the live run: %.1f s (%.0f%% of one core); devices online at the end: %s\n' \
-    "$(awk -v c="$live_cpu" -v t="$CLK_TCK" 'BEGIN {print c / t}')" \
-    "$(awk -v c="$live_cpu" -v t="$CLK_TCK" -v s="$LIVE_SECONDS" 'BEGIN {print 100 * c / t / s}')" "${live_online:-?}"
+if (( LIVE_SECONDS > 0 )); then
+    printf '\n2. %d devices every %s, one connection each\n\n' "$LIVE_DEVICES" "$LIVE_INTERVAL"
+    printf '%8s %12s %10s %9s %13s %10s\n' "time (s)" "received" "msg/s" "lag (s)" "collector MiB" "broker MiB"
+    printf '%s\n' "${live_rows[@]}"
+    printf '\nsimulator: %d messages acknowledged by the broker; collector: %d received, the last of them %s s after the simulator stopped\n' \
+        "$sim_acked" "$got" "$catch_up"
+    printf 'collector CPU over the live run: %.1f s (%.0f%% of one core); devices online at the end: %s\n' \
+        "$(awk -v c="$live_cpu" -v t="$CLK_TCK" 'BEGIN {print c / t}')" \
+        "$(awk -v c="$live_cpu" -v t="$CLK_TCK" -v s="$LIVE_SECONDS" 'BEGIN {print 100 * c / t / s}')" "${live_online:-?}"
+fi

@@ -24,6 +24,7 @@
 //! - [`simulate`]: simulated devices (the demo and the load generator).
 //! - [`demo`]: embedded broker + collector + simulated fleet in one process.
 //! - [`model`]: the flattened metric names everything above shares.
+//! - `varint`: the compact integers of sample bodies and the journal.
 
 pub mod api;
 pub mod broker;
@@ -38,6 +39,7 @@ pub mod notify;
 pub mod rules;
 pub mod simulate;
 pub mod store;
+mod varint;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -6,7 +6,9 @@
 //! names are the contract with users (rule selectors, `?metric=` in the
 //! API), so they are listed once here, in [`METRICS`].
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use picket_protocol::{ActiveState, Sample};
 
@@ -71,17 +73,18 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// A metric: `name` or `name:instance`.
+/// A metric: `name` or `name:instance`. Shared, so the copies a sample's
+/// points go through (live values, rules, history) cost no allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Metric(String);
+pub struct Metric(Arc<str>);
 
 impl Metric {
     pub fn new(name: &str) -> Self {
-        Metric(name.to_string())
+        Metric(name.into())
     }
 
     pub fn with_instance(name: &str, instance: &str) -> Self {
-        Metric(format!("{name}:{instance}"))
+        Metric(format!("{name}:{instance}").into())
     }
 
     /// Parse a metric as written by a user (API, rule); refuses empty
@@ -103,7 +106,7 @@ impl Metric {
         if instance.is_some_and(|i| i.is_empty() || i.chars().any(char::is_control)) {
             return Err(format!("{s:?} has an empty or invalid instance after ':'"));
         }
-        Ok(Metric(s.to_string()))
+        Ok(Metric(s.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -132,9 +135,44 @@ pub struct Point {
     pub value: f64,
 }
 
+/// The metrics a fleet's samples name, made once each: a fleet names the
+/// same few hundred over and over (the same mounts, interfaces and units).
+/// Bounded: past [`MetricNames::MAX`] distinct instances (a device inventing
+/// names), further ones are made afresh each time instead of remembered.
+#[derive(Debug, Default)]
+pub struct MetricNames {
+    plain: HashMap<&'static str, Metric>,
+    instances: HashMap<&'static str, HashMap<Box<str>, Metric>>,
+    remembered: usize,
+}
+
+impl MetricNames {
+    pub const MAX: usize = 100_000;
+
+    fn plain(&mut self, name: &'static str) -> Metric {
+        self.plain
+            .entry(name)
+            .or_insert_with(|| Metric::new(name))
+            .clone()
+    }
+
+    fn instance(&mut self, name: &'static str, instance: &str) -> Metric {
+        let known = self.instances.entry(name).or_default();
+        if let Some(m) = known.get(instance) {
+            return m.clone();
+        }
+        let m = Metric::with_instance(name, instance);
+        if self.remembered < Self::MAX {
+            self.remembered += 1;
+            known.insert(instance.into(), m.clone());
+        }
+        m
+    }
+}
+
 /// Flatten a sample into points, in a stable order. Metric groups the
 /// sample lacks produce no points (absent is not zero).
-pub fn flatten(s: &Sample) -> Vec<Point> {
+pub fn flatten(s: &Sample, names: &mut MetricNames) -> Vec<Point> {
     let mut out = Vec::with_capacity(24);
     let mut push = |metric: Metric, value: f64| {
         if value.is_finite() {
@@ -142,74 +180,65 @@ pub fn flatten(s: &Sample) -> Vec<Point> {
         }
     };
     if let Some(cpu) = s.cpu {
-        push(Metric::new("cpu"), f64::from(cpu));
+        push(names.plain("cpu"), f64::from(cpu));
     }
     if let Some(l) = &s.load {
-        push(Metric::new("load.1"), f64::from(l.m1));
-        push(Metric::new("load.5"), f64::from(l.m5));
-        push(Metric::new("load.15"), f64::from(l.m15));
+        push(names.plain("load.1"), f64::from(l.m1));
+        push(names.plain("load.5"), f64::from(l.m5));
+        push(names.plain("load.15"), f64::from(l.m15));
     }
     if let Some(m) = &s.mem {
-        push(Metric::new("mem.pct"), f64::from(m.pct));
-        push(Metric::new("mem.used"), m.used as f64);
-        push(Metric::new("mem.avail"), m.avail as f64);
+        push(names.plain("mem.pct"), f64::from(m.pct));
+        push(names.plain("mem.used"), m.used as f64);
+        push(names.plain("mem.avail"), m.avail as f64);
     }
     if let Some(m) = &s.swap
         && m.total > 0
     {
-        push(Metric::new("swap.pct"), f64::from(m.pct));
+        push(names.plain("swap.pct"), f64::from(m.pct));
     }
     if let Some(u) = s.uptime {
-        push(Metric::new("uptime"), u as f64);
+        push(names.plain("uptime"), u as f64);
     }
     for d in &s.disks {
-        push(
-            Metric::with_instance("disk.pct", &d.mount),
-            f64::from(d.pct),
-        );
-        push(Metric::with_instance("disk.free", &d.mount), d.free as f64);
+        push(names.instance("disk.pct", &d.mount), f64::from(d.pct));
+        push(names.instance("disk.free", &d.mount), d.free as f64);
     }
     for n in &s.net {
+        push(names.instance("net.rx_bytes", &n.name), n.rx_bytes as f64);
+        push(names.instance("net.tx_bytes", &n.name), n.tx_bytes as f64);
         push(
-            Metric::with_instance("net.rx_bytes", &n.name),
-            n.rx_bytes as f64,
-        );
-        push(
-            Metric::with_instance("net.tx_bytes", &n.name),
-            n.tx_bytes as f64,
-        );
-        push(
-            Metric::with_instance("net.errors", &n.name),
+            names.instance("net.errors", &n.name),
             (n.rx_errors + n.tx_errors) as f64,
         );
     }
     if let Some(hottest) = s.thermal.iter().map(|t| t.c).reduce(f32::max) {
-        push(Metric::new("temp"), f64::from(hottest));
+        push(names.plain("temp"), f64::from(hottest));
     }
     for t in &s.thermal {
-        push(Metric::with_instance("temp", &t.kind), f64::from(t.c));
+        push(names.instance("temp", &t.kind), f64::from(t.c));
     }
     if let Some(t) = &s.throttle {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        push(Metric::new("throttle.uv"), flag(t.uv));
-        push(Metric::new("throttle.throttled"), flag(t.throttled));
-        push(Metric::new("throttle.capped"), flag(t.capped));
-        push(Metric::new("throttle.soft_temp"), flag(t.soft_temp));
+        push(names.plain("throttle.uv"), flag(t.uv));
+        push(names.plain("throttle.throttled"), flag(t.throttled));
+        push(names.plain("throttle.capped"), flag(t.capped));
+        push(names.plain("throttle.soft_temp"), flag(t.soft_temp));
     }
     for svc in &s.services {
         let up = matches!(svc.active, ActiveState::Active | ActiveState::Reloading);
         push(
-            Metric::with_instance("service", &svc.unit),
+            names.instance("service", &svc.unit),
             if up { 1.0 } else { 0.0 },
         );
     }
     if let Some(a) = &s.agent {
-        push(Metric::new("agent.queue_records"), a.queue_records as f64);
-        push(Metric::new("agent.queue_bytes"), a.queue_bytes as f64);
+        push(names.plain("agent.queue_records"), a.queue_records as f64);
+        push(names.plain("agent.queue_bytes"), a.queue_bytes as f64);
         if let Some(ms) = a.oldest_unsent_ms {
-            push(Metric::new("agent.oldest_unsent"), ms as f64 / 1000.0);
+            push(names.plain("agent.oldest_unsent"), ms as f64 / 1000.0);
         }
-        push(Metric::new("agent.dropped"), a.dropped as f64);
+        push(names.plain("agent.dropped"), a.dropped as f64);
     }
     out
 }
@@ -276,7 +305,7 @@ mod tests {
 
     #[test]
     fn flattens_every_group_present_and_nothing_absent() {
-        let points = flatten(&sample());
+        let points = flatten(&sample(), &mut MetricNames::default());
         let got: Vec<(&str, f64)> = points
             .iter()
             .map(|p| (p.metric.as_str(), p.value))
@@ -304,7 +333,7 @@ mod tests {
 
     #[test]
     fn every_flattened_name_is_documented() {
-        for p in flatten(&sample()) {
+        for p in flatten(&sample(), &mut MetricNames::default()) {
             assert!(
                 METRICS.iter().any(|(n, _, _)| *n == p.metric.name()),
                 "{} missing from METRICS",

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::VERSION;
+use crate::{VERSION, cbor};
 
 /// Which encoding to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -89,55 +89,31 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8], max: usize) -> Result<T, Deco
     if payload.is_empty() {
         return Err(DecodeError::Empty);
     }
-    // The version is checked first so a newer peer gets a clear error rather
-    // than a confusing one about a field it renamed. This pass is kept even
-    // though it reads the payload twice: it skips every value without
-    // allocating, so it also proves each CBOR length header is backed by real
-    // bytes before the typed pass, which preallocates up to 1 MiB per
-    // collection from those headers (200 MiB from a 2 KB payload without it).
-    let v: Versioned = decode_unchecked(payload)?;
-    match v.v {
-        None => return Err(DecodeError::MissingVersion),
-        Some(v) if v > u64::from(VERSION) => return Err(DecodeError::UnsupportedVersion(v)),
-        Some(_) => {}
-    }
-    decode_unchecked(payload)
-}
-
-/// serde_json's nesting limit, applied to CBOR too: ciborium's own (256) is
-/// deep enough to risk the stack of a small thread. Ours nest five levels.
-const MAX_DEPTH: usize = 128;
-
-fn decode_unchecked<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     match Format::detect(payload) {
-        Format::Json => Ok(serde_json::from_slice(payload)?),
+        Format::Json => {
+            // The version is checked first so a newer peer gets a clear
+            // error rather than a confusing one about a field it renamed.
+            let v: Versioned = serde_json::from_slice(payload)?;
+            check_version(v.v)?;
+            Ok(serde_json::from_slice(payload)?)
+        }
         Format::Cbor => {
-            let mut rest = payload;
-            let msg = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH)
-                .map_err(cbor_error)?;
-            // JSON refuses trailing data; CBOR must too, or two messages
-            // glued together would silently decode as the first.
-            if !rest.is_empty() {
-                return Err(DecodeError::Cbor(format!(
-                    "{} bytes after the end of the message",
-                    rest.len()
-                )));
-            }
-            Ok(msg)
+            // One allocation-free pass proves the item well formed (every
+            // length backed by real bytes, nesting bounded, nothing after
+            // it) and reads `v`; only then is it deserialized.
+            let v = cbor::scan(payload).map_err(|e| DecodeError::Cbor(e.0))?;
+            check_version(v)?;
+            cbor::from_slice(payload).map_err(|e| DecodeError::Cbor(e.0))
         }
     }
 }
 
-/// ciborium's `Display` is its `Debug`; spell the error out for logs.
-fn cbor_error(e: ciborium::de::Error<std::io::Error>) -> DecodeError {
-    use ciborium::de::Error;
-    DecodeError::Cbor(match e {
-        Error::Io(e) => format!("truncated or unreadable: {e}"),
-        Error::Syntax(at) => format!("syntax error at byte {at}"),
-        Error::Semantic(Some(at), msg) => format!("{msg} (at byte {at})"),
-        Error::Semantic(None, msg) => msg,
-        Error::RecursionLimitExceeded => format!("nested deeper than {MAX_DEPTH} levels"),
-    })
+fn check_version(v: Option<u64>) -> Result<(), DecodeError> {
+    match v {
+        None => Err(DecodeError::MissingVersion),
+        Some(v) if v > u64::from(VERSION) => Err(DecodeError::UnsupportedVersion(v)),
+        Some(_) => Ok(()),
+    }
 }
 
 #[derive(serde::Deserialize)]

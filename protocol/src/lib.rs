@@ -16,6 +16,7 @@
 //! newer agents and collectors can add fields without breaking older peers.
 
 pub mod alert;
+mod cbor;
 pub mod codec;
 pub mod command;
 pub mod event;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use picket_protocol::{DeviceId, Event, EventKind, Sample, State};
 
 use crate::history::{Correction, EventRow, SampleRows, Unsynced, WriteBatch};
-use crate::model::{Millis, Point, flatten};
+use crate::model::{MetricNames, Millis, Point, flatten};
 use crate::notify::Cooldowns;
 use crate::rules::DeviceRules;
 
@@ -56,8 +56,11 @@ pub struct Device {
     pub latest_ts: Option<Millis>,
     /// The alert set last published on the retained alert topic.
     pub published: Option<Vec<picket_protocol::Alert>>,
-    /// Persisted state changed since the last batch.
+    /// Persisted state changed since the last batch in a way that must be
+    /// stored with it (a presence change, an alert, a birth...).
     pub dirty: bool,
+    /// The sequence accounting changed since the last batch: journaled.
+    pub seq_dirty: bool,
     /// Registry row (labels, model, version, last seen) to write.
     pub seen_dirty: bool,
 }
@@ -78,6 +81,7 @@ impl Device {
             latest_ts: None,
             published: None,
             dirty: false,
+            seq_dirty: false,
             seen_dirty: false,
         }
     }
@@ -85,7 +89,7 @@ impl Device {
     /// Account for a record's `seq`; on a gap, the gap is returned.
     fn admit(&mut self, seq: u64) -> (bool, u64) {
         let (seen, gap) = self.p.seq.observe(seq);
-        self.dirty = true;
+        self.seq_dirty = true;
         let missing = gap.map_or(0, |g| g.to - g.from + 1);
         (seen == Seen::New, missing)
     }
@@ -151,7 +155,13 @@ impl Device {
 
     /// Store one sample. Returns the record's fate and how many sequence
     /// numbers went missing before it.
-    pub fn sample(&mut self, id: &DeviceId, s: &Sample, batch: &mut WriteBatch) -> (Record, u64) {
+    pub fn sample(
+        &mut self,
+        id: &DeviceId,
+        s: &Sample,
+        names: &mut MetricNames,
+        batch: &mut WriteBatch,
+    ) -> (Record, u64) {
         let (new, missing) = self.admit(s.seq);
         if !new {
             return (Record::Duplicate, missing);
@@ -160,7 +170,7 @@ impl Device {
             self.learn_offset(id, &s.boot, s.ts, s.mono, batch);
         }
         let (ts, unsynced) = self.stamp(&s.boot, s.ts, s.mono, s.sync);
-        let points = flatten(s);
+        let points = flatten(s, names);
         if !s.hist && self.latest_ts.is_none_or(|t| ts >= t) {
             self.latest = points.clone();
             self.latest_ts = Some(ts);

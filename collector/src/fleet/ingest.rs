@@ -202,7 +202,7 @@ impl Engine {
         for s in &t.samples {
             self.device(id);
             let dev = self.devices.get_mut(id).expect("created above");
-            let (record, missing) = dev.sample(id, s, &mut self.pending.batch);
+            let (record, missing) = dev.sample(id, s, &mut self.names, &mut self.pending.batch);
             self.account(record, missing);
             if record == Record::Stored {
                 IngestCounters::add(&self.counters.samples, 1);
@@ -220,8 +220,11 @@ impl Engine {
                     std::sync::atomic::Ordering::Relaxed,
                 );
             }
-            let points = self.device(id).latest.clone();
+            // Lent to the rules and put back (evaluating reads the rule
+            // state, never the live values): no copy per message.
+            let points = std::mem::take(&mut self.device(id).latest);
             self.evaluate(id, &Observation::Sample { points: &points }, now);
+            self.device(id).latest = points;
         }
     }
 

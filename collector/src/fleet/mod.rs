@@ -37,8 +37,10 @@ use tracing::{debug, info, warn};
 use picket_protocol::{AlertSet, DeviceId, Format, Topics, VERSION};
 
 use crate::commands::Issuer;
-use crate::history::{AlertRow, DeviceRow, PresenceRow, Snapshot, StateRow, WriteBatch};
-use crate::model::Millis;
+use crate::history::{
+    AlertRow, DeviceRow, JournalEntry, PresenceRow, Snapshot, StateRow, WriteBatch,
+};
+use crate::model::{MetricNames, Millis};
 use crate::notify::{Change as NotifyChange, Notification};
 use crate::rules::{DeviceCtx, Glob, Observation, RuleSet, Transition, TransitionKind};
 
@@ -47,6 +49,7 @@ use counters::IngestCounters;
 use device::{Device, Persisted};
 use presence::{Input, Outcome};
 use query::Query;
+use seq::SeqTracker;
 
 /// The engine's settings, from the validated configuration.
 #[derive(Debug, Clone)]
@@ -96,12 +99,24 @@ const MAX_BATCH: usize = 512;
 /// The kind under which each device's [`Persisted`] state is stored.
 const STATE_KIND: &str = "engine";
 
+/// How often every device touched since the last checkpoint has its whole
+/// [`Persisted`] state written. Between checkpoints a commit journals only
+/// the sequence accounting of the devices it touched (a few bytes each)
+/// and the whole state of those with a change that must not wait (presence,
+/// alerts, births); a crash then loses no sequence accounting, and at most
+/// this much of what else changes quietly with every message (last seen,
+/// a rule condition starting to hold, which waits out its `for` again).
+const CHECKPOINT_EVERY: Millis = 10_000;
+
 pub struct Engine {
     cfg: EngineConfig,
     devices: HashMap<DeviceId, Device>,
     /// Devices handled since the last flush: the only ones whose state may
     /// need writing (a fleet of 10,000 is not scanned per batch).
     touched: HashSet<DeviceId>,
+    /// Devices flushed since the last checkpoint: written whole at the next.
+    unchecked: HashSet<DeviceId>,
+    last_checkpoint: Millis,
     timers: DelayQueue<DeviceId>,
     timer_keys: HashMap<DeviceId, delay_queue::Key>,
     clock: Clock,
@@ -111,6 +126,7 @@ pub struct Engine {
     commits: mpsc::Sender<Commit>,
     pending: Commit,
     warn_limit: ingest::WarnLimit,
+    names: MetricNames,
 }
 
 impl Engine {
@@ -128,6 +144,8 @@ impl Engine {
             cfg,
             devices: HashMap::new(),
             touched: HashSet::new(),
+            unchecked: HashSet::new(),
+            last_checkpoint: 0,
             timers: DelayQueue::new(),
             timer_keys: HashMap::new(),
             clock,
@@ -137,6 +155,7 @@ impl Engine {
             commits,
             pending: Commit::default(),
             warn_limit: ingest::WarnLimit::default(),
+            names: MetricNames::default(),
         };
         engine.restore(snapshot);
         engine
@@ -144,17 +163,37 @@ impl Engine {
 
     fn restore(&mut self, snapshot: Snapshot) {
         let mut restored = 0usize;
-        for (id, entries) in snapshot.state {
-            let Some(entry) = entries.into_iter().find(|e| e.kind == STATE_KIND) else {
-                continue;
-            };
-            let p: Persisted = match serde_json::from_str(&entry.value) {
-                Ok(p) => p,
-                Err(e) => {
+        // The journal is newer than the state rows: its last entry for a
+        // device is that device's sequence accounting.
+        let mut journaled: HashMap<DeviceId, SeqTracker> = HashMap::new();
+        for entry in snapshot.journal {
+            match SeqTracker::decode(&entry.value) {
+                Some(t) => {
+                    journaled.insert(entry.device, t);
+                }
+                None => {
+                    warn!(device = %entry.device, "journaled sequence accounting unreadable: skipped")
+                }
+            }
+        }
+        let mut state = snapshot.state;
+        for id in journaled.keys() {
+            state.entry(id.clone()).or_default();
+        }
+        for (id, entries) in state {
+            let stored = entries.into_iter().find(|e| e.kind == STATE_KIND);
+            let mut p: Persisted = match stored.map(|e| serde_json::from_str(&e.value)) {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => {
                     warn!(device = %id, error = %e, "stored state unreadable: starting this device afresh");
                     Persisted::default()
                 }
+                None if journaled.contains_key(&id) => Persisted::default(),
+                None => continue,
             };
+            if let Some(seq) = journaled.remove(&id) {
+                p.seq = seq;
+            }
             let labels = self.labels_for(&id);
             let mut dev = Device::new(labels, p);
             // Re-assert the retained alert set: a broker restarted without
@@ -190,6 +229,9 @@ impl Engine {
     /// Run until `shutdown`, then store what was received and return.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // A fleet gone quiet still gets its checkpoint.
+        let mut checkpoints = tokio::time::interval(Duration::from_millis(CHECKPOINT_EVERY));
+        checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -216,41 +258,77 @@ impl Engine {
                         self.answer(q);
                     }
                 }
+                _ = checkpoints.tick(), if !self.unchecked.is_empty() => {
+                    self.flush(false).await;
+                }
             }
             if !self.pending.is_empty() {
-                self.flush().await;
+                self.flush(false).await;
             }
         }
         // Whatever was handled is stored (and then acknowledged); messages
         // still in the channel were never acknowledged: the broker keeps
         // them for our persistent session.
-        self.flush().await;
+        self.flush(true).await;
     }
 
-    async fn flush(&mut self) {
+    /// Hand what was handled to the store. A checkpoint (due, or `last`
+    /// at shutdown) writes the whole state of every device flushed since
+    /// the previous one and drops the journal those rows supersede.
+    async fn flush(&mut self, last: bool) {
+        let mut whole = Vec::new();
+        let mut journal = Vec::new();
         for id in self.touched.drain() {
             let Some(dev) = self.devices.get_mut(&id) else {
                 continue;
             };
             if dev.dirty {
-                dev.dirty = false;
-                self.pending.batch.state.push(StateRow {
+                whole.push(id.clone());
+            } else if dev.seq_dirty {
+                let mut value = Vec::with_capacity(16);
+                dev.p.seq.encode(&mut value);
+                journal.push(JournalEntry {
                     device: id.clone(),
-                    kind: STATE_KIND.into(),
-                    key: String::new(),
-                    value: serde_json::to_string(&dev.p).ok(),
+                    value,
                 });
             }
+            dev.dirty = false;
+            dev.seq_dirty = false;
             if dev.seen_dirty {
                 dev.seen_dirty = false;
                 self.pending.batch.devices.push(DeviceRow {
-                    device: id,
+                    device: id.clone(),
                     labels: dev.labels.clone(),
                     model: dev.p.model.clone(),
                     version: dev.p.version.clone(),
                     seen: dev.p.presence.last_seen,
                 });
             }
+            self.unchecked.insert(id);
+        }
+        let now = self.clock.now();
+        // Forgetting a device frees its dictionary id, which SQLite may hand
+        // to the next new device: no older journal row may outlive that.
+        let due = last
+            || now >= self.last_checkpoint + CHECKPOINT_EVERY
+            || !self.pending.batch.forget.is_empty();
+        if due && (!self.unchecked.is_empty() || !self.pending.batch.forget.is_empty()) {
+            whole = self.unchecked.drain().collect();
+            self.pending.batch.checkpoint = true;
+            self.last_checkpoint = now;
+        } else {
+            self.pending.batch.journal = journal;
+        }
+        for id in whole {
+            let Some(dev) = self.devices.get(&id) else {
+                continue;
+            };
+            self.pending.batch.state.push(StateRow {
+                device: id,
+                kind: STATE_KIND.into(),
+                key: String::new(),
+                value: serde_json::to_string(&dev.p).ok(),
+            });
         }
         let commit = std::mem::take(&mut self.pending);
         if commit.is_empty() {

@@ -10,6 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::varint;
+
 /// What one sequence number turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
@@ -122,6 +124,52 @@ impl SeqTracker {
 
     pub fn missing_ranges(&self) -> &[(u64, u64)] {
         &self.missing
+    }
+
+    /// Compact encoding for the engine's per-commit journal: varints of
+    /// `last`, `received`, `duplicates`, the number of ranges, then each
+    /// range as its start and length - 1.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for n in [
+            self.last,
+            self.received,
+            self.duplicates,
+            self.missing.len() as u64,
+        ] {
+            varint::put(out, n);
+        }
+        for &(a, b) in &self.missing {
+            varint::put(out, a);
+            varint::put(out, b - a);
+        }
+    }
+
+    /// The tracker [`SeqTracker::encode`] wrote; `None` for anything else
+    /// (truncated, trailing bytes, ranges out of order or over the bound).
+    pub fn decode(bytes: &[u8]) -> Option<SeqTracker> {
+        let mut at = 0;
+        let mut next = || varint::read(bytes, &mut at).ok();
+        let (last, received, duplicates, n) = (next()?, next()?, next()?, next()?);
+        if n > MAX_RANGES as u64 {
+            return None;
+        }
+        let mut missing = Vec::with_capacity(n as usize);
+        let mut floor = 1;
+        for _ in 0..n {
+            let a = next()?;
+            let b = a.checked_add(next()?)?;
+            if a < floor || b >= last {
+                return None;
+            }
+            missing.push((a, b));
+            floor = b.checked_add(2)?;
+        }
+        (at == bytes.len()).then_some(SeqTracker {
+            last,
+            received,
+            duplicates,
+            missing,
+        })
     }
 }
 
@@ -242,6 +290,46 @@ mod tests {
         assert_eq!(back, t);
         assert_eq!(back.observe(3).0, Seen::Duplicate);
         assert_eq!(back.observe(4).0, Seen::New);
+    }
+
+    #[test]
+    fn compact_encoding_round_trips_and_refuses_garbage() {
+        let mut trackers = vec![SeqTracker::default()];
+        for seqs in [&[1u64, 2, 5, 9, 3][..], &[u64::MAX - 1], &[300, 1, 70_000]] {
+            let mut t = SeqTracker::default();
+            for &s in seqs {
+                t.observe(s);
+            }
+            t.observe(5);
+            trackers.push(t);
+        }
+        for t in trackers {
+            let mut bytes = Vec::new();
+            t.encode(&mut bytes);
+            assert_eq!(
+                SeqTracker::decode(&bytes).as_ref(),
+                Some(&t),
+                "{bytes:02x?}"
+            );
+            // Any strict prefix and any extra byte are refused.
+            for cut in 0..bytes.len() {
+                assert_eq!(SeqTracker::decode(&bytes[..cut]), None, "cut at {cut}");
+            }
+            bytes.push(0);
+            assert_eq!(SeqTracker::decode(&bytes), None);
+        }
+        // Ranges out of order, overlapping, touching or above `last`.
+        for bad in [
+            &[10u8, 5, 0, 2, 5, 0, 2, 0][..],
+            &[10, 5, 0, 2, 2, 2, 3, 0],
+            &[10, 5, 0, 2, 2, 1, 4, 0],
+            &[10, 5, 0, 1, 9, 1],
+            &[10, 5, 0, 1, 0, 0],
+        ] {
+            assert_eq!(SeqTracker::decode(bad), None, "{bad:?}");
+        }
+        // A varint longer than 64 bits.
+        assert_eq!(SeqTracker::decode(&[0xff; 11]), None);
     }
 
     #[test]

@@ -28,6 +28,10 @@ fn start() -> Harness {
 }
 
 fn start_with(rules: &[crate::rules::RawRule]) -> Harness {
+    start_from(rules, Snapshot::default())
+}
+
+fn start_from(rules: &[crate::rules::RawRule], snapshot: Snapshot) -> Harness {
     let cfg = EngineConfig {
         topics: Topics::default(),
         max_payload: 1 << 20,
@@ -52,7 +56,7 @@ fn start_with(rules: &[crate::rules::RawRule]) -> Harness {
     let counters = Arc::new(IngestCounters::default());
     let engine = Engine::new(
         cfg,
-        Snapshot::default(),
+        snapshot,
         Clock::starting_at(T0),
         Arc::clone(&counters),
         inbound_rx,
@@ -137,6 +141,11 @@ impl Harness {
         rx.await.expect("answer").expect("device known")
     }
 
+    /// Every commit handed to the store so far.
+    fn drain(&mut self) -> Vec<Commit> {
+        std::iter::from_fn(|| self.commits.try_recv().ok()).collect()
+    }
+
     /// Every retained alert payload committed so far.
     fn alert_sets(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -145,6 +154,67 @@ impl Harness {
         }
         out
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_both() {
+    let mut h = start();
+    h.inbound
+        .send(state(Presence::Online, "s1"))
+        .await
+        .expect("send");
+    h.inbound.send(telemetry(1, 50.0)).await.expect("send");
+    h.detail().await;
+    // A new device is written whole at once.
+    let first = h.drain();
+    let whole: Vec<&StateRow> = first.iter().flat_map(|c| &c.batch.state).collect();
+    assert_eq!(whole.len(), 1, "{first:?}");
+    let stale = whole[0].clone();
+
+    // Between checkpoints a sample costs a journal entry, no JSON.
+    h.inbound.send(telemetry(2, 50.0)).await.expect("send");
+    h.inbound.send(telemetry(4, 50.0)).await.expect("send");
+    h.detail().await;
+    let between = h.drain();
+    assert!(
+        between
+            .iter()
+            .all(|c| c.batch.state.is_empty() && !c.batch.checkpoint)
+    );
+    let journal: Vec<JournalEntry> = between.into_iter().flat_map(|c| c.batch.journal).collect();
+    let last = SeqTracker::decode(&journal.last().expect("journaled").value).expect("decodes");
+    assert_eq!(
+        (last.last, last.received, last.missing_ranges()),
+        (4, 3, &[(3, 3)][..])
+    );
+
+    // A quiet fleet still gets its checkpoint: whole rows, no journal.
+    tokio::time::sleep(Duration::from_millis(CHECKPOINT_EVERY + 100)).await;
+    h.detail().await;
+    let checkpoint = h.drain();
+    assert_eq!(checkpoint.len(), 1, "{checkpoint:?}");
+    assert!(checkpoint[0].batch.checkpoint && checkpoint[0].batch.journal.is_empty());
+    let row = &checkpoint[0].batch.state[0];
+    let p: Persisted = serde_json::from_str(row.value.as_deref().expect("a value")).expect("JSON");
+    assert_eq!(p.seq, last);
+    h.stop.cancel();
+
+    // After a crash between checkpoints: the stale row plus the journal.
+    let mut snapshot = Snapshot::default();
+    snapshot.state.insert(
+        dev(),
+        vec![crate::history::StateEntry {
+            kind: stale.kind,
+            key: stale.key,
+            value: stale.value.expect("a value"),
+        }],
+    );
+    snapshot.journal = journal;
+    let h = start_from(&[], snapshot);
+    let d = h.detail().await;
+    assert_eq!((d.seq.last, d.seq.received), (4, 3));
+    assert_eq!(d.seq.missing_ranges, vec![(3, 3)]);
+    h.stop.cancel();
 }
 
 #[tokio::test(start_paused = true)]

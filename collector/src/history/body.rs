@@ -23,6 +23,8 @@
 //! (truncated, a varint past 64 bits, ids not ascending, unknown tag), never
 //! a panic. [`Entries`] reads in place and allocates nothing.
 
+use crate::varint;
+
 /// The largest metric id the encoding accepts: `delta << 2` must fit a u64.
 /// SQLite hands out ids from 1 upwards, one per metric name, so this is
 /// never reached by a real dictionary.
@@ -51,15 +53,15 @@ pub(super) fn encode(points: &[(u64, f64)], out: &mut Vec<u8>) -> Result<(), Bod
         previous = id;
         match Form::of(value) {
             Form::Int(z) => {
-                put_varint(out, delta << 2);
-                put_varint(out, z);
+                varint::put(out, delta << 2);
+                varint::put(out, z);
             }
             Form::F32(f) => {
-                put_varint(out, delta << 2 | 1);
+                varint::put(out, delta << 2 | 1);
                 out.extend_from_slice(&f.to_le_bytes());
             }
             Form::F64 => {
-                put_varint(out, delta << 2 | 2);
+                varint::put(out, delta << 2 | 2);
                 out.extend_from_slice(&value.to_le_bytes());
             }
         }
@@ -100,9 +102,9 @@ impl Form {
         let f32_exact = (f64::from(f)).to_bits() == v.to_bits();
         match int {
             // Up to 4 bytes an integer is never longer than an f32.
-            Some(z) if varint_len(z) <= 4 => Form::Int(z),
+            Some(z) if varint::len(z) <= 4 => Form::Int(z),
             _ if f32_exact => Form::F32(f),
-            Some(z) if varint_len(z) < 8 => Form::Int(z),
+            Some(z) if varint::len(z) < 8 => Form::Int(z),
             _ => Form::F64,
         }
     }
@@ -114,23 +116,6 @@ fn zigzag(i: i64) -> u64 {
 
 fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
-}
-
-fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// The entries of a body, one `Result` each; after an error, nothing more.
@@ -160,23 +145,9 @@ impl<'a> Entries<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, BodyError> {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let Some(&b) = self.body.get(self.at) else {
-                return self.fail("truncated varint");
-            };
-            // The 10th byte holds only the top bit of a u64 (and so cannot
-            // ask for an 11th): the loop ends by then.
-            if shift == 63 && b > 1 {
-                return self.fail("varint overflows 64 bits");
-            }
-            self.at += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-            shift += 7;
+        match varint::read(self.body, &mut self.at) {
+            Ok(v) => Ok(v),
+            Err(reason) => self.fail(reason),
         }
     }
 

@@ -36,7 +36,8 @@ pub use commands::{CommandLog, CommandRow, StatusRow, state_str};
 pub use reader::Reader;
 pub use rows::{
     AlertRow, CommitStats, Correction, DeviceRecord, DeviceRow, EventRecord, EventRow,
-    HistoryPoint, PresenceRow, SampleRows, Snapshot, StateEntry, StateRow, Unsynced, WriteBatch,
+    HistoryPoint, JournalEntry, PresenceRow, SampleRows, Snapshot, StateEntry, StateRow, Unsynced,
+    WriteBatch,
 };
 pub use schema::{Durability, VERSION as SCHEMA_VERSION};
 pub use writer::Writer;

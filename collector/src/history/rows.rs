@@ -23,6 +23,11 @@ pub struct WriteBatch {
     pub presence: Vec<PresenceRow>,
     pub alerts: Vec<AlertRow>,
     pub state: Vec<StateRow>,
+    /// Appended as one `state_journal` row.
+    pub journal: Vec<JournalEntry>,
+    /// Every journal row written before this commit is superseded by the
+    /// `state` rows of this commit (the engine wrote them all): deleted.
+    pub checkpoint: bool,
     pub corrections: Vec<Correction>,
     pub commands: Vec<super::CommandRow>,
     pub statuses: Vec<super::StatusRow>,
@@ -37,6 +42,8 @@ impl WriteBatch {
             && self.presence.is_empty()
             && self.alerts.is_empty()
             && self.state.is_empty()
+            && self.journal.is_empty()
+            && !self.checkpoint
             && self.corrections.is_empty()
             && self.commands.is_empty()
             && self.statuses.is_empty()
@@ -136,6 +143,16 @@ pub struct StateRow {
     pub value: Option<String>,
 }
 
+/// A piece of a device's state that changes with nearly every message
+/// (the engine's sequence accounting), journaled per commit instead of
+/// rewriting the device's `state` row; opaque bytes, replayed in commit
+/// order on top of the `state` rows at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub device: DeviceId,
+    pub value: Vec<u8>,
+}
+
 /// What one commit did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitStats {
@@ -201,4 +218,7 @@ pub struct Snapshot {
     pub pending: Vec<(DeviceId, String)>,
     /// The latest presence row of every device that has one.
     pub presence: BTreeMap<DeviceId, PresenceRow>,
+    /// The journal since the last checkpoint, oldest first: each entry is
+    /// newer than the device's `state` rows.
+    pub journal: Vec<JournalEntry>,
 }

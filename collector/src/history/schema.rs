@@ -23,6 +23,10 @@
 //!   Events keep the same two columns (`boot`, `mono`).
 //! - `event`, `presence`, `alert_log`: small append-mostly logs.
 //! - `state`: the engine's opaque JSON state, by device, kind and key.
+//! - `state_journal`: what changed in a device's state between two
+//!   checkpoints of `state`, one row per commit (see
+//!   [`super::JournalEntry`]): a commit of N devices' messages writes one
+//!   small row here instead of N rows of JSON into `state`.
 //! - `command`, `command_status`: the command log — every command sent
 //!   (by the API or a rule's remedy) and every status its device replied,
 //!   in arrival order (a device's replies arrive in the order it sent
@@ -142,6 +146,12 @@ CREATE TABLE command_status (
 );
 CREATE INDEX command_status_by_time ON command_status (received);
 ALTER TABLE alert_log ADD COLUMN remedy TEXT;
+"#,
+    r#"
+CREATE TABLE state_journal (
+    id INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+);
 "#,
 ];
 

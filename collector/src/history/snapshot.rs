@@ -1,12 +1,13 @@
 //! What the engine reads at start-up: devices, their state, pending
 //! corrections and last presence.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, Row};
 
-use super::rows::{DeviceRecord, PresenceRow, Snapshot, StateEntry};
+use super::rows::{DeviceRecord, JournalEntry, PresenceRow, Snapshot, StateEntry};
 use super::{HistoryError, device_id, millis};
+use crate::varint;
 use picket_protocol::DeviceId;
 
 pub(super) fn read(conn: &Connection) -> Result<Snapshot, HistoryError> {
@@ -15,7 +16,50 @@ pub(super) fn read(conn: &Connection) -> Result<Snapshot, HistoryError> {
         state: state(conn)?,
         pending: pending(conn)?,
         presence: last_presence(conn)?,
+        journal: journal(conn)?,
     })
+}
+
+/// The journal rows, oldest first, decoded. An entry of a device no longer
+/// in the dictionary (forgotten since) is dropped; a row that does not
+/// decode is an error: the state it held would be silently lost.
+fn journal(conn: &Connection) -> Result<Vec<JournalEntry>, HistoryError> {
+    let mut names: HashMap<i64, DeviceId> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached("SELECT id, name FROM device")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            names.insert(r.get(0)?, device_id(r.get(1)?)?);
+        }
+    }
+    let mut stmt = conn.prepare_cached("SELECT id, body FROM state_journal ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let body: Vec<u8> = r.get(1)?;
+        let corrupt = |reason: &str| HistoryError::Corrupt {
+            what: "state journal",
+            reason: format!("row {id}: {reason}"),
+        };
+        let mut at = 0;
+        while at < body.len() {
+            let device = varint::read(&body, &mut at).map_err(corrupt)?;
+            let len = varint::read(&body, &mut at).map_err(corrupt)?;
+            let value = usize::try_from(len)
+                .ok()
+                .and_then(|len| body.get(at..at.checked_add(len)?))
+                .ok_or_else(|| corrupt("entry runs past the end"))?;
+            at += value.len();
+            if let Some(device) = i64::try_from(device).ok().and_then(|d| names.get(&d)) {
+                out.push(JournalEntry {
+                    device: device.clone(),
+                    value: value.to_vec(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Devices with a record (a device only named by data rows has none).

@@ -6,10 +6,11 @@ use picket_protocol::DeviceId;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::rows::{
-    AlertRow, CommitStats, Correction, DeviceRow, EventRow, PresenceRow, SampleRows, StateRow,
-    WriteBatch,
+    AlertRow, CommitStats, Correction, DeviceRow, EventRow, JournalEntry, PresenceRow, SampleRows,
+    StateRow, WriteBatch,
 };
 use super::{HistoryError, body, commands, severity_str, to_i64};
+use crate::varint;
 
 /// Owns the only read-write connection. Dictionary ids are cached: this is
 /// the only process that writes them, so the cache cannot go stale, except
@@ -82,6 +83,14 @@ impl Writer {
         }
         for s in &batch.state {
             put_state(&mut ids, s)?;
+        }
+        if batch.checkpoint {
+            ids.tx
+                .prepare_cached("DELETE FROM state_journal")?
+                .execute([])?;
+        }
+        if !batch.journal.is_empty() {
+            append_journal(&mut ids, &batch.journal)?;
         }
         for c in &batch.commands {
             commands::insert_command(&mut ids, c)?;
@@ -316,6 +325,26 @@ fn put_state(ids: &mut Ids<'_>, s: &StateRow) -> Result<(), HistoryError> {
             }
         }
     }
+    Ok(())
+}
+
+/// One journal row for the commit: `varint(device id) varint(len) value`
+/// per entry, in the engine's order.
+fn append_journal(ids: &mut Ids<'_>, entries: &[JournalEntry]) -> Result<(), HistoryError> {
+    let mut body = std::mem::take(ids.body);
+    body.clear();
+    for e in entries {
+        let device = ids.device(&e.device)?;
+        varint::put(&mut body, device as u64);
+        varint::put(&mut body, e.value.len() as u64);
+        body.extend_from_slice(&e.value);
+    }
+    let result = ids
+        .tx
+        .prepare_cached("INSERT INTO state_journal (body) VALUES (?1)")
+        .and_then(|mut stmt| stmt.execute([&body[..]]));
+    *ids.body = body;
+    result?;
     Ok(())
 }
 

@@ -32,34 +32,19 @@ impl Glob {
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let pat = &self.0;
-        let text: Vec<char> = text.chars().collect();
-        let (mut p, mut t) = (0, 0);
-        // Where to resume after the last `*`: the pattern index after it and
-        // the text index it currently stands for. One `*` to backtrack to is
-        // enough: a later `*` subsumes any retry of an earlier one.
-        let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match pat.get(p) {
-                Some('*') => {
-                    star = Some((p + 1, t));
-                    p += 1;
-                }
-                Some(&c) if c == '?' || c == text[t] => {
-                    p += 1;
-                    t += 1;
-                }
-                _ => match star {
-                    Some((sp, st)) => {
-                        p = sp;
-                        t = st + 1;
-                        star = Some((sp, st + 1));
-                    }
-                    None => return false,
-                },
-            }
+        // Rules match every sample's metrics against their globs: the
+        // common cases (`*`, ASCII names) allocate nothing.
+        if self.0.len() == 1 && self.0[0] == '*' {
+            return true;
         }
-        pat[p..].iter().all(|&c| c == '*')
+        if text.is_ascii() && self.0.iter().all(char::is_ascii) {
+            let text = text.as_bytes();
+            return glob_match(&self.0, text.len(), |p, t| {
+                p == '?' || p as u32 == u32::from(text[t])
+            });
+        }
+        let text: Vec<char> = text.chars().collect();
+        glob_match(&self.0, text.len(), |p, t| p == '?' || p == text[t])
     }
 
     /// Whether this glob could match a device id at all (ids are
@@ -77,6 +62,37 @@ impl Glob {
         }
         Ok(glob)
     }
+}
+
+/// Whether `pat` matches a text of `len` characters, `eq(p, t)` telling
+/// whether pattern character `p` matches the text's `t`-th character.
+fn glob_match(pat: &[char], len: usize, eq: impl Fn(char, usize) -> bool) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // Where to resume after the last `*`: the pattern index after it and
+    // the text index it currently stands for. One `*` to backtrack to is
+    // enough: a later `*` subsumes any retry of an earlier one.
+    let mut star: Option<(usize, usize)> = None;
+    while t < len {
+        match pat.get(p) {
+            Some('*') => {
+                star = Some((p + 1, t));
+                p += 1;
+            }
+            Some(&c) if eq(c, t) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p..].iter().all(|&c| c == '*')
 }
 
 /// Which metric a rule looks at.
@@ -146,11 +162,13 @@ impl Selector {
     /// The instance `metric` stands for under this selector (`""` for a
     /// metric without instance), or `None` when it is not selected.
     pub(crate) fn select<'m>(&self, metric: &'m Metric) -> Option<&'m str> {
-        if metric.name() != self.name {
-            return None;
-        }
-        self.select_instance(metric.instance().unwrap_or(""))
-            .then(|| metric.instance().unwrap_or(""))
+        // `name` or `name:instance`, without splitting: this runs for every
+        // rule and every point of every sample.
+        let instance = match metric.as_str().strip_prefix(self.name.as_str())? {
+            "" => "",
+            rest => rest.strip_prefix(':')?,
+        };
+        self.select_instance(instance).then_some(instance)
     }
 
     /// Whether a stored instance key (`""` for none) is still selected.

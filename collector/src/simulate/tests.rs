@@ -63,7 +63,7 @@ fn player(kind: Scenario, scale: f64) -> (SimDevice, Schedule) {
 }
 
 fn value(s: &Sample, metric: &str) -> f64 {
-    flatten(s)
+    flatten(s, &mut crate::model::MetricNames::default())
         .into_iter()
         .find(|p| p.metric.as_str() == metric)
         .map(|p| p.value)

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::*;
 use crate::history::{
-    AlertRow, Correction, DeviceRecord, DeviceRow, EventRecord, EventRow, PresenceRow, StateEntry,
-    StateRow,
+    AlertRow, Correction, DeviceRecord, DeviceRow, EventRecord, EventRow, JournalEntry,
+    PresenceRow, StateEntry, StateRow,
 };
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -373,6 +373,66 @@ fn state_put_and_delete_survive_reopening() {
     assert_eq!(db.snapshot.state, want);
     // Only state: no device record was written.
     assert!(db.snapshot.devices.is_empty());
+}
+
+#[test]
+fn the_journal_is_replayed_in_commit_order_until_a_checkpoint() {
+    let entry = |device: &str, value: &[u8]| JournalEntry {
+        device: dev(device),
+        value: value.to_vec(),
+    };
+    let mut db = Db::new();
+    db.commit(WriteBatch {
+        journal: vec![entry("pi-1", b"a1"), entry("pi-2", b"")],
+        ..WriteBatch::default()
+    });
+    db.commit(WriteBatch {
+        journal: vec![entry("pi-1", &[0xff; 200]), entry("pi-3", b"c1")],
+        ..WriteBatch::default()
+    });
+    // pi-3 is forgotten: its entries no longer mean anything.
+    db.commit(WriteBatch {
+        forget: vec![dev("pi-3")],
+        ..WriteBatch::default()
+    });
+    let mut db = db.reopen();
+    assert_eq!(
+        db.snapshot.journal,
+        [
+            entry("pi-1", b"a1"),
+            entry("pi-2", b""),
+            entry("pi-1", &[0xff; 200])
+        ]
+    );
+    // A checkpoint drops every row before it, not the entries it carries.
+    db.commit(WriteBatch {
+        checkpoint: true,
+        journal: vec![entry("pi-2", b"b2")],
+        ..WriteBatch::default()
+    });
+    let db = db.reopen();
+    assert_eq!(db.snapshot.journal, [entry("pi-2", b"b2")]);
+}
+
+#[test]
+fn a_journal_row_that_does_not_decode_is_an_error_not_lost_state() {
+    let mut db = Db::new();
+    db.commit(WriteBatch {
+        journal: vec![JournalEntry {
+            device: dev("pi-1"),
+            value: b"ok".to_vec(),
+        }],
+        ..WriteBatch::default()
+    });
+    let path = db.path();
+    drop(db.writer);
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    // Device 1, an entry of 9 bytes with 2 there.
+    conn.execute("UPDATE state_journal SET body = x'010961'", [])
+        .expect("corrupt it");
+    drop(conn);
+    let err = open(&path).err().expect("refused");
+    assert!(err.to_string().contains("state journal"), "{err}");
 }
 
 #[test]
