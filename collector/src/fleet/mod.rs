@@ -284,7 +284,10 @@ impl Engine {
             };
             if dev.dirty {
                 whole.push(id.clone());
-            } else if dev.seq_dirty {
+            }
+            // Also with a whole row: at start-up the journal is replayed over
+            // the rows, so an older entry must never be a device's last.
+            if dev.dirty || dev.seq_dirty {
                 let mut value = Vec::with_capacity(16);
                 dev.p.seq.encode(&mut value);
                 journal.push(JournalEntry {

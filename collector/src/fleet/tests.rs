@@ -173,15 +173,35 @@ async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_
 
     // Between checkpoints a sample costs a journal entry, no JSON.
     h.inbound.send(telemetry(2, 50.0)).await.expect("send");
+    h.detail().await;
+    let quiet = h.drain();
+    assert!(
+        quiet.iter().all(|c| c.batch.state.is_empty()
+            && !c.batch.checkpoint
+            && !c.batch.journal.is_empty())
+    );
+    // A change that must not wait (a new session's birth) writes the whole
+    // row, and journals it too: replayed over the rows, an older entry must
+    // never be the device's last.
+    h.inbound
+        .send(state(Presence::Online, "s2"))
+        .await
+        .expect("send");
     h.inbound.send(telemetry(4, 50.0)).await.expect("send");
     h.detail().await;
-    let between = h.drain();
-    assert!(
-        between
-            .iter()
-            .all(|c| c.batch.state.is_empty() && !c.batch.checkpoint)
-    );
-    let journal: Vec<JournalEntry> = between.into_iter().flat_map(|c| c.batch.journal).collect();
+    let with_birth = h.drain();
+    let rows: Vec<&Commit> = with_birth
+        .iter()
+        .filter(|c| !c.batch.state.is_empty())
+        .collect();
+    assert!(!rows.is_empty(), "{with_birth:?}");
+    assert!(rows.iter().all(|c| c.batch.journal.len() == 1), "{rows:?}");
+    let stale = rows[0].batch.state[0].clone();
+    let journal: Vec<JournalEntry> = quiet
+        .into_iter()
+        .chain(with_birth)
+        .flat_map(|c| c.batch.journal)
+        .collect();
     let last = SeqTracker::decode(&journal.last().expect("journaled").value).expect("decodes");
     assert_eq!(
         (last.last, last.received, last.missing_ranges()),
