@@ -157,8 +157,10 @@ impl UpdateTask {
             device: self.device.clone(),
             state,
             reason,
+            // A one-chunk output, like any command's (the collector
+            // reassembles output from chunks).
+            chunk: output.as_ref().map(|_| 0),
             output,
-            chunk: None,
             ts: unix_ms(),
         };
         if self.replies.send(reply).await.is_err() {

@@ -137,7 +137,10 @@ pub fn run(o: &Options<'_>, out: &mut impl Write) -> Result<Summary, RolloutErro
             let url = format!("{base}/api/devices/{device}/commands");
             match call(&http, &url, o.token, Some(&body)) {
                 Ok(v) => match v["id"].as_str() {
-                    Some(id) => pending.push((device.clone(), id.to_string())),
+                    Some(id) => {
+                        writeln!(out, "  {device}: sent (command {id})")?;
+                        pending.push((device.clone(), id.to_string()));
+                    }
                     None => finish(
                         &mut rollout,
                         out,
@@ -231,12 +234,11 @@ fn settled(view: &Value) -> Option<Finished> {
             Some("succeeded" | "failed" | "rejected")
         )
     })?;
+    let reason = last["reason"].as_str().unwrap_or("no reason given");
     match last["state"].as_str() {
         Some("succeeded") => Some(Finished::Committed),
-        Some(state) => Some(Finished::Failed(format!(
-            "{state}: {}",
-            last["reason"].as_str().unwrap_or("no reason given")
-        ))),
+        Some("rejected") => Some(Finished::Failed(format!("rejected: {reason}"))),
+        Some(_) => Some(Finished::Failed(reason.to_string())),
         None => None,
     }
 }
@@ -259,7 +261,7 @@ mod tests {
             ),
             (
                 json!({"statuses": [{"state": "running"}, {"state": "failed", "reason": "rolled back to 1.0.0: x"}]}),
-                Some(Finished::Failed("failed: rolled back to 1.0.0: x".into())),
+                Some(Finished::Failed("rolled back to 1.0.0: x".into())),
             ),
             (
                 json!({"statuses": [{"state": "rejected", "reason": "not allowed"}]}),
