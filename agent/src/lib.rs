@@ -362,7 +362,10 @@ pub async fn run_with(
         () = relaunch.wait() => Exit::Relaunch,
     };
     info!(exit = ?exit, "stopping");
-    systemd::stopping();
+    match exit {
+        Exit::Stopped => systemd::stopping(),
+        Exit::Restart | Exit::Relaunch => systemd::restarting(),
+    }
     // Commands first, while the uplink still carries their last statuses.
     cmd_trigger.fire();
     commands_task.await?;

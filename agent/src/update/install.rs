@@ -127,12 +127,26 @@ fn install_once(
     }
     sync_dir(&bin)?;
     let keep = updates.config().keep;
-    let gone = updates.modify(|s| {
-        s.admit(running, &args.version, args.allow_downgrade)
-            .map_err(|e| e.to_string())?;
-        s.install(id, to.clone(), running, backup);
-        Ok::<_, String>(s.prune(keep))
-    })??;
+    let recorded = updates
+        .modify(|s| {
+            s.admit(running, &args.version, args.allow_downgrade)
+                .map_err(|e| e.to_string())?;
+            s.install(id, to.clone(), running, backup);
+            Ok(s.prune(keep))
+        })
+        .and_then(|r| r);
+    let gone = match recorded {
+        Ok(gone) => gone,
+        Err(e) => {
+            // Not on trial: the device runs as before. The new file is
+            // not referenced (unless an earlier install of the same version
+            // is), so it goes.
+            if !state.installed.iter().any(|i| i.file == to.file) {
+                let _ = fs::remove_file(&dest);
+            }
+            return Err(format!("cannot record the update: {e}"));
+        }
+    };
     for file in gone {
         let _ = fs::remove_file(bin.join(file));
     }

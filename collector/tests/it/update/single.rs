@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::supervisor::Notifications;
 use super::{A, B, Device, World, args, final_reason};
 use crate::commands::file_server::sha256_hex;
 use crate::commands::stack::states;
@@ -16,7 +17,15 @@ fn ping_ok(view: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_update_runs_the_new_version_commits_and_keeps_a_backup() {
     let w = World::start("pi-upd-good").await;
-    let d = w.device("pi-upd-good", &w.stack.broker_url(), &[]).await;
+    let notify = Notifications::bind(w.stack.path("notify.sock"));
+    let socket = notify.path.display().to_string();
+    let d = w
+        .device(
+            "pi-upd-good",
+            &w.stack.broker_url(),
+            &[("NOTIFY_SOCKET", socket.as_str())],
+        )
+        .await;
     let pid = d.sup.pid();
     let (sha, sig) = w.sign(&w.builds.b);
     let id = w.update(&d, args(w.url("/b"), &sha, B, &sig)).await;
@@ -54,6 +63,14 @@ async fn a_good_update_runs_the_new_version_commits_and_keeps_a_backup() {
     let state = d.wait_state("reported", |s| s["report"].is_null()).await;
     assert_eq!(state["current"]["version"], B, "{state}");
     assert!(state["trial"].is_null(), "{state}");
+    // For systemd the exec is a reload that B's READY=1 ends, never a
+    // stop (systemd would kill the process after TimeoutStopSec).
+    let lines = notify.lines();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0], "READY=1", "A: {lines:?}");
+    assert_eq!(lines[1], "RELOADING=1", "{lines:?}");
+    assert!(lines[2].starts_with("MONOTONIC_USEC="), "{lines:?}");
+    assert_eq!(lines[3], "READY=1", "B: {lines:?}");
 
     // A crash of the committed version: systemd starts the entry (A)
     // again, whose launcher runs B.

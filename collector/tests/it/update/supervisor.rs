@@ -175,3 +175,60 @@ impl Drop for Supervisor {
         self.halt();
     }
 }
+
+/// systemd's notification socket (`NOTIFY_SOCKET`): every line the agent
+/// sends, in order.
+pub struct Notifications {
+    pub path: PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Notifications {
+    pub fn bind(path: PathBuf) -> Notifications {
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind the notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (Arc::clone(&lines), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    l.lock()
+                        .expect("lock")
+                        .extend(text.lines().map(str::to_string));
+                }
+            }
+        });
+        Notifications {
+            path,
+            lines,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The lines so far, watchdog pings left out.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| *l != "WATCHDOG=1")
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Notifications {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
