@@ -87,7 +87,7 @@ fn install_once(
         .take(64)
         .collect();
     let tmp = bin.join(format!(".download-{safe_id}.part"));
-    let _ = fs::remove_file(&tmp);
+    remove_temporaries(&bin);
     let max = updates.config().max_bytes;
     let bytes = downloader.fetch(&args.url, &args.sha256, &tmp, max, "update.max_bytes")?;
     let checked = signing::verify_artifact(&digest, &signature, key)
@@ -155,4 +155,17 @@ fn install_once(
          restarting onto it",
         args.version
     ))
+}
+
+/// Temporary files a power cut or a crash left in `bin/` (downloads and
+/// copies in progress start with a dot). Only one install runs at a time.
+fn remove_temporaries(bin: &Path) {
+    let Ok(entries) = fs::read_dir(bin) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with('.') {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }

@@ -48,6 +48,12 @@ async fn a_good_update_runs_the_new_version_commits_and_keeps_a_backup() {
             .is_some_and(|o| o.contains("version 1.1.0 committed (previous: 1.0.0")),
         "{view}"
     );
+    let ts = |i: usize| view["statuses"][i]["ts"].as_u64().unwrap_or(0);
+    eprintln!(
+        "download, checks, backup and install: {} ms; re-exec to commit: {} ms",
+        ts(2).saturating_sub(ts(1)),
+        ts(3).saturating_sub(ts(2))
+    );
     w.wait_version(&d, B).await;
 
     // B runs in the same process (exec, no restart), from the update
