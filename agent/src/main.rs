@@ -28,7 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent (the default).
+    /// Run the agent (the default). When agent.update installed another
+    /// version, this binary starts that one instead (or restores the
+    /// previous one if it failed its trial): see update.dir.
     Run,
     /// Print the default configuration, with comments, and exit.
     PrintDefaultConfig,

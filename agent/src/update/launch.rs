@@ -121,7 +121,7 @@ pub fn launch(config: Option<&Path>) {
             .env(ENTRY_ENV, &entry)
             .exec();
         error!(file = %file.display(), error = %err, "cannot execute the installed agent");
-        state.exec_failed(own, &installed.file, &err.to_string());
+        state.exec_failed(&installed.file, &err.to_string());
         if let Err(e) = write_state(&path, &state) {
             error!(error = %e, "cannot write the update state: running this binary");
             return;

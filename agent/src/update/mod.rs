@@ -52,6 +52,9 @@ pub mod launch;
 pub mod state;
 pub mod trial;
 
+#[cfg(test)]
+mod state_tests;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

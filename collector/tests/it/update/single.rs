@@ -197,6 +197,9 @@ async fn a_new_version_without_the_broker_is_rolled_back_after_its_window() {
     );
     w.wait_version(&d, A).await;
     assert_eq!(d.sup.starts(), 1);
+    // No loop: B was started once, and A has not restarted since.
+    let execs = d.log().matches("starting the installed agent").count();
+    assert_eq!(execs, 1, "{}", d.log());
     d.sup.stop();
 }
 
