@@ -20,6 +20,8 @@
 //! - [`testing`]: simulated hardware (GPIO chip, LED) for tests.
 //! - [`systemd`]: readiness and watchdog notifications.
 //! - [`shutdown`], [`liveness`]: the stop signal and the watchdog's beacons.
+//! - [`update`]: `agent.update`: install, the launcher the entry binary
+//!   runs at every start, the trial that commits or rolls back.
 
 pub mod commands;
 pub mod config;
@@ -35,6 +37,7 @@ pub mod status;
 pub mod store;
 pub mod systemd;
 pub mod testing;
+pub mod update;
 pub mod uplink;
 
 use std::future::Future;
@@ -46,6 +49,15 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 pub use config::Config;
+
+/// This build's version: `PICKET_AGENT_VERSION` at build time (a release
+/// or test build names itself), else the crate's version. Reported in the
+/// birth message, the health of every sample and `agent_started`, and
+/// compared by `agent.update`.
+pub const VERSION: &str = match option_env!("PICKET_AGENT_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 use crate::commands::CommandService;
 use crate::gpio::{GpioBackend, GpioInputs, GpioOutputs};
@@ -106,6 +118,10 @@ pub enum Exit {
     /// A command (`config.update`) asks for the agent to start again from
     /// its configuration file; the binary re-executes itself.
     Restart,
+    /// `agent.update` installed a version, or this version failed its
+    /// trial: the binary re-executes the entry binary, whose launcher
+    /// decides what runs.
+    Relaunch,
 }
 
 /// Run the agent until `shutdown` resolves (or a command asks for a
@@ -144,7 +160,7 @@ pub async fn run_with(
         tokio::task::spawn_blocking(move || Queue::open(queue_cfg, &boot_for_queue)).await??;
 
     let mut startup = vec![EventKind::AgentStarted {
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: VERSION.into(),
         seq_skipped: report.seq_skipped,
     }];
     if report.truncated_bytes > 0 {
@@ -181,6 +197,9 @@ pub async fn run_with(
     let (cmd_reply_tx, cmd_reply_rx) = mpsc::channel(64);
     let (cmd_trigger, cmd_stop) = shutdown::channel();
     let (restart_trigger, mut restart) = shutdown::channel();
+    let (relaunch_trigger, mut relaunch) = shutdown::channel();
+    let relaunch_trigger = Arc::new(relaunch_trigger);
+    let updates = Arc::new(update::Updates::new(config.update.clone()));
 
     let uplink_beacon = Beacon::new("uplink", started);
     let sampler_beacon = Beacon::new("sampler", started);
@@ -272,6 +291,23 @@ pub async fn run_with(
         identify: identify.clone(),
         gpio: gpio_outputs.clone(),
     };
+    let self_update = commands::SelfUpdate {
+        updates: Arc::clone(&updates),
+        relaunch: Arc::clone(&relaunch_trigger),
+    };
+    let update_task = tokio::spawn(
+        update::trial::UpdateTask {
+            updates,
+            device: config.device.clone(),
+            store: store_rx.clone(),
+            uplink: uplink_rx.clone(),
+            replies: cmd_reply_tx.clone(),
+            relaunch: Arc::clone(&relaunch_trigger),
+            stop: cmd_stop.clone(),
+            started: tokio::time::Instant::from_std(started),
+        }
+        .run(),
+    );
     let service = tokio::task::spawn_blocking(move || {
         CommandService::new(
             commands_cfg,
@@ -282,6 +318,7 @@ pub async fn run_with(
             uplink_watch,
             restart_trigger,
             peripherals,
+            self_update,
             cmd_stop,
         )
     })
@@ -322,12 +359,17 @@ pub async fn run_with(
     let exit = tokio::select! {
         () = shutdown => Exit::Stopped,
         () = restart.wait() => Exit::Restart,
+        () = relaunch.wait() => Exit::Relaunch,
     };
-    info!(restart = exit == Exit::Restart, "stopping");
-    systemd::stopping();
+    info!(exit = ?exit, "stopping");
+    match exit {
+        Exit::Stopped => systemd::stopping(),
+        Exit::Restart | Exit::Relaunch => systemd::restarting(),
+    }
     // Commands first, while the uplink still carries their last statuses.
     cmd_trigger.fire();
     commands_task.await?;
+    update_task.await?;
     trigger.fire();
     sampler_task.await?;
     uplink_task.await?;

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// picket's edge agent: samples this device, queues every sample on disk,
 /// and publishes it over MQTT until the broker acknowledged it.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = picket_agent::VERSION, about, long_about = None)]
 struct Cli {
     /// Configuration file [default: /etc/picket/agent.toml, optional].
     /// Every key can also be set as PICKET_<SECTION>_<KEY>.
@@ -28,7 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent (the default).
+    /// Run the agent (the default). When agent.update installed another
+    /// version, this binary starts that one instead (or restores the
+    /// previous one if it failed its trial): see update.dir.
     Run,
     /// Print the default configuration, with comments, and exit.
     PrintDefaultConfig,
@@ -46,6 +48,10 @@ enum Command {
     /// TLS, the credentials, the queue directory, GPIO and the LED: one line
     /// each with a fix. Exit code 0 only if every check passes.
     Doctor,
+    /// For systemd's ExecStopPost=: record how the agent stopped
+    /// ($SERVICE_RESULT, $EXIT_CODE, $EXIT_STATUS) while a new version is
+    /// on trial, so a rollback says why. Does nothing otherwise; exit 0.
+    PostStop,
 }
 
 /// How long `run` shows "configuration invalid" on the LED before exiting
@@ -66,6 +72,8 @@ fn main() -> ExitCode {
                 println!("broker:  {}", config.broker.url);
                 println!("queue:   {}", config.queue.dir.display());
                 println!("hash:    {}", config.hash);
+                println!("version: {}", picket_agent::VERSION);
+                println!("updates: {}", config.update.dir.display());
                 println!(
                     "commands: {} ({})",
                     config.commands.allowed.join(", "),
@@ -81,8 +89,15 @@ fn main() -> ExitCode {
         },
         Command::Status { json } => status(&cli.config, json),
         Command::Doctor => doctor(&cli.config),
+        Command::PostStop => {
+            picket_agent::update::launch::post_stop(cli.config.as_deref());
+            ExitCode::SUCCESS
+        }
         Command::Run => {
             init_tracing(cli.verbose);
+            // Before anything else, so that a rollback does not depend on
+            // the rest of this binary (or its configuration) working.
+            picket_agent::update::launch::launch(cli.config.as_deref());
             let config = match load(&cli.config) {
                 Ok(c) => c,
                 Err(code) => {
@@ -93,6 +108,11 @@ fn main() -> ExitCode {
             match run(config) {
                 Ok(picket_agent::Exit::Stopped) => ExitCode::SUCCESS,
                 Ok(picket_agent::Exit::Restart) => restart(),
+                Ok(picket_agent::Exit::Relaunch) => {
+                    let err = picket_agent::update::launch::relaunch();
+                    eprintln!("picket-agent: cannot start the entry binary again: {err}");
+                    ExitCode::FAILURE
+                }
                 Err(e) => {
                     eprintln!("picket-agent: {e:#}");
                     ExitCode::FAILURE

@@ -156,7 +156,7 @@ impl Sampler {
             *dropped_seen = status.stats.dropped_total;
         }
         sample.agent = Some(AgentHealth {
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::VERSION.into(),
             config: self.config_hash.clone(),
             queue_records: status.stats.records,
             queue_bytes: status.stats.bytes,

@@ -89,7 +89,7 @@ impl StatusSources {
         let led = *self.led.borrow();
         StatusReport {
             running: true,
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::VERSION.into(),
             device: self.device.clone(),
             pid: std::process::id(),
             broker: uplink.broker.clone(),

@@ -47,6 +47,9 @@ pub struct StoreStatus {
     pub stats: QueueStats,
     /// The last I/O error, if the disk is misbehaving.
     pub last_error: Option<String>,
+    /// The seq of the first sample this process wrote to the queue (an
+    /// update on trial commits once the broker acknowledged it).
+    pub first_sample: Option<u64>,
 }
 
 /// How long to wait before retrying a sync that failed.
@@ -59,6 +62,7 @@ pub struct Store {
     replies: mpsc::Sender<ReadReply>,
     status: watch::Sender<StoreStatus>,
     last_error: Option<String>,
+    first_sample: Option<u64>,
     /// After a failed sync the queue's deadline stays in the past: without a
     /// pause the store would retry in a tight loop on a failing card.
     retry_sync_at: Option<std::time::Instant>,
@@ -79,6 +83,7 @@ impl Store {
             replies,
             status,
             last_error: None,
+            first_sample: None,
             retry_sync_at: None,
         };
         store.publish_status();
@@ -156,6 +161,7 @@ impl Store {
     fn append(&mut self, items: Vec<Item>) {
         let mut seq = self.queue.next_seq();
         let mut records = Vec::with_capacity(items.len());
+        let mut first_sample = None;
         for item in items {
             let (kind, ts, payload) = match item {
                 Item::Sample(mut s) => {
@@ -169,6 +175,9 @@ impl Store {
             };
             match payload {
                 Ok(payload) => {
+                    if kind == RecordKind::Sample {
+                        first_sample = first_sample.or(Some(seq));
+                    }
                     records.push(NewRecord {
                         seq,
                         kind,
@@ -190,6 +199,7 @@ impl Store {
                     );
                 }
                 self.last_error = None;
+                self.first_sample = self.first_sample.or(first_sample);
             }
             Err(e) => self.note::<()>(Err(e)),
         }
@@ -212,6 +222,7 @@ impl Store {
             appended_through: next.checked_sub(1),
             stats,
             last_error: self.last_error.clone(),
+            first_sample: self.first_sample,
         };
         self.status.send_if_modified(|old| {
             if *old == status {

@@ -1,4 +1,5 @@
-//! systemd integration: `READY=1` once running, `STOPPING=1` on the way out,
+//! systemd integration: `READY=1` once running, `STOPPING=1` on the way out
+//! (`RELOADING=1` when the process re-executes itself),
 //! and watchdog pings only while every loop makes progress, so a wedged
 //! agent is restarted by systemd instead of looking alive.
 
@@ -19,6 +20,19 @@ pub fn ready() {
 
 pub fn stopping() {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+}
+
+/// The process is about to execute itself (or the entry binary) again,
+/// with the same pid: a reload for systemd, which the new program ends with
+/// its `READY=1`. Not `STOPPING=1`: systemd would treat the process as
+/// stopping and kill it after `TimeoutStopSec=`. `MONOTONIC_USEC` is what
+/// systemd 253 and later require with `RELOADING=1`; older ones ignore it.
+pub fn restarting() {
+    let mut states = vec![NotifyState::Reloading];
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    let _ = sd_notify::notify(false, &states);
 }
 
 /// Feed the watchdog at half its period while every beacon beat within that

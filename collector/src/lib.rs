@@ -17,7 +17,8 @@
 //! - [`rules`]: the threshold rule engine (pure).
 //! - [`notify`]: cooldown policy, webhook and e-mail delivery.
 //! - [`commands`]: signed command envelopes, remedy rate limits, the
-//!   `keygen` and `send` tools.
+//!   `keygen`, `send` and `sign-artifact` tools.
+//! - [`rollout`]: `picket-collector update`, the staged agent rollout.
 //! - [`history`]: SQLite storage and queries.
 //! - [`store`]: the thread that commits batches.
 //! - [`api`]: REST API, `/metrics`, `/healthz`.
@@ -36,6 +37,7 @@ pub mod history;
 pub mod link;
 pub mod model;
 pub mod notify;
+pub mod rollout;
 pub mod rules;
 pub mod simulate;
 pub mod store;

@@ -87,7 +87,7 @@ enum Command {
         device: String,
         /// The command: ping, system.info, system.reboot, service.restart,
         /// service.logs, file.deploy, file.delete, config.update, led.identify,
-        /// gpio.write.
+        /// gpio.write, agent.update.
         name: String,
         /// Arguments as JSON, e.g. '{"unit": "kiosk.service"}'.
         #[arg(long)]
@@ -99,6 +99,60 @@ enum Command {
         /// Wait for the final status and print every status change.
         #[arg(long)]
         wait: bool,
+        /// The collector's API [default: http://<http.listen>].
+        #[arg(long)]
+        api: Option<String>,
+        /// Admin token [default: api.admin_token of the configuration, or
+        /// PICKET_API_ADMIN_TOKEN].
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Print the SHA-256 of an agent binary and the signature of it by
+    /// commands.private_key_file: the sha256 and signature arguments of
+    /// agent.update.
+    SignArtifact {
+        /// The agent binary.
+        file: PathBuf,
+    },
+    /// Roll an agent version out to devices in batches: each batch is sent
+    /// agent.update and waited for until every device committed (the new
+    /// version had a sample acknowledged by the broker) or failed (refused,
+    /// rolled back, or silent until --timeout); the rollout stops when
+    /// more than --max-failed percent of the devices tried so far failed.
+    /// Exit code 0 when every batch ran, 1 when stopped or on error.
+    Update {
+        /// The version the artifact reports (e.g. 0.2.0).
+        #[arg(long = "to")]
+        to: String,
+        /// The agent binary (signed here with commands.private_key_file).
+        #[arg(long)]
+        artifact: PathBuf,
+        /// Where devices download it: an https:// URL serving that file.
+        #[arg(long)]
+        url: String,
+        /// Devices: comma-separated ids or globs (pi-*), and label=value
+        /// terms; all of the fleet by default. Devices already on the
+        /// version, offline, or on a newer version are skipped.
+        #[arg(long, default_value = "*")]
+        devices: String,
+        /// Devices per batch (the first batch is the canary).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Stop when more than this percentage of the devices tried so
+        /// far failed.
+        #[arg(long, default_value_t = 10.0)]
+        max_failed: f64,
+        /// Also replace newer versions (the agents refuse a downgrade
+        /// otherwise).
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// How long each command may wait for its device at the broker.
+        #[arg(long, default_value = "10m", value_parser = duration)]
+        ttl: Duration,
+        /// How long a batch may take before its silent devices count as
+        /// failed (download, restart and the agents' trial window).
+        #[arg(long, default_value = "15m", value_parser = duration)]
+        timeout: Duration,
         /// The collector's API [default: http://<http.listen>].
         #[arg(long)]
         api: Option<String>,
@@ -176,6 +230,84 @@ fn main() -> ExitCode {
             match send(&req, &mut std::io::stdout()) {
                 Ok(Settled::Sent | Settled::Succeeded) => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("picket-collector: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::SignArtifact { file } => {
+            let c = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let Some(key) = c.commands.key else {
+                eprintln!(
+                    "picket-collector: commands.private_key_file is not set: nothing to sign with"
+                );
+                return ExitCode::from(2);
+            };
+            match picket_collector::commands::artifact::sign(&file, &key) {
+                Ok(s) => {
+                    println!("bytes:     {}", s.bytes);
+                    println!("sha256:    {}", s.sha256);
+                    println!("signature: {}", s.signature);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("picket-collector: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Update {
+            to,
+            artifact,
+            url,
+            devices,
+            batch,
+            max_failed,
+            allow_downgrade,
+            ttl,
+            timeout,
+            api,
+            token,
+        } => {
+            use picket_collector::rollout::cli::{Options, RolloutError, run};
+            let c = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let Some(key) = c.commands.key.clone() else {
+                eprintln!(
+                    "picket-collector: commands.private_key_file is not set: the artifact cannot be signed"
+                );
+                return ExitCode::from(2);
+            };
+            let api = api.unwrap_or_else(|| format!("http://{}", c.http_listen));
+            let token = token.or(c.api.admin);
+            let opts = Options {
+                api: &api,
+                token: token.as_deref(),
+                key: &key,
+                to: &to,
+                artifact: &artifact,
+                url: &url,
+                devices: &devices,
+                batch,
+                max_failed,
+                allow_downgrade,
+                ttl,
+                timeout,
+                poll: Duration::from_millis(500),
+            };
+            match run(&opts, &mut std::io::stdout()) {
+                Ok(s) if !s.stopped => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e @ RolloutError::Invalid(_)) => {
+                    eprintln!("picket-collector: {e}");
+                    ExitCode::from(2)
+                }
                 Err(e) => {
                     eprintln!("picket-collector: {e}");
                     ExitCode::FAILURE

@@ -21,8 +21,10 @@ pub(crate) fn apply(
         let Some(rest) = name.strip_prefix("PICKET_") else {
             continue;
         };
-        // PICKET_CONFIG and PICKET_LOG are read by the binary, not here.
-        if matches!(rest, "CONFIG" | "LOG") {
+        // PICKET_CONFIG and PICKET_LOG are read by the binary, not here;
+        // PICKET_ENTRY is set by the agent's update launcher for the
+        // version it starts.
+        if matches!(rest, "CONFIG" | "LOG" | "ENTRY") {
             continue;
         }
         let Some((section, key, default)) = find_key(defaults, rest) else {

@@ -66,6 +66,10 @@ pub enum Action {
     /// Set a GPIO line the device configured as an output.
     #[serde(rename = "gpio.write")]
     GpioWrite(GpioWriteArgs),
+    /// Replace the agent's binary with a signed build, health-gated with
+    /// automatic rollback.
+    #[serde(rename = "agent.update")]
+    AgentUpdate(UpdateArgs),
 }
 
 /// `args` of commands that take none: `{}`.
@@ -135,6 +139,30 @@ pub struct GpioWriteArgs {
     pub level: u8,
 }
 
+// --- agent.update -------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateArgs {
+    /// `https://` URL of the new agent binary.
+    pub url: String,
+    /// Its SHA-256, 64 hex digits.
+    pub sha256: String,
+    /// The version the binary reports (see [`crate::version`]).
+    pub version: String,
+    /// ed25519 signature of the artifact by the collector's key, 128 hex
+    /// digits (see [`crate::signing::sign_artifact`]).
+    pub signature: String,
+    /// Allow a version older than (or equal in order to) the running one.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_downgrade: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+// --- end agent.update ---------------------------------------------------
+
 /// The longest identify a command may ask for, in seconds.
 pub const MAX_IDENTIFY_SECS: u32 = 600;
 
@@ -170,6 +198,10 @@ pub enum ArgError {
     OutputName(String),
     #[error("level must be 0 or 1, not {0}")]
     Level(u8),
+    #[error("version {0:?} is not 1 to 64 of [0-9A-Za-z.+-] starting with a digit")]
+    Version(String),
+    #[error("signature must be 128 hexadecimal digits")]
+    Signature,
 }
 
 impl Action {
@@ -186,6 +218,7 @@ impl Action {
             Action::ConfigUpdate(_) => "config.update",
             Action::LedIdentify(_) => "led.identify",
             Action::GpioWrite(_) => "gpio.write",
+            Action::AgentUpdate(_) => "agent.update",
         }
     }
 
@@ -201,6 +234,7 @@ impl Action {
         "config.update",
         "led.identify",
         "gpio.write",
+        "agent.update",
     ];
 
     /// Checks that hold on any device (the agent adds its allowlists).
@@ -218,12 +252,8 @@ impl Action {
                 Ok(())
             }
             Action::FileDeploy(a) => {
-                if !a.url.starts_with("https://") || a.url.len() > MAX_PATH_LEN {
-                    return Err(ArgError::Url);
-                }
-                if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(ArgError::Sha256);
-                }
+                check_url(&a.url)?;
+                check_sha256(&a.sha256)?;
                 check_path(&a.dest)
             }
             Action::FileDelete(a) => check_path(&a.path),
@@ -250,7 +280,34 @@ impl Action {
                 }
                 Ok(())
             }
+            Action::AgentUpdate(a) => {
+                check_url(&a.url)?;
+                check_sha256(&a.sha256)?;
+                if !crate::version::is_valid(&a.version) {
+                    return Err(ArgError::Version(a.version.clone()));
+                }
+                if a.signature.len() != 128 || !a.signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(ArgError::Signature);
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+fn check_url(url: &str) -> Result<(), ArgError> {
+    if url.starts_with("https://") && url.len() <= MAX_PATH_LEN {
+        Ok(())
+    } else {
+        Err(ArgError::Url)
+    }
+}
+
+fn check_sha256(sha: &str) -> Result<(), ArgError> {
+    if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(ArgError::Sha256)
     }
 }
 
@@ -359,7 +416,18 @@ mod tests {
                 }),
                 "gpio.write",
             ),
+            (Action::AgentUpdate(update_args()), "agent.update"),
         ]
+    }
+
+    fn update_args() -> UpdateArgs {
+        UpdateArgs {
+            url: "https://cdn.example/picket-agent-0.2.0".into(),
+            sha256: sha(),
+            version: "0.2.0".into(),
+            signature: "cd".repeat(64),
+            allow_downgrade: false,
+        }
     }
 
     #[test]
@@ -464,6 +532,18 @@ mod tests {
     }
 
     #[test]
+    fn allow_downgrade_is_optional_and_omitted_when_false() {
+        let v = to_value(&command(Action::AgentUpdate(update_args())));
+        assert_eq!(keys(&v["args"]), ["sha256", "signature", "url", "version"]);
+        let c = decode_value::<Command>(&v).unwrap();
+        assert_eq!(c.action, Action::AgentUpdate(update_args()));
+        let mut args = update_args();
+        args.allow_downgrade = true;
+        let v = to_value(&command(Action::AgentUpdate(args)));
+        assert_eq!(v["args"]["allow_downgrade"], true);
+    }
+
+    #[test]
     fn sig_is_optional() {
         let mut v = to_value(&command(Action::SystemReboot(RebootArgs::default())));
         v.as_object_mut().unwrap().remove("sig");
@@ -495,7 +575,28 @@ mod tests {
                 level,
             })
         };
+        let update = |edit: fn(&mut UpdateArgs)| {
+            let mut a = update_args();
+            edit(&mut a);
+            Action::AgentUpdate(a)
+        };
         let table: Vec<(Action, Result<(), ArgError>)> = vec![
+            (update(|_| {}), Ok(())),
+            (update(|a| a.allow_downgrade = true), Ok(())),
+            (update(|a| a.url = "http://h/x".into()), Err(ArgError::Url)),
+            (update(|a| a.sha256 = "ab".into()), Err(ArgError::Sha256)),
+            (
+                update(|a| a.version = "../x".into()),
+                Err(ArgError::Version("../x".into())),
+            ),
+            (
+                update(|a| a.signature = "zz".repeat(64)),
+                Err(ArgError::Signature),
+            ),
+            (
+                update(|a| a.signature = "ab".repeat(63)),
+                Err(ArgError::Signature),
+            ),
             (unit("kiosk.service"), Ok(())),
             (unit("getty@tty1.service"), Ok(())),
             (unit("--force"), Err(ArgError::Unit("--force".into()))),

@@ -10,7 +10,9 @@
 //!   [`telemetry`] (sample batches), [`event`] (event batches),
 //!   [`command`] (command envelope and typed arguments), [`reply`] (command
 //!   status), [`alert`] (a device's active alerts).
-//! - [`signing`]: ed25519 signatures over a canonical encoding of a command.
+//! - [`signing`]: ed25519 signatures over a canonical encoding of a command,
+//!   and of an agent artifact (`agent.update`).
+//! - [`version`]: agent version strings, their form and order.
 //!
 //! Every message carries `v` ([`VERSION`]); decoders ignore unknown fields so
 //! newer agents and collectors can add fields without breaking older peers.
@@ -25,6 +27,7 @@ pub mod signing;
 pub mod state;
 pub mod telemetry;
 pub mod topic;
+pub mod version;
 
 #[cfg(test)]
 mod test_util;
@@ -33,7 +36,7 @@ pub use alert::{Alert, AlertSet, Severity};
 pub use codec::{DecodeError, EncodeError, Format, decode, encode};
 pub use command::{
     Action, ArgError, Command, ConfigArgs, DeployArgs, GpioWriteArgs, IdentifyArgs, LogsArgs,
-    NoArgs, PathArgs, RebootArgs, UnitArgs,
+    NoArgs, PathArgs, RebootArgs, UnitArgs, UpdateArgs,
 };
 pub use event::{Event, EventBatch, EventKind};
 pub use reply::{Reply, ReplyState};

@@ -9,6 +9,9 @@
 //! Verification uses `verify_strict`, which refuses the malleable and
 //! small-order forms plain `verify` lets through.
 //!
+//! Agent artifacts (`agent.update`) are signed with the same key over
+//! their SHA-256: see [`sign_artifact`].
+//!
 //! Keys are files of 64 hex digits: the 32-byte seed (`command.key`) and the
 //! 32-byte public key (`command.pub`).
 
@@ -89,6 +92,57 @@ pub fn verify(cmd: &Command, key: &VerifyingKey) -> Result<(), SignatureError> {
     key.verify_strict(&canonical(cmd), &sig)
         .map_err(|_| SignatureError::Mismatch)
 }
+
+// --- agent artifacts (agent.update) -------------------------------------
+
+/// Domain separation for artifacts: a command's canonical encoding starts
+/// with a CBOR array header (0x87), this with `p`, so neither signature
+/// can stand for the other.
+const ARTIFACT_DOMAIN: &[u8] = b"picket-artifact-v1\0";
+
+/// The bytes an artifact's signature covers: the domain, then the
+/// artifact's SHA-256. Signing the digest signs the content: the agent
+/// checks the downloaded bytes against the digest first.
+pub fn artifact_message(sha256: &[u8; 32]) -> Vec<u8> {
+    [ARTIFACT_DOMAIN, sha256.as_slice()].concat()
+}
+
+/// Sign an artifact by its SHA-256 (`picket-collector sign-artifact`).
+pub fn sign_artifact(sha256: &[u8; 32], key: &SigningKey) -> [u8; 64] {
+    key.sign(&artifact_message(sha256)).to_bytes()
+}
+
+/// Check an artifact's signature with `verify_strict`.
+pub fn verify_artifact(
+    sha256: &[u8; 32],
+    signature: &[u8],
+    key: &VerifyingKey,
+) -> Result<(), SignatureError> {
+    let arr: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| SignatureError::Length(signature.len()))?;
+    key.verify_strict(&artifact_message(sha256), &Signature::from_bytes(&arr))
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// Lower-case hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    hex(bytes)
+}
+
+/// Bytes from hex text (either case); `None` if it is not an even number
+/// of hex digits.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+// --- end agent artifacts -------------------------------------------------
 
 /// A private key from 32 random bytes.
 pub fn private_key(seed: [u8; 32]) -> SigningKey {
@@ -258,6 +312,50 @@ mod tests {
             want.replace(' ', "").len() / 2,
             "sig excluded"
         );
+    }
+
+    #[test]
+    fn artifact_signatures() {
+        let digest = [7u8; 32];
+        let sig = sign_artifact(&digest, &key(1));
+        let pk = key(1).verifying_key();
+        assert_eq!(verify_artifact(&digest, &sig, &pk), Ok(()));
+        let mut other = digest;
+        other[31] ^= 1;
+        assert_eq!(
+            verify_artifact(&other, &sig, &pk),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_artifact(&digest, &sig, &key(2).verifying_key()),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_artifact(&digest, &sig[..63], &pk),
+            Err(SignatureError::Length(63))
+        );
+        // A command signature is never an artifact signature.
+        let mut c = cmd();
+        sign(&mut c, &key(1));
+        let cmd_sig = c.sig.unwrap();
+        assert_eq!(
+            verify_artifact(&digest, &cmd_sig, &pk),
+            Err(SignatureError::Mismatch)
+        );
+        // Pinned: a change here breaks every signed artifact.
+        assert_eq!(
+            to_hex(&artifact_message(&[0xab; 32])),
+            format!("{}00{}", to_hex(b"picket-artifact-v1"), "ab".repeat(32))
+        );
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(from_hex("00ff7A"), Some(vec![0, 255, 0x7a]));
+        assert_eq!(to_hex(&[0, 255, 0x7a]), "00ff7a");
+        for bad in ["0", "zz", "0g", "é1"] {
+            assert_eq!(from_hex(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl Downloader {
             .http_status_as_error(false)
             .https_only(true)
             .tls_config(tls)
-            .user_agent(concat!("picket-agent/", env!("CARGO_PKG_VERSION")))
+            .user_agent(format!("picket-agent/{}", crate::VERSION))
             .build()
             .new_agent();
         Downloader {
@@ -166,7 +166,7 @@ impl Downloader {
             .ok_or("destination has no file name")?
             .to_string_lossy();
         let tmp = dir.join(format!(".{name}.picket-{id}.part"));
-        let result = self.download(url, sha256, &tmp);
+        let result = self.download(url, sha256, &tmp, self.max_bytes, "commands.file_max_bytes");
         match result {
             Ok(bytes) => {
                 fs::rename(&tmp, dest)
@@ -184,7 +184,36 @@ impl Downloader {
         }
     }
 
-    fn download(&self, url: &str, sha256: &str, tmp: &Path) -> Result<u64, String> {
+    /// Download `url` into `tmp` (created, must not exist) with at most
+    /// `max_bytes` (the limit's configuration key named in errors), checking
+    /// the sha256; on any failure `tmp` is removed. Returns the size.
+    /// Blocking. (`agent.update` downloads with its own limit.)
+    pub fn fetch(
+        &self,
+        url: &str,
+        sha256: &str,
+        tmp: &Path,
+        max_bytes: u64,
+        limit_key: &str,
+    ) -> Result<u64, String> {
+        if let Some(why) = &self.no_roots {
+            return Err(why.clone());
+        }
+        let r = self.download(url, sha256, tmp, max_bytes, limit_key);
+        if r.is_err() {
+            let _ = fs::remove_file(tmp);
+        }
+        r
+    }
+
+    fn download(
+        &self,
+        url: &str,
+        sha256: &str,
+        tmp: &Path,
+        max_bytes: u64,
+        limit_key: &str,
+    ) -> Result<u64, String> {
         let mut response = self
             .agent
             .get(url)
@@ -199,11 +228,10 @@ impl Downloader {
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            && len > self.max_bytes
+            && len > max_bytes
         {
             return Err(format!(
-                "the file is {len} bytes, more than commands.file_max_bytes ({})",
-                self.max_bytes
+                "the file is {len} bytes, more than {limit_key} ({max_bytes})"
             ));
         }
         let mut file = OpenOptions::new()
@@ -225,11 +253,8 @@ impl Downloader {
             total += n as u64;
             // Enforced while streaming: a server that lies about or omits
             // its length cannot fill the card.
-            if total > self.max_bytes {
-                return Err(format!(
-                    "the download exceeded commands.file_max_bytes ({})",
-                    self.max_bytes
-                ));
+            if total > max_bytes {
+                return Err(format!("the download exceeded {limit_key} ({max_bytes})"));
             }
             hasher.update(&buf[..n]);
             file.write_all(&buf[..n])

@@ -21,7 +21,8 @@
 //! - [`registry`]: **where each command is implemented** — add a command
 //!   there (and its [`picket_protocol::Action`] variant).
 //! - [`exec`], [`files`], [`sysinfo`], [`config_update`]: what the commands
-//!   do; [`output`]: bounding and chunking.
+//!   do; [`output`]: bounding and chunking. `agent.update` is in
+//!   [`crate::update`].
 
 pub mod admit;
 pub mod config_update;
@@ -120,6 +121,15 @@ pub struct Ctx {
     /// Asks the agent to stop and start again (onto a new configuration).
     pub restart: Trigger,
     pub peripherals: Peripherals,
+    pub update: SelfUpdate,
+}
+
+/// What `agent.update` needs: the update directory, and the way to hand
+/// over to the launcher once a new version is installed.
+#[derive(Debug, Clone)]
+pub struct SelfUpdate {
+    pub updates: Arc<crate::update::Updates>,
+    pub relaunch: Arc<Trigger>,
 }
 
 /// What the LED and GPIO commands act on.
@@ -164,6 +174,7 @@ impl CommandService {
         uplink: watch::Receiver<UplinkStatus>,
         restart: Trigger,
         peripherals: Peripherals,
+        update: SelfUpdate,
         stop: Shutdown,
     ) -> CommandService {
         let journal = Journal::open(&cfg.state_dir, cfg.journal_entries, unix_ms())
@@ -183,6 +194,7 @@ impl CommandService {
                 downloader,
                 restart,
                 peripherals,
+                update,
             }),
             journal,
             clock,

@@ -14,6 +14,7 @@ use picket_protocol::{Action, Command};
 use super::{Ctx, Outcome, config_update, exec, files, sysinfo};
 use crate::gpio::WriteArgs;
 use crate::led::Identify;
+use crate::update;
 
 /// Device-specific checks; an error is a `rejected` reply. Blocking (may
 /// look at the file system), so callers use a blocking thread.
@@ -30,6 +31,9 @@ pub fn validate(action: &Action, ctx: &Ctx) -> Result<(), String> {
             .map_err(|e| e.to_string()),
         Action::GpioWrite(a) => {
             WriteArgs::validate(&ctx.peripherals.gpio, &a.name, a.level).map(drop)
+        }
+        Action::AgentUpdate(a) => {
+            update::install::validate(a, &ctx.update.updates, ctx.cfg.public_key.as_ref())
         }
     }
 }
@@ -92,6 +96,30 @@ pub async fn run(cmd: &Command, ctx: &Arc<Ctx>) -> Outcome {
                     .map_err(|e| e.to_string())
             })
             .await
+        }
+        Action::AgentUpdate(a) => {
+            let (c, a, id) = (Arc::clone(ctx), a.clone(), cmd.id.clone());
+            let installed = blocking(move || {
+                // /proc/self/exe is the running binary's inode even if its
+                // path was replaced meanwhile (a package upgrade).
+                let exe = std::path::Path::new("/proc/self/exe");
+                update::install::install(
+                    &a,
+                    &id,
+                    &c.update.updates,
+                    &c.downloader,
+                    c.cfg.public_key.as_ref(),
+                    exe,
+                )
+            })
+            .await;
+            match installed {
+                Outcome::Succeeded(note) => {
+                    ctx.update.relaunch.fire();
+                    Outcome::Deferred(format!("{note} (the final status follows)"))
+                }
+                other => other,
+            }
         }
         Action::ConfigUpdate(a) => {
             let Some(path) = ctx.cfg.config_path.clone() else {

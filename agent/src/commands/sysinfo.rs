@@ -25,7 +25,7 @@ pub fn report(cfg: &SensorConfig, device: &str) -> String {
     let (sample, _) = sensors.sample(&stamp);
     let body = json!({
         "device": device,
-        "agent_version": env!("CARGO_PKG_VERSION"),
+        "agent_version": crate::VERSION,
         "hostname": sensors::read_text(root, "/proc/sys/kernel/hostname").map(|s| s.trim().to_string()),
         "model": identity::model(root),
         "os": os_name(root),

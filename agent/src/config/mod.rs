@@ -12,7 +12,7 @@ pub use picket_config::{BrokerConfig, ConfigError};
 use picket_protocol::{DeviceId, Format};
 
 pub use raw::RawConfig;
-pub use validate::{led, validate};
+pub use validate::{led, update, validate};
 
 use crate::commands::CommandsConfig;
 use crate::gpio::GpioConfig;
@@ -41,6 +41,8 @@ pub struct Config {
     /// The local status socket (`picket-agent status`); `None`: off.
     pub status_socket: Option<std::path::PathBuf>,
     pub commands: CommandsConfig,
+    /// `agent.update`: where binaries go, backups, the trial window.
+    pub update: crate::update::UpdateConfig,
     /// 64-bit FNV-1a of the effective configuration, 16 hex digits.
     pub hash: String,
 }
@@ -74,16 +76,48 @@ pub fn led_for_invalid(
     path: Option<&Path>,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> crate::led::LedConfig {
+    let raw = raw_lenient(path, vars);
+    led(&raw).unwrap_or_else(|_| led(&RawConfig::default()).unwrap_or(crate::led::LedConfig::None))
+}
+
+/// The raw settings as far as they can be had when the whole
+/// configuration may not load: the file (with the environment) if it
+/// parses, else the environment alone, else the defaults. For the parts
+/// that must work even then: the LED's "configuration invalid" and the
+/// update launcher.
+pub fn raw_lenient(
+    path: Option<&Path>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> RawConfig {
     let vars: Vec<(String, String)> = vars.into_iter().collect();
     let from_file = picket_config::load_text(path, DEFAULT_PATH)
         .and_then(|(text, origin)| parse(&text, &origin, vars.clone()));
-    let raw = match from_file {
+    match from_file {
         Ok((raw, _)) => raw,
         Err(_) => parse("", Path::new("environment"), vars)
             .map(|(raw, _)| raw)
             .unwrap_or_default(),
-    };
-    led(&raw).unwrap_or_else(|_| led(&RawConfig::default()).unwrap_or(crate::led::LedConfig::None))
+    }
+}
+
+/// One string setting, `section.key`, read as leniently as possible: its
+/// `PICKET_<SECTION>_<KEY>` variable, else the file's value as long as the
+/// file is TOML, whatever else in it is wrong. For the update launcher,
+/// which must find `update.dir` even in a configuration that does not
+/// load (one written for a newer version, say).
+pub fn lenient_string(
+    path: Option<&Path>,
+    vars: impl IntoIterator<Item = (String, String)>,
+    section: &str,
+    key: &str,
+) -> Option<String> {
+    let var = format!("PICKET_{section}_{key}").to_ascii_uppercase();
+    if let Some((_, v)) = vars.into_iter().find(|(k, _)| *k == var) {
+        return Some(v);
+    }
+    let (text, _) = picket_config::load_text(path, DEFAULT_PATH).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    table.get(section)?.get(key)?.as_str().map(str::to_string)
 }
 
 /// Parse TOML text and apply the environment, without validating.

@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub gpio: RawGpio,
     pub status: RawStatus,
     pub commands: RawCommands,
+    pub update: RawUpdate,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -264,6 +265,28 @@ impl Default for RawCommands {
             file_max_bytes: ByteSize(1 << 30),
             file_ca_file: String::new(),
             config_rollback_after: HumanDuration(Duration::from_secs(120)),
+        }
+    }
+}
+
+// --- [update]: agent.update ---------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpdate {
+    pub dir: String,
+    pub keep: i64,
+    pub trial_window: HumanDuration,
+    pub max_bytes: ByteSize,
+}
+
+impl Default for RawUpdate {
+    fn default() -> Self {
+        RawUpdate {
+            dir: "/var/lib/picket/update".into(),
+            keep: 3,
+            trial_window: HumanDuration(Duration::from_secs(120)),
+            max_bytes: ByteSize(64 << 20),
         }
     }
 }

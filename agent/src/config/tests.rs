@@ -419,3 +419,90 @@ fn commands_from_the_environment() {
     assert_eq!(d.public_key, None);
     assert_eq!(d.reboot, ["systemctl", "reboot"]);
 }
+
+// --- [update]: agent.update ---------------------------------------------
+
+#[test]
+fn update_section_defaults_environment_and_errors() {
+    let d = parse_ok("", &[]).unwrap().update;
+    assert_eq!(d.dir, Path::new("/var/lib/picket/update"));
+    assert_eq!(d.keep, 3);
+    assert_eq!(d.trial_window, std::time::Duration::from_secs(120));
+    assert_eq!(d.max_bytes, 64 << 20);
+    let u = parse_ok(
+        "[update]\nkeep = 5\n",
+        &[
+            ("PICKET_UPDATE_DIR", "/data/update"),
+            ("PICKET_UPDATE_TRIAL_WINDOW", "30s"),
+            ("PICKET_UPDATE_MAX_BYTES", "16MiB"),
+        ],
+    )
+    .unwrap()
+    .update;
+    assert_eq!(
+        (
+            u.dir.as_path(),
+            u.keep,
+            u.trial_window.as_secs(),
+            u.max_bytes
+        ),
+        (Path::new("/data/update"), 5, 30, 16 << 20)
+    );
+    let table: &[Case] = &[
+        ("[update]\ndir = \"rel\"\n", &[], "update.dir"),
+        ("[update]\ndir = \"/var/../etc\"\n", &[], "update.dir"),
+        ("[update]\nkeep = 0\n", &[], "update.keep"),
+        (
+            "[update]\ntrial_window = \"1s\"\n",
+            &[],
+            "update.trial_window",
+        ),
+        (
+            "[update]\ntrial_window = \"2h\"\n",
+            &[],
+            "update.trial_window",
+        ),
+        ("[update]\nmax_bytes = \"1KiB\"\n", &[], "update.max_bytes"),
+        (
+            "",
+            &[("PICKET_COMMANDS_ALLOWED", "ping,agent.update")],
+            "commands.allowed",
+        ),
+    ];
+    for (text, env, key) in table {
+        let err = parse_ok(text, env).expect_err(text);
+        assert_eq!(err.key(), Some(*key), "{text:?} {env:?}: got {err}");
+    }
+    let err = parse_ok("", &[("PICKET_COMMANDS_ALLOWED", "agent.update")]).unwrap_err();
+    assert!(err.to_string().contains("public_key_file"), "{err}");
+}
+
+#[test]
+fn the_launchers_settings_survive_an_invalid_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.toml");
+    std::fs::write(
+        &file,
+        "[update]\ndir = \"/srv/update\"\n[sampling]\ninterval = \"fast\"\n[future]\nx = 1\n",
+    )
+    .unwrap();
+    assert!(load(Some(&file), vars(&[("PICKET_DEVICE_ID", "d")])).is_err());
+    let dir_of = |env: &[(&str, &str)]| lenient_string(Some(&file), vars(env), "update", "dir");
+    assert_eq!(dir_of(&[]).as_deref(), Some("/srv/update"));
+    assert_eq!(
+        dir_of(&[("PICKET_UPDATE_DIR", "/env/update")]).as_deref(),
+        Some("/env/update"),
+        "the environment wins, as always"
+    );
+    std::fs::write(&file, "[update\n").unwrap();
+    assert_eq!(dir_of(&[]), None);
+    assert_eq!(
+        lenient_string(
+            Some(&dir.path().join("missing")),
+            vars(&[]),
+            "update",
+            "dir"
+        ),
+        None
+    );
+}

@@ -13,6 +13,7 @@ use crate::gpio::{Bias, GpioConfig, InputSpec, LineRef, OutputSpec};
 use crate::led::LedConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::{SensorConfig, identity};
+use crate::update::UpdateConfig;
 use picket_config::{fnv1a, invalid, read_file};
 use picket_protocol::{Action, signing};
 
@@ -51,6 +52,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let queue = queue(&raw)?;
     let commands = commands(&raw)?;
+    let update = update(&raw)?;
     let uplink = uplink(&raw)?;
 
     for unit in &raw.services.watch {
@@ -100,6 +102,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         gpio,
         status_socket,
         commands,
+        update,
         hash,
     })
 }
@@ -290,6 +293,14 @@ fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
             ));
         }
     }
+    // agent.update --------------------------------------------------------
+    if public_key_missing_for_update(c) {
+        return Err(invalid(
+            "commands.allowed",
+            "agent.update needs commands.public_key_file: a new binary runs only if \
+             the collector's key signed it",
+        ));
+    }
     let public_key = match c.public_key_file.as_str() {
         "" => None,
         path => {
@@ -404,5 +415,47 @@ fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
         file_ca_pem: file_roots,
         rollback_after: c.config_rollback_after.0,
         config_path: None,
+    })
+}
+
+// --- [update]: agent.update ---------------------------------------------
+
+fn public_key_missing_for_update(c: &super::raw::RawCommands) -> bool {
+    c.allowed.iter().any(|a| a == "agent.update") && c.public_key_file.is_empty()
+}
+
+/// The `[update]` section; `update.dir` alone is also read, leniently, by
+/// the launcher (see [`crate::update::launch`]).
+pub fn update(raw: &RawConfig) -> Result<UpdateConfig, ConfigError> {
+    let u = &raw.update;
+    let dir = Path::new(&u.dir);
+    if !dir.is_absolute()
+        || dir
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(invalid(
+            "update.dir",
+            "must be an absolute path without `..`",
+        ));
+    }
+    if !(1..=20).contains(&u.keep) {
+        return Err(invalid("update.keep", "must be between 1 and 20"));
+    }
+    let window = u.trial_window.0;
+    if window < Duration::from_secs(5) || window > Duration::from_secs(3600) {
+        return Err(invalid("update.trial_window", "must be between 5s and 1h"));
+    }
+    if !((64 << 10)..=(1 << 30)).contains(&u.max_bytes.0) {
+        return Err(invalid(
+            "update.max_bytes",
+            "must be between 64KiB and 1GiB",
+        ));
+    }
+    Ok(UpdateConfig {
+        dir: dir.to_path_buf(),
+        keep: u.keep as usize,
+        trial_window: window,
+        max_bytes: u.max_bytes.0,
     })
 }

@@ -13,7 +13,10 @@
 //!   [`RateLimit`] (pure, for rule remedies).
 //! - [`keygen`]: `picket-collector keygen`.
 //! - [`send`]: `picket-collector send`, a client of the REST API.
+//! - [`artifact`]: `picket-collector sign-artifact` (agent binaries for
+//!   `agent.update`; the staged rollout is [`crate::rollout`]).
 
+pub mod artifact;
 pub mod keygen;
 pub mod send;
 

@@ -129,7 +129,7 @@ fn line(s: &Value) -> String {
 }
 
 /// POST `body` when given, else GET.
-fn call(
+pub(crate) fn call(
     agent: &ureq::Agent,
     url: &str,
     token: Option<&str>,
@@ -168,7 +168,7 @@ fn call(
     Ok(value)
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -116,11 +116,13 @@ impl Drop for Mosquitto {
     }
 }
 
-/// A TCP forwarder whose connections can all be cut at once.
+/// A TCP forwarder whose connections can all be cut at once, and which
+/// can be closed (new connections dropped at once: the network is down).
 pub struct Proxy {
     pub port: u16,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
+    open: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -129,8 +131,14 @@ impl Proxy {
         let port = listener.local_addr().expect("addr").port();
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let list = Arc::clone(&conns);
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let is_open = Arc::clone(&open);
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if !is_open.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
                 let Ok(mut outbound) = TcpStream::connect(target).await else {
                     continue;
                 };
@@ -144,7 +152,19 @@ impl Proxy {
             port,
             conns,
             accept,
+            open,
         }
+    }
+
+    /// The network goes down: every connection is cut and new ones are
+    /// dropped until [`Proxy::open`].
+    pub fn close(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Drop every connection abruptly (no MQTT DISCONNECT reaches the broker).

@@ -16,3 +16,4 @@ mod refused;
 mod sim_broker;
 mod simulate;
 mod smtp_sink;
+mod update;

@@ -339,6 +339,15 @@ pub fn action() -> impl Strategy<Value = Action> {
         of(any::<u32>()).prop_map(|secs| Action::LedIdentify(IdentifyArgs { secs })),
         (text(), any::<u8>())
             .prop_map(|(name, level)| Action::GpioWrite(GpioWriteArgs { name, level })),
+        (text(), text(), text(), text(), any::<bool>()).prop_map(
+            |(url, sha256, version, signature, allow_downgrade)| Action::AgentUpdate(UpdateArgs {
+                url,
+                sha256,
+                version,
+                signature,
+                allow_downgrade
+            })
+        ),
     ]
 }
 

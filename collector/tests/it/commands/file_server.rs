@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -21,17 +22,32 @@ pub struct FileServer {
     /// `https://127.0.0.1:PORT`
     pub base: String,
     pub ca_pem: String,
+    /// Requests for a known file so far.
+    pub requests: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FileServer {
     pub async fn start(files: HashMap<&'static str, File>) -> FileServer {
+        FileServer::start_held(files, None).await
+    }
+
+    /// With `release`, every response waits until it reads `true`: a test
+    /// decides when a download proceeds.
+    pub async fn start_held(
+        files: HashMap<&'static str, File>,
+        release: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> FileServer {
         let files = Arc::new(files);
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&requests);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let plain = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {
                 let files = Arc::clone(&files);
+                let counted = Arc::clone(&counted);
+                let release = release.clone();
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -49,6 +65,10 @@ impl FileServer {
                             .await;
                         return;
                     };
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    if let Some(mut r) = release {
+                        let _ = r.wait_for(|go| *go).await;
+                    }
                     let mut resp = b"HTTP/1.1 200 OK\r\nconnection: close\r\n".to_vec();
                     if f.length {
                         resp.extend_from_slice(
@@ -72,6 +92,7 @@ impl FileServer {
         FileServer {
             base: format!("https://127.0.0.1:{port}"),
             ca_pem,
+            requests,
             task,
         }
     }

@@ -4,9 +4,9 @@
 //! executors that are scripts the test reads back.
 
 mod deploy;
-mod file_server;
+pub(crate) mod file_server;
 mod lifecycle;
 mod refuse;
 mod remedy;
 mod run;
-mod stack;
+pub(crate) mod stack;
