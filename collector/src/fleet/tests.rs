@@ -169,7 +169,6 @@ async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_
     let first = h.drain();
     let whole: Vec<&StateRow> = first.iter().flat_map(|c| &c.batch.state).collect();
     assert_eq!(whole.len(), 1, "{first:?}");
-    let stale = whole[0].clone();
 
     // Between checkpoints a sample costs a journal entry, no JSON.
     h.inbound.send(telemetry(2, 50.0)).await.expect("send");
