@@ -15,6 +15,8 @@
 //!   sysfs/GPIO backends) and the `led.identify` handle.
 //! - [`gpio`]: GPIO inputs (edges → events, levels → samples) and outputs
 //!   for `gpio.write`, through the kernel's character device.
+//! - [`docker`]: the Docker watcher (containers in scope → samples, their
+//!   changes → events) and the `docker.*` commands.
 //! - [`status`]: the local status socket and `picket-agent status`;
 //!   [`doctor`]: `picket-agent doctor`'s checks.
 //! - [`testing`]: simulated hardware (GPIO chip, LED) for tests.
@@ -23,6 +25,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod docker;
 pub mod doctor;
 pub mod gpio;
 pub mod led;
@@ -224,6 +227,9 @@ pub async fn run_with(
     }
     let gpio_task = (!inputs.is_empty()).then(|| tokio::spawn(inputs.run()));
 
+    // Docker changes go straight to the store too; samples copy the view.
+    let (docker, docker_view, docker_task) = start_docker(&config, &item_tx, &clock, &stop);
+
     let led_backend = config.led.open(hardware.gpio.as_ref()).unwrap_or_else(|e| {
         warn!(error = %e, "no status LED; running without it");
         Box::new(NoLed)
@@ -271,6 +277,7 @@ pub async fn run_with(
     let peripherals = commands::Peripherals {
         identify: identify.clone(),
         gpio: gpio_outputs.clone(),
+        docker,
     };
     let service = tokio::task::spawn_blocking(move || {
         CommandService::new(
@@ -298,6 +305,7 @@ pub async fn run_with(
         startup,
         clock_tx,
         levels_rx,
+        docker_view,
         stop.clone(),
         sampler_beacon.clone(),
     );
@@ -336,10 +344,53 @@ pub async fn run_with(
     if let Some(t) = gpio_task {
         t.await?;
     }
+    if let Some(t) = docker_task {
+        t.await?;
+    }
     if let Some(t) = status_task {
         t.await?;
     }
     store_task.await??;
     info!(elapsed = ?started.elapsed(), "stopped");
     Ok(exit)
+}
+
+/// The Docker watcher when `docker.enabled`: the commands' handle, the view
+/// samples copy, and its task.
+#[cfg(feature = "docker")]
+fn start_docker(
+    config: &Config,
+    items: &mpsc::Sender<Vec<store::Item>>,
+    clock: &SystemClock,
+    stop: &shutdown::Shutdown,
+) -> (
+    docker::Handle,
+    Option<watch::Receiver<docker::DockerView>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    if !config.docker.enabled {
+        return (docker::Handle::disabled(), None, None);
+    }
+    let (watcher, handle, view) = docker::watch::Watcher::new(
+        config.docker.clone(),
+        items.clone(),
+        Box::new(clock.clone()),
+        stop.clone(),
+    );
+    (handle, Some(view), Some(tokio::spawn(watcher.run())))
+}
+
+/// Without the `docker` feature, configuration refuses `docker.enabled`.
+#[cfg(not(feature = "docker"))]
+fn start_docker(
+    _: &Config,
+    _: &mpsc::Sender<Vec<store::Item>>,
+    _: &SystemClock,
+    _: &shutdown::Shutdown,
+) -> (
+    docker::Handle,
+    Option<watch::Receiver<docker::DockerView>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    (docker::Handle::disabled(), None, None)
 }

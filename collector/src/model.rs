@@ -270,6 +270,8 @@ mod tests {
                 sub: "failed".into(),
             }],
             gpio: Vec::new(),
+            docker: None,
+            containers: Vec::new(),
             agent: None,
         }
     }

@@ -9,7 +9,8 @@
 //! - One module per message kind: [`state`] (birth and Last Will),
 //!   [`telemetry`] (sample batches), [`event`] (event batches),
 //!   [`command`] (command envelope and typed arguments), [`reply`] (command
-//!   status), [`alert`] (a device's active alerts).
+//!   status), [`alert`] (a device's active alerts); [`docker`]: the
+//!   containers a sample and its events report.
 //! - [`signing`]: ed25519 signatures over a canonical encoding of a command.
 //!
 //! Every message carries `v` ([`VERSION`]); decoders ignore unknown fields so
@@ -18,6 +19,7 @@
 pub mod alert;
 pub mod codec;
 pub mod command;
+pub mod docker;
 pub mod event;
 pub mod reply;
 pub mod signing;
@@ -34,6 +36,8 @@ pub use command::{
     Action, ArgError, Command, ConfigArgs, DeployArgs, GpioWriteArgs, IdentifyArgs, LogsArgs,
     NoArgs, PathArgs, RebootArgs, UnitArgs,
 };
+pub use docker::{Container, ContainerState, Engine, Health};
+pub use docker::{ContainerArgs, DockerExecArgs, DockerLogsArgs, DockerStatsArgs, StopArgs};
 pub use event::{Event, EventBatch, EventKind};
 pub use reply::{Reply, ReplyState};
 pub use state::{OfflineReason, Presence, State};

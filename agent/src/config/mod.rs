@@ -15,6 +15,7 @@ pub use raw::RawConfig;
 pub use validate::{led, validate};
 
 use crate::commands::CommandsConfig;
+use crate::docker::DockerConfig;
 use crate::gpio::GpioConfig;
 use crate::led::LedConfig;
 use crate::queue::QueueConfig;
@@ -41,6 +42,7 @@ pub struct Config {
     /// The local status socket (`picket-agent status`); `None`: off.
     pub status_socket: Option<std::path::PathBuf>,
     pub commands: CommandsConfig,
+    pub docker: DockerConfig,
     /// 64-bit FNV-1a of the effective configuration, 16 hex digits.
     pub hash: String,
 }

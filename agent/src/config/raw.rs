@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub gpio: RawGpio,
     pub status: RawStatus,
     pub commands: RawCommands,
+    pub docker: RawDocker,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -266,4 +267,43 @@ impl Default for RawCommands {
             config_rollback_after: HumanDuration(Duration::from_secs(120)),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDocker {
+    pub enabled: bool,
+    pub socket: String,
+    pub label: String,
+    pub names: Vec<String>,
+    pub stats_interval: HumanDuration,
+    pub retry_max: HumanDuration,
+    /// `[[docker.exec]]` tables (file only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exec: Vec<RawDockerExec>,
+}
+
+impl Default for RawDocker {
+    fn default() -> Self {
+        RawDocker {
+            enabled: false,
+            socket: "/var/run/docker.sock".into(),
+            label: "picket.manage=true".into(),
+            names: Vec::new(),
+            stats_interval: HumanDuration(Duration::ZERO),
+            retry_max: HumanDuration(Duration::from_secs(30)),
+            exec: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDockerExec {
+    pub name: String,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub containers: Vec<String>,
+    #[serde(default)]
+    pub user: String,
 }

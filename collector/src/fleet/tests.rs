@@ -117,6 +117,8 @@ fn telemetry(seq: u64, temp: f32) -> Publish {
         throttle: None,
         services: vec![],
         gpio: Vec::new(),
+        docker: None,
+        containers: Vec::new(),
         agent: None,
     };
     let t = Telemetry {
