@@ -365,7 +365,7 @@ async fn execute(cmd: Command, ctx: Arc<Ctx>, slots: Arc<Semaphore>, replies: mp
         ReplyState::Succeeded => info!(id = %cmd.id, name = cmd.action.name(), "command succeeded"),
         _ => warn!(id = %cmd.id, name = cmd.action.name(), reason = ?reason, "command failed"),
     }
-    out.write(&output).await;
+    out.write_last(&output).await;
     let (last, chunk) = out.finish();
     let _ = replies
         .send(reply(dev, &cmd.id, state, reason, last, chunk))

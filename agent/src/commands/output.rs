@@ -84,13 +84,25 @@ impl Sink {
         self.max = self.max.min(max.max(TRUNCATED.len()));
     }
 
-    /// Append `text`; `false` once the bound is reached (the rest of the
-    /// output would be dropped: a stream can stop reading).
+    /// Append `text`, more may follow; `false` once the bound is reached
+    /// (the rest of the output would be dropped: a stream can stop
+    /// reading). Room for the cut's mark is always kept.
     pub async fn write(&mut self, text: &str) -> bool {
+        let data_max = self.max.saturating_sub(TRUNCATED.len());
+        self.append(text, data_max).await
+    }
+
+    /// Append the last of the output (a command's result when it returns):
+    /// kept whole if it fits in the bound, as [`chunks`] does.
+    pub async fn write_last(&mut self, text: &str) -> bool {
+        self.append(text, self.max).await
+    }
+
+    async fn append(&mut self, text: &str, fits: usize) -> bool {
         if self.full {
             return false;
         }
-        if self.written + text.len() <= self.max {
+        if self.written + text.len() <= fits {
             self.buf.push_str(text);
             self.written += text.len();
         } else {
@@ -212,7 +224,7 @@ mod tests {
         ];
         for (input, max, chunk) in cases {
             let (mut s, mut rx) = sink(max, chunk);
-            s.write(&input).await;
+            s.write_last(&input).await;
             let mut got: Vec<String> = sent(&mut rx).into_iter().map(|(o, _)| o).collect();
             let (last, idx) = s.finish();
             assert_eq!(idx.map(|i| i as usize), last.as_ref().map(|_| got.len()));
@@ -223,7 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn sink_streams_in_order_and_stops_at_the_bound() {
-        let (mut s, mut rx) = sink(40, 8);
+        let (mut s, mut rx) = sink(60, 8);
         assert!(s.write("line 1\n").await);
         assert!(sent(&mut rx).is_empty(), "less than a chunk waits");
         s.flush().await;
@@ -239,13 +251,14 @@ mod tests {
         );
         assert!(!s.write(&"y".repeat(100)).await, "past the bound");
         assert!(!s.write("more").await);
+        assert!(!s.write_last("more").await);
         let mut all: Vec<String> = sent(&mut rx).into_iter().map(|(o, _)| o).collect();
         let (last, idx) = s.finish();
         assert_eq!(idx, Some(3 + all.len() as u32));
         all.extend(last);
         let joined = all.concat();
-        assert!(joined.starts_with("\n[output truncated"), "{joined:?}");
-        assert_eq!(21 + joined.len(), 40, "{joined:?}");
+        assert_eq!(joined, format!("{}{TRUNCATED}", "y".repeat(19)));
+        assert_eq!(21 + joined.len(), 60);
     }
 
     #[tokio::test]
