@@ -9,4 +9,4 @@ mod lifecycle;
 mod refuse;
 mod remedy;
 mod run;
-mod stack;
+pub mod stack;
