@@ -68,13 +68,16 @@ impl Setup {
         command_replies(self.broker.sub_port, &self.device, action, WAIT).await
     }
 
-    /// Wait for a sample (newest first) satisfying `cond`.
+    /// Wait for a sample arriving from now on that satisfies `cond`.
     async fn wait_sample(&self, what: &str, cond: impl Fn(&Sample) -> bool) -> Sample {
+        let from = self.sub.snapshot().samples.len();
         self.sub
-            .wait_for(WAIT, what, |r: &Received| r.samples.iter().any(&cond))
+            .wait_for(WAIT, what, |r: &Received| {
+                r.samples[from..].iter().any(&cond)
+            })
             .await;
         let r = self.sub.snapshot();
-        r.samples.iter().rev().find(|s| cond(s)).cloned().unwrap()
+        r.samples[from..].iter().find(|s| cond(s)).cloned().unwrap()
     }
 
     async fn wait_event(&self, what: &str, cond: impl Fn(&EventKind) -> bool) -> EventKind {
@@ -206,7 +209,6 @@ async fn samples_show_the_scope_and_a_killed_container_is_an_unexpected_exit() {
         .await;
 
     t.agent.stop().await;
-    engine.remove(&[&a, &out]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +291,6 @@ async fn commands_list_inspect_start_stop_restart_real_containers() {
     assert_eq!(engine.inspect(&a, "{{.State.Status}}").await, "running");
 
     t.agent.stop().await;
-    engine.remove(&[&a, &out]).await;
 }
 
 /// The numbers in `text`'s `line N` lines, in order.
@@ -371,7 +372,6 @@ async fn logs_tail_and_follow_return_the_lines_in_order() {
     );
 
     t.agent.stop().await;
-    engine.remove(&[&a]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,7 +437,6 @@ async fn stats_return_numbers_once_streamed_and_in_samples() {
     );
 
     t.agent.stop().await;
-    engine.remove(&[&a]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,7 +503,6 @@ containers = ["nomatch-*"]
     }
 
     t.agent.stop().await;
-    engine.remove(&[&a]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,5 +570,4 @@ async fn an_engine_that_stops_is_reported_unavailable_and_found_again() {
     );
 
     t.agent.stop().await;
-    engine.remove(&[&a]).await;
 }

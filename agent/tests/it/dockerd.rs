@@ -24,6 +24,9 @@ pub struct Engine {
     pub socket: PathBuf,
     pub image: String,
     own: Option<Own>,
+    /// Containers this test created: removed when the engine is dropped,
+    /// also when the test fails half-way.
+    created: std::sync::Mutex<Vec<String>>,
 }
 
 /// A dockerd this test started, and the directories it owns.
@@ -57,6 +60,7 @@ impl Engine {
             socket,
             image: image_name(),
             own: None,
+            created: Default::default(),
         }
     }
 
@@ -73,6 +77,7 @@ impl Engine {
             socket: dir.path().join("docker.sock"),
             image: image_name(),
             own: Some(Own { child: None, dir }),
+            created: Default::default(),
         };
         engine.start().await;
         engine.build_image().await;
@@ -210,6 +215,9 @@ impl Engine {
         }
         args.extend(extra);
         args.extend([self.image.as_str(), "sh", "-c", script]);
+        if let Ok(mut c) = self.created.lock() {
+            c.push(name.to_string());
+        }
         self.cli(&args).await
     }
 
@@ -231,17 +239,24 @@ impl Engine {
         let r = unsafe { libc::kill(pid, libc::SIGKILL) };
         assert_eq!(r, 0, "kill {pid}: {}", std::io::Error::last_os_error());
     }
-
-    /// Remove containers whatever their state.
-    pub async fn remove(&self, names: &[&str]) {
-        let mut args = vec!["rm", "-f"];
-        args.extend(names);
-        let _ = self.cli_output(&args).await;
-    }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        let created = self
+            .created
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        if !created.is_empty() {
+            let _ = std::process::Command::new(docker_cli())
+                .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+                .args(["rm", "-f"])
+                .args(&created)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let Some(own) = &mut self.own else { return };
         let Some(child) = &mut own.child else { return };
         if let Some(pid) = child.id() {

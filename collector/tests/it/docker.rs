@@ -109,5 +109,4 @@ async fn a_killed_container_is_a_critical_alert_and_resolves_when_started() {
     .await;
 
     stack.stop_agent();
-    engine.remove(&[&name]).await;
 }

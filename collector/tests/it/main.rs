@@ -10,7 +10,9 @@ mod api;
 mod commands;
 mod dedupe;
 mod docker;
-// The Docker engine harness is the agent suite's, shared rather than copied.
+// The Docker engine harness is the agent suite's, shared rather than
+// copied; this suite needs only the shared engine, not a daemon of its own.
+#[allow(dead_code)]
 #[path = "../../../agent/tests/it/dockerd.rs"]
 mod dockerd;
 mod harness;
