@@ -319,19 +319,6 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_default_log_filters_parse() {
-        for f in super::DEFAULT_LOG {
-            assert!(
-                f.parse::<tracing_subscriber::filter::Targets>().is_ok(),
-                "{f}"
-            );
-        }
-    }
-}
-
 /// `check-config`'s Docker line: off, or the socket and the scope.
 fn docker_line(d: &picket_agent::docker::DockerConfig) -> String {
     if !picket_agent::docker::SUPPORTED {
@@ -361,4 +348,17 @@ fn docker_line(d: &picket_agent::docker::DockerConfig) -> String {
             exec.join(", ")
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_log_filters_parse() {
+        for f in super::DEFAULT_LOG {
+            assert!(
+                f.parse::<tracing_subscriber::filter::Targets>().is_ok(),
+                "{f}"
+            );
+        }
+    }
 }

@@ -42,12 +42,6 @@ pub struct Watcher {
     stop: Shutdown,
 }
 
-/// Why a connection ended.
-enum Lost {
-    Stopping,
-    Engine(String),
-}
-
 impl Watcher {
     /// The watcher and the handle the `docker.*` commands use.
     pub fn new(
@@ -93,9 +87,12 @@ impl Watcher {
                     backoff.reset();
                     outage_logged = false;
                     info!(socket = %self.cfg.socket.display(), "Docker engine reachable");
-                    match self.follow(client).await {
-                        Lost::Stopping => break,
-                        Lost::Engine(reason) => reason,
+                    // Stopping cancels whatever request is under way: an
+                    // engine that hangs must not hold the agent's exit.
+                    tokio::select! {
+                        biased;
+                        () = stop.wait() => break,
+                        reason = self.follow(client) => reason,
                     }
                 }
                 Err(reason) => reason,
@@ -121,13 +118,13 @@ impl Watcher {
         info!("Docker watcher stopped");
     }
 
-    /// Follow one connection until the engine goes away or the agent stops.
-    async fn follow(&mut self, client: Client) -> Lost {
+    /// Follow one connection until the engine goes away; why it went.
+    async fn follow(&mut self, client: Client) -> String {
         let since = crate::uplink::unix_ms() / 1000;
         let events = client.events(since.saturating_sub(1));
         tokio::pin!(events);
         if let Err(e) = self.resync(&client).await {
-            return Lost::Engine(e);
+            return e;
         }
         self.client.send_replace(Some(client.clone()));
         self.set_engine(Engine::Available).await;
@@ -136,23 +133,20 @@ impl Watcher {
         let stats_every = self.cfg.stats_interval.unwrap_or(Duration::from_secs(3600));
         let mut stats = tokio::time::interval(stats_every);
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stop = self.stop.clone();
         loop {
             tokio::select! {
-                biased;
-                () = stop.wait() => return Lost::Stopping,
                 e = events.next() => match e {
                     Some(Ok(e)) => {
                         if let Err(reason) = self.on_event(&client, e).await {
-                            return Lost::Engine(reason);
+                            return reason;
                         }
                     }
-                    Some(Err(e)) => return Lost::Engine(engine::describe(&e)),
-                    None => return Lost::Engine("the engine closed its event stream".into()),
+                    Some(Err(e)) => return engine::describe(&e),
+                    None => return "the engine closed its event stream".into(),
                 },
                 _ = resync.tick() => {
                     if let Err(reason) = self.resync(&client).await {
-                        return Lost::Engine(reason);
+                        return reason;
                     }
                 }
                 _ = stats.tick(), if self.cfg.stats_interval.is_some() => {
