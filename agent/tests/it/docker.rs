@@ -321,16 +321,19 @@ async fn logs_tail_and_follow_return_the_lines_in_order() {
     let t = Setup::start(&engine, &label, "", &[]).await;
     t.wait_sample("the container", |s| has(s, &a, ContainerState::Running))
         .await;
-    let logs = |tail, follow, duration, max_bytes, timestamps| {
+    let logs_since = |tail, since, follow, duration, max_bytes, timestamps| {
         Action::DockerLogs(DockerLogsArgs {
             container: a.clone(),
             tail,
-            since: None,
+            since,
             timestamps,
             follow,
             duration,
             max_bytes,
         })
+    };
+    let logs = |tail, follow, duration, max_bytes, timestamps| {
+        logs_since(tail, None, follow, duration, max_bytes, timestamps)
     };
 
     let replies = t.send_all(logs(5, false, None, None, false)).await;
@@ -361,6 +364,14 @@ async fn logs_tail_and_follow_return_the_lines_in_order() {
     assert!(text.len() <= 200, "{} bytes", text.len());
     assert!(text.contains("[output truncated]"), "{text:?}");
     assert!(consecutive(&line_numbers(&text)));
+
+    // Nothing was written after tomorrow.
+    let tomorrow = crate::util::rand_id() / 1_000_000_000 + 86_400;
+    let replies = t
+        .send_all(logs_since(100, Some(tomorrow), false, None, None, false))
+        .await;
+    assert_state(replies.last().unwrap(), ReplyState::Succeeded);
+    assert_eq!(output(&replies), "");
 
     let replies = t.send_all(logs(3, false, None, None, true)).await;
     let text = output(&replies);
