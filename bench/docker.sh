@@ -6,7 +6,7 @@
 #   off        built with it, docker.enabled = false
 #   none       watching, no container in its scope
 #   20         watching the 20 containers
-#   20+stats   the same, with CPU and memory of each every 10 s
+#   20-stats   the same, with CPU and memory of each every 10 s
 #
 # The engine is a private dockerd (own socket and directories, no bridge, no
 # iptables, containers with --network none) started and stopped here; the
@@ -64,7 +64,7 @@ printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install
 DOCKER_BUILDKIT=0 docker build -q --network none -t picket-bench-busybox "$BENCH_TMP/image" >/dev/null
 log "starting $CONTAINERS containers"
 for i in $(seq 1 "$CONTAINERS"); do
-    docker run -d --network none --name "bench-$i" --label picket.manage=true \
+    docker run -d --network none --name "watched-$i" --label picket.manage=true \
         picket-bench-busybox sh -c 'trap "exit 0" TERM; while :; do sleep 5; done' >/dev/null
 done
 
@@ -87,12 +87,12 @@ run_agent() {
         "$@" "$bin"
     PIDS[$name]=$BG_PID
 }
-NAMES=(plain off none 20 20+stats)
+NAMES=(plain off none 20 20-stats)
 run_agent plain "$PLAIN"
 run_agent off "$DOCKER_AGENT"
 run_agent none "$DOCKER_AGENT" PICKET_DOCKER_ENABLED=true PICKET_DOCKER_LABEL=picket.bench=nothing
 run_agent 20 "$DOCKER_AGENT" PICKET_DOCKER_ENABLED=true
-run_agent 20+stats "$DOCKER_AGENT" PICKET_DOCKER_ENABLED=true PICKET_DOCKER_STATS_INTERVAL=10s
+run_agent 20-stats "$DOCKER_AGENT" PICKET_DOCKER_ENABLED=true PICKET_DOCKER_STATS_INTERVAL=10s
 
 log "warming up for ${WARMUP}s, then measuring for ${DURATION}s"
 sleep "$WARMUP"
@@ -122,7 +122,7 @@ for name in "${NAMES[@]}"; do
 done
 wait "$SUB_PID" || true
 # CBOR: the container names appear as text in the payload.
-seen=$(grep -a -o 'bench-[0-9]*' "$BENCH_TMP/sub.txt" | sort -u | wc -l)
+seen=$(grep -a -o 'watched-[0-9]*' "$BENCH_TMP/sub.txt" | sort -u | wc -l)
 [[ $seen -eq $CONTAINERS ]] || die "the watching agent reported $seen containers, not $CONTAINERS"
 
 engine=$(docker version --format '{{.Server.Version}}')

@@ -355,42 +355,32 @@ pub async fn run_with(
     Ok(exit)
 }
 
-/// The Docker watcher when `docker.enabled`: the commands' handle, the view
-/// samples copy, and its task.
-#[cfg(feature = "docker")]
+/// What [`start_docker`] gives: the commands' handle, the view samples
+/// copy, and the watcher's task.
+type DockerStart = (
+    docker::Handle,
+    Option<watch::Receiver<docker::DockerView>>,
+    Option<tokio::task::JoinHandle<()>>,
+);
+
+/// The Docker watcher when `docker.enabled` (which the configuration
+/// refuses in a build without the `docker` feature).
+#[cfg_attr(not(feature = "docker"), allow(unused_variables))]
 fn start_docker(
     config: &Config,
     items: &mpsc::Sender<Vec<store::Item>>,
     clock: &SystemClock,
     stop: &shutdown::Shutdown,
-) -> (
-    docker::Handle,
-    Option<watch::Receiver<docker::DockerView>>,
-    Option<tokio::task::JoinHandle<()>>,
-) {
-    if !config.docker.enabled {
-        return (docker::Handle::disabled(), None, None);
+) -> DockerStart {
+    #[cfg(feature = "docker")]
+    if config.docker.enabled {
+        let (watcher, handle, view) = docker::watch::Watcher::new(
+            config.docker.clone(),
+            items.clone(),
+            Box::new(clock.clone()),
+            stop.clone(),
+        );
+        return (handle, Some(view), Some(tokio::spawn(watcher.run())));
     }
-    let (watcher, handle, view) = docker::watch::Watcher::new(
-        config.docker.clone(),
-        items.clone(),
-        Box::new(clock.clone()),
-        stop.clone(),
-    );
-    (handle, Some(view), Some(tokio::spawn(watcher.run())))
-}
-
-/// Without the `docker` feature, configuration refuses `docker.enabled`.
-#[cfg(not(feature = "docker"))]
-fn start_docker(
-    _: &Config,
-    _: &mpsc::Sender<Vec<store::Item>>,
-    _: &SystemClock,
-    _: &shutdown::Shutdown,
-) -> (
-    docker::Handle,
-    Option<watch::Receiver<docker::DockerView>>,
-    Option<tokio::task::JoinHandle<()>>,
-) {
     (docker::Handle::disabled(), None, None)
 }

@@ -182,6 +182,56 @@ fn errors_name_the_key() {
             &[],
             "commands.config_rollback_after",
         ),
+        (
+            "",
+            &[("PICKET_DOCKER_SOCKET", "docker.sock")],
+            "docker.socket",
+        ),
+        ("", &[("PICKET_DOCKER_LABEL", "=x")], "docker.label"),
+        ("", &[("PICKET_DOCKER_LABEL", "a b")], "docker.label"),
+        ("", &[("PICKET_DOCKER_NAMES", "web/1")], "docker.names"),
+        ("", &[("PICKET_DOCKER_NAMES", "[ab]")], "docker.names"),
+        (
+            "",
+            &[("PICKET_DOCKER_STATS_INTERVAL", "500ms")],
+            "docker.stats_interval",
+        ),
+        ("", &[("PICKET_DOCKER_RETRY_MAX", "0s")], "docker.retry_max"),
+        (
+            "",
+            &[("PICKET_DOCKER_ENABLED", "perhaps")],
+            "docker.enabled",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a b\"\ncommand = [\"id\"]\n",
+            &[],
+            "docker.exec[0].name",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = []\n",
+            &[],
+            "docker.exec[0].command",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = \"nginx -s reload\"\n",
+            &[],
+            "docker",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\n[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\n",
+            &[],
+            "docker.exec[1].name",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\ncontainers = [\"a/b\"]\n",
+            &[],
+            "docker.exec[0].containers",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\nshell = true\n",
+            &[],
+            "docker",
+        ),
     ];
     for (text, env, key) in table {
         let mut all = vec![("PICKET_DEVICE_ID", "pi-test")];
@@ -469,68 +519,4 @@ user = "nobody"
     assert_eq!(d.exec[1].user.as_deref(), Some("nobody"));
     let names = parse_ok("", &[("PICKET_DOCKER_NAMES", "a-*, b")]).unwrap();
     assert_eq!(names.docker.scope.names.len(), 2);
-}
-
-#[test]
-fn docker_errors_name_the_key() {
-    let table: &[Case] = &[
-        (
-            "",
-            &[("PICKET_DOCKER_SOCKET", "docker.sock")],
-            "docker.socket",
-        ),
-        ("", &[("PICKET_DOCKER_LABEL", "=x")], "docker.label"),
-        ("", &[("PICKET_DOCKER_LABEL", "a b")], "docker.label"),
-        ("", &[("PICKET_DOCKER_NAMES", "web/1")], "docker.names"),
-        ("", &[("PICKET_DOCKER_NAMES", "[ab]")], "docker.names"),
-        (
-            "",
-            &[("PICKET_DOCKER_STATS_INTERVAL", "500ms")],
-            "docker.stats_interval",
-        ),
-        ("", &[("PICKET_DOCKER_RETRY_MAX", "0s")], "docker.retry_max"),
-        (
-            "",
-            &[("PICKET_DOCKER_ENABLED", "perhaps")],
-            "docker.enabled",
-        ),
-        (
-            "[[docker.exec]]\nname = \"a b\"\ncommand = [\"id\"]\n",
-            &[],
-            "docker.exec[0].name",
-        ),
-        (
-            "[[docker.exec]]\nname = \"a\"\ncommand = []\n",
-            &[],
-            "docker.exec[0].command",
-        ),
-        (
-            "[[docker.exec]]\nname = \"a\"\ncommand = \"nginx -s reload\"\n",
-            &[],
-            "docker",
-        ),
-        (
-            "[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\n[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\n",
-            &[],
-            "docker.exec[1].name",
-        ),
-        (
-            "[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\ncontainers = [\"a/b\"]\n",
-            &[],
-            "docker.exec[0].containers",
-        ),
-        (
-            "[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\nshell = true\n",
-            &[],
-            "docker",
-        ),
-    ];
-    for (text, env, key) in table {
-        let mut all = vec![("PICKET_DEVICE_ID", "pi-test")];
-        all.extend_from_slice(env);
-        let err = parse(text, Path::new("t"), vars(&all))
-            .and_then(|(raw, _)| validate(raw))
-            .expect_err(text);
-        assert!(err.to_string().contains(key), "{text:?} {env:?}: got {err}");
-    }
 }
