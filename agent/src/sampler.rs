@@ -145,8 +145,12 @@ impl Sampler {
         });
         sample.gpio = self.gpio.borrow().clone();
         if let Some(docker) = &self.docker {
+            // Read with no await between here and the send: on the agent's
+            // single-threaded runtime the watcher cannot queue an event in
+            // between, so no sample carries a state older than an event
+            // queued before it. (`engine` is None before the first attempt
+            // to reach the engine: nothing is known yet.)
             let view = docker.borrow();
-            // Before the first attempt to reach the engine nothing is known.
             sample.docker = view.engine;
             sample.containers = view.containers.clone();
         }
