@@ -432,7 +432,7 @@ async fn stats_return_numbers_once_streamed_and_in_samples() {
         .send_all(Action::DockerStats(DockerStatsArgs {
             container: a.clone(),
             stream: true,
-            duration: Some(3),
+            duration: Some(5),
         }))
         .await;
     assert_state(replies.last().unwrap(), ReplyState::Succeeded);
