@@ -102,22 +102,25 @@ start_mosquitto() {
 # Build the release agent once; sets AGENT.
 # The agent ships as a static musl binary (one file, no C library to load),
 # so that is what is measured: x86_64 musl here, the same build as a Pi's
-# aarch64 one. AGENT_TARGET=host measures the ordinary glibc build instead.
+# aarch64 one. AGENT_TARGET=host measures the ordinary glibc build instead;
+# AGENT_FEATURES (e.g. docker) are cargo features to build it with.
 build_agent() {
     need cc build-essential
     local target=${AGENT_TARGET:-x86_64-unknown-linux-musl}
+    local features=()
+    [[ -n ${AGENT_FEATURES:-} ]] && features=(--features "$AGENT_FEATURES")
     if [[ $target == host ]]; then
-        log "building the release agent (host, glibc)"
-        cargo build --release -q -p picket-agent
+        log "building the release agent (host, glibc) ${features[*]}"
+        cargo build --release -q -p picket-agent "${features[@]}"
         AGENT=$PWD/target/release/picket-agent
         return
     fi
-    log "building the release agent ($target, static)"
+    log "building the release agent ($target, static) ${features[*]}"
     rustup target add "$target" >/dev/null
     # Debian has no musl-targeted gcc; the host gcc compiles ring's C for
     # x86_64 musl (Rust supplies the musl C library and start files).
     CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-gcc} \
-        cargo build --release -q -p picket-agent --target "$target"
+        cargo build --release -q -p picket-agent --target "$target" "${features[@]}"
     AGENT=$PWD/target/$target/release/picket-agent
 }
 

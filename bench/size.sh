@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Size of the agent as shipped to a Raspberry Pi: a stripped, static
 # aarch64-unknown-linux-musl build with the `device` profile (the release
-# profile at opt-level "z"; target settings in .cargo/config.toml).
+# profile at opt-level "z"; target settings in .cargo/config.toml), with
+# default features and with Docker support (`--features docker`).
 #
 # Usage (from the repository root): bench/size.sh
 set -euo pipefail
@@ -18,17 +19,26 @@ if ! rustup target list --installed | grep -qx "$TARGET"; then
     log "adding the $TARGET Rust target"
     rustup target add "$TARGET"
 fi
-log "building the agent for $TARGET (profile device)"
-cargo build --profile device -q -p picket-agent --target "$TARGET"
-
-bin=target/$TARGET/device/picket-agent
-bytes=$(stat -c %s "$bin")
-kind=$(file -b "$bin")
-[[ $kind == *"statically linked"* ]] || die "not a static binary: $kind"
-[[ $kind == *"stripped"* && $kind != *"not stripped"* ]] || die "not stripped: $kind"
+# The shipped agent (default features), then the same with Docker support.
+measure() {
+    local label=$1
+    shift
+    log "building the agent for $TARGET (profile device) $*"
+    cargo build --profile device -q -p picket-agent --target "$TARGET" "$@"
+    local bin=target/$TARGET/device/picket-agent
+    local bytes kind
+    bytes=$(stat -c %s "$bin")
+    kind=$(file -b "$bin")
+    [[ $kind == *"statically linked"* ]] || die "not a static binary: $kind"
+    [[ $kind == *"stripped"* && $kind != *"not stripped"* ]] || die "not stripped: $kind"
+    printf '%-22s %s\n' "$label" "$bytes bytes ($(awk -v b="$bytes" 'BEGIN {printf "%.2f", b / 1048576}') MiB)"
+    SIZE=$bytes
+}
 
 printf '\npicket-agent for %s (%s)\n\n' "$TARGET" "$(rustc --version)"
-printf '%-10s %s\n' \
-    size "$bytes bytes ($(awk -v b="$bytes" 'BEGIN {printf "%.2f", b / 1048576}') MiB)" \
-    file "$kind" \
-    target "<= 3 MiB: $([[ $bytes -le $LIMIT ]] && echo met || echo MISSED)"
+measure "default features"
+plain=$SIZE
+measure "--features docker" --features docker
+docker=$SIZE
+printf '%-22s %s\n' "docker adds" "$((docker - plain)) bytes"
+printf '%-22s %s\n' "target" "<= 3 MiB (default features): $([[ $plain -le $LIMIT ]] && echo met || echo MISSED)"

@@ -15,6 +15,8 @@
 //!   sysfs/GPIO backends) and the `led.identify` handle.
 //! - [`gpio`]: GPIO inputs (edges → events, levels → samples) and outputs
 //!   for `gpio.write`, through the kernel's character device.
+//! - [`docker`]: the Docker watcher (containers in scope → samples, their
+//!   changes → events) and the `docker.*` commands.
 //! - [`status`]: the local status socket and `picket-agent status`;
 //!   [`doctor`]: `picket-agent doctor`'s checks.
 //! - [`testing`]: simulated hardware (GPIO chip, LED) for tests.
@@ -25,6 +27,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod docker;
 pub mod doctor;
 pub mod gpio;
 pub mod led;
@@ -243,6 +246,9 @@ pub async fn run_with(
     }
     let gpio_task = (!inputs.is_empty()).then(|| tokio::spawn(inputs.run()));
 
+    // Docker changes go straight to the store too; samples copy the view.
+    let (docker, docker_view, docker_task) = start_docker(&config, &item_tx, &clock, &stop);
+
     let led_backend = config.led.open(hardware.gpio.as_ref()).unwrap_or_else(|e| {
         warn!(error = %e, "no status LED; running without it");
         Box::new(NoLed)
@@ -290,6 +296,7 @@ pub async fn run_with(
     let peripherals = commands::Peripherals {
         identify: identify.clone(),
         gpio: gpio_outputs.clone(),
+        docker,
     };
     let self_update = commands::SelfUpdate {
         updates: Arc::clone(&updates),
@@ -335,6 +342,7 @@ pub async fn run_with(
         startup,
         clock_tx,
         levels_rx,
+        docker_view,
         stop.clone(),
         sampler_beacon.clone(),
     );
@@ -378,10 +386,43 @@ pub async fn run_with(
     if let Some(t) = gpio_task {
         t.await?;
     }
+    if let Some(t) = docker_task {
+        t.await?;
+    }
     if let Some(t) = status_task {
         t.await?;
     }
     store_task.await??;
     info!(elapsed = ?started.elapsed(), "stopped");
     Ok(exit)
+}
+
+/// What [`start_docker`] gives: the commands' handle, the view samples
+/// copy, and the watcher's task.
+type DockerStart = (
+    docker::Handle,
+    Option<watch::Receiver<docker::DockerView>>,
+    Option<tokio::task::JoinHandle<()>>,
+);
+
+/// The Docker watcher when `docker.enabled` (which the configuration
+/// refuses in a build without the `docker` feature).
+#[cfg_attr(not(feature = "docker"), allow(unused_variables))]
+fn start_docker(
+    config: &Config,
+    items: &mpsc::Sender<Vec<store::Item>>,
+    clock: &SystemClock,
+    stop: &shutdown::Shutdown,
+) -> DockerStart {
+    #[cfg(feature = "docker")]
+    if config.docker.enabled {
+        let (watcher, handle, view) = docker::watch::Watcher::new(
+            config.docker.clone(),
+            items.clone(),
+            Box::new(clock.clone()),
+            stop.clone(),
+        );
+        return (handle, Some(view), Some(tokio::spawn(watcher.run())));
+    }
+    (docker::Handle::disabled(), None, None)
 }

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// picket's edge agent: samples this device, queues every sample on disk,
 /// and publishes it over MQTT until the broker acknowledged it.
 #[derive(Parser)]
-#[command(version = picket_agent::VERSION, about, long_about = None)]
+#[command(version = VERSION.as_str(), about, long_about = None)]
 struct Cli {
     /// Configuration file [default: /etc/picket/agent.toml, optional].
     /// Every key can also be set as PICKET_<SECTION>_<KEY>.
@@ -54,6 +54,17 @@ enum Command {
     PostStop,
 }
 
+/// The version (set at build time, see [`picket_agent::VERSION`]), and
+/// whether this build can watch Docker (a cargo feature: the same version
+/// number exists with and without it).
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    if picket_agent::docker::SUPPORTED {
+        format!("{} (docker)", picket_agent::VERSION)
+    } else {
+        picket_agent::VERSION.to_string()
+    }
+});
+
 /// How long `run` shows "configuration invalid" on the LED before exiting
 /// with code 2 (systemd then restarts it, and it shows again).
 const CONFIG_INVALID_SHOWN: Duration = Duration::from_secs(30);
@@ -83,6 +94,7 @@ fn main() -> ExitCode {
                         "unsigned accepted: no commands.public_key_file"
                     }
                 );
+                println!("docker:  {}", docker_line(&config.docker));
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -328,6 +340,37 @@ fn init_tracing(verbose: u8) {
         )
         .with(filter)
         .init();
+}
+
+/// `check-config`'s Docker line: off, or the socket and the scope.
+fn docker_line(d: &picket_agent::docker::DockerConfig) -> String {
+    if !picket_agent::docker::SUPPORTED {
+        return "not in this build (cargo feature docker)".into();
+    }
+    if !d.enabled {
+        return "off (docker.enabled)".into();
+    }
+    let mut scope = Vec::new();
+    if let Some(l) = &d.scope.label {
+        scope.push(format!("label {l}"));
+    }
+    if !d.scope.names.is_empty() {
+        scope.push(format!("{} name pattern(s)", d.scope.names.len()));
+    }
+    if scope.is_empty() {
+        scope.push("nothing: set docker.label or docker.names".into());
+    }
+    let exec: Vec<&str> = d.exec.iter().map(|e| e.name.as_str()).collect();
+    format!(
+        "{}, scope: {}; exec: {}",
+        d.socket.display(),
+        scope.join(" or "),
+        if exec.is_empty() {
+            "none".to_string()
+        } else {
+            exec.join(", ")
+        }
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use picket_protocol::{AgentHealth, Event, EventKind, GpioLevel};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::docker::DockerView;
 use crate::liveness::Beacon;
 use crate::sensors::Sensors;
 use crate::sensors::clock::{Clock, Stamp};
@@ -35,6 +36,8 @@ pub struct Sampler {
     clock_synced: watch::Sender<bool>,
     /// The GPIO inputs' levels, kept by the GPIO task.
     gpio: watch::Receiver<Vec<GpioLevel>>,
+    /// The Docker watcher's view, when Docker is enabled.
+    docker: Option<watch::Receiver<DockerView>>,
     shutdown: Shutdown,
     beacon: Beacon,
 }
@@ -51,6 +54,7 @@ impl Sampler {
         startup: Vec<EventKind>,
         clock_synced: watch::Sender<bool>,
         gpio: watch::Receiver<Vec<GpioLevel>>,
+        docker: Option<watch::Receiver<DockerView>>,
         shutdown: Shutdown,
         beacon: Beacon,
     ) -> Self {
@@ -63,6 +67,7 @@ impl Sampler {
             startup,
             clock_synced,
             gpio,
+            docker,
             shutdown,
             beacon,
         }
@@ -139,6 +144,16 @@ impl Sampler {
             changed
         });
         sample.gpio = self.gpio.borrow().clone();
+        if let Some(docker) = &self.docker {
+            // Read with no await between here and the send: on the agent's
+            // single-threaded runtime the watcher cannot queue an event in
+            // between, so no sample carries a state older than an event
+            // queued before it. (`engine` is None before the first attempt
+            // to reach the engine: nothing is known yet.)
+            let view = docker.borrow();
+            sample.docker = view.engine;
+            sample.containers = view.containers.clone();
+        }
 
         let status = self.store.borrow().clone();
         let mut items: Vec<Item> = events

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use picket_protocol::{ActiveState, Sample};
+use picket_protocol::{ActiveState, ContainerState, Engine, EventKind, Health, Sample};
 
 /// Unix time in milliseconds.
 pub type Millis = u64;
@@ -70,6 +70,38 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "agent.dropped",
         "",
         "records the agent's queue dropped since created",
+    ),
+    (
+        "docker.up",
+        "0/1",
+        "1 while the agent can reach the Docker engine",
+    ),
+    ("container.up", "0/1", "per container: 1 when running"),
+    (
+        "container.exited",
+        "0/1",
+        "per container: 1 when it stopped without being asked (exit, crash, OOM kill), \
+         0 when running or stopped on request",
+    ),
+    (
+        "container.unhealthy",
+        "0/1",
+        "per container: 1 when its health check fails",
+    ),
+    (
+        "container.restarts",
+        "",
+        "per container: restarts by the engine's restart policy",
+    ),
+    (
+        "container.cpu",
+        "%",
+        "per container: CPU busy (100 = one CPU), with docker.stats_interval",
+    ),
+    (
+        "container.mem",
+        "bytes",
+        "per container: memory in use, with docker.stats_interval",
     ),
 ];
 
@@ -170,6 +202,92 @@ impl MetricNames {
     }
 }
 
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// A container's state as samples and events both report it.
+struct ContainerView<'a> {
+    name: &'a str,
+    state: ContainerState,
+    health: Option<Health>,
+    restarts: u64,
+    unexpected: Option<bool>,
+}
+
+impl ContainerView<'_> {
+    fn points(&self) -> Vec<(Metric, f64)> {
+        let m = |name: &str| Metric::with_instance(name, self.name);
+        let mut out = vec![(
+            m("container.up"),
+            flag(self.state == ContainerState::Running),
+        )];
+        // Down without a verdict (the agent did not see it stop): no point,
+        // so an alert raised when it was seen to crash stays as it was.
+        let exited = match (self.state.is_down(), self.unexpected) {
+            (true, Some(u)) => Some(flag(u)),
+            (true, None) => None,
+            (false, _) => Some(0.0),
+        };
+        if let Some(v) = exited {
+            out.push((m("container.exited"), v));
+        }
+        out.push((
+            m("container.unhealthy"),
+            flag(self.health == Some(Health::Unhealthy)),
+        ));
+        out.push((m("container.restarts"), self.restarts as f64));
+        out
+    }
+}
+
+/// What a live event says about current values, so rules hear of a
+/// container's change at once rather than with the next sample: the
+/// points, and the container whose points no longer exist (removed, or out
+/// of the agent's scope: its failure is over, so `exited` and `unhealthy`
+/// read 0 once).
+pub fn event_points(kind: &EventKind) -> (Vec<Point>, Option<&str>) {
+    let points = |v: Vec<(Metric, f64)>| {
+        v.into_iter()
+            .map(|(metric, value)| Point { metric, value })
+            .collect()
+    };
+    match kind {
+        EventKind::Container {
+            name,
+            state,
+            health,
+            restarts,
+            unexpected,
+            ..
+        } => {
+            let view = ContainerView {
+                name,
+                state: *state,
+                health: *health,
+                restarts: *restarts,
+                unexpected: *unexpected,
+            };
+            (points(view.points()), None)
+        }
+        EventKind::ContainerGone { name } => (
+            points(vec![
+                (Metric::with_instance("container.exited", name), 0.0),
+                (Metric::with_instance("container.unhealthy", name), 0.0),
+            ]),
+            Some(name),
+        ),
+        EventKind::Docker { engine } => (
+            points(vec![(
+                Metric::new("docker.up"),
+                flag(*engine == Engine::Available),
+            )]),
+            None,
+        ),
+        _ => (Vec::new(), None),
+    }
+}
+
 /// Flatten a sample into points, in a stable order. Metric groups the
 /// sample lacks produce no points (absent is not zero).
 pub fn flatten(s: &Sample, names: &mut MetricNames) -> Vec<Point> {
@@ -219,7 +337,6 @@ pub fn flatten(s: &Sample, names: &mut MetricNames) -> Vec<Point> {
         push(names.instance("temp", &t.kind), f64::from(t.c));
     }
     if let Some(t) = &s.throttle {
-        let flag = |b: bool| if b { 1.0 } else { 0.0 };
         push(names.plain("throttle.uv"), flag(t.uv));
         push(names.plain("throttle.throttled"), flag(t.throttled));
         push(names.plain("throttle.capped"), flag(t.capped));
@@ -231,6 +348,30 @@ pub fn flatten(s: &Sample, names: &mut MetricNames) -> Vec<Point> {
             names.instance("service", &svc.unit),
             if up { 1.0 } else { 0.0 },
         );
+    }
+    if let Some(engine) = s.docker {
+        push(Metric::new("docker.up"), flag(engine == Engine::Available));
+    }
+    for c in &s.containers {
+        let state = ContainerView {
+            name: &c.name,
+            state: c.state,
+            health: c.health,
+            restarts: c.restarts,
+            unexpected: c.unexpected,
+        };
+        for (metric, value) in state.points() {
+            push(metric, value);
+        }
+        if let Some(cpu) = c.cpu {
+            push(
+                Metric::with_instance("container.cpu", &c.name),
+                f64::from(cpu),
+            );
+        }
+        if let Some(mem) = c.mem {
+            push(Metric::with_instance("container.mem", &c.name), mem as f64);
+        }
     }
     if let Some(a) = &s.agent {
         push(names.plain("agent.queue_records"), a.queue_records as f64);
@@ -246,7 +387,7 @@ pub fn flatten(s: &Sample, names: &mut MetricNames) -> Vec<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picket_protocol::{Disk, Memory, Service, Thermal, Throttle};
+    use picket_protocol::{Container, Disk, Memory, Service, Thermal, Throttle};
 
     fn sample() -> Sample {
         Sample {
@@ -299,6 +440,8 @@ mod tests {
                 sub: "failed".into(),
             }],
             gpio: Vec::new(),
+            docker: None,
+            containers: Vec::new(),
             agent: None,
         }
     }
@@ -362,5 +505,136 @@ mod tests {
         for bad in ["", ":x", "temp:", "te mp", "temp:\n"] {
             assert!(Metric::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn container(name: &str, state: ContainerState, unexpected: Option<bool>) -> Container {
+        Container {
+            name: name.into(),
+            id: "0123456789ab".into(),
+            image: "nginx".into(),
+            state,
+            health: None,
+            restarts: 2,
+            started: None,
+            exit_code: None,
+            unexpected,
+            cpu: None,
+            mem: None,
+            mem_limit: None,
+        }
+    }
+
+    #[test]
+    fn flattens_containers() {
+        let mut web = container("web", ContainerState::Running, None);
+        web.health = Some(Health::Unhealthy);
+        web.cpu = Some(12.5);
+        web.mem = Some(1000);
+        let s = Sample {
+            docker: Some(Engine::Available),
+            containers: vec![
+                web,
+                container("crashed", ContainerState::Exited, Some(true)),
+                container("stopped", ContainerState::Exited, Some(false)),
+                container("unknown", ContainerState::Exited, None),
+            ],
+            ..sample()
+        };
+        let points = flatten(&s, &mut MetricNames::default());
+        let got: Vec<(&str, f64)> = points
+            .iter()
+            .filter(|p| p.metric.name().starts_with("container") || p.metric.name() == "docker.up")
+            .map(|p| (p.metric.as_str(), p.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("docker.up", 1.0),
+                ("container.up:web", 1.0),
+                ("container.exited:web", 0.0),
+                ("container.unhealthy:web", 1.0),
+                ("container.restarts:web", 2.0),
+                ("container.cpu:web", 12.5),
+                ("container.mem:web", 1000.0),
+                ("container.up:crashed", 0.0),
+                ("container.exited:crashed", 1.0),
+                ("container.unhealthy:crashed", 0.0),
+                ("container.restarts:crashed", 2.0),
+                ("container.up:stopped", 0.0),
+                ("container.exited:stopped", 0.0),
+                ("container.unhealthy:stopped", 0.0),
+                ("container.restarts:stopped", 2.0),
+                ("container.up:unknown", 0.0),
+                ("container.unhealthy:unknown", 0.0),
+                ("container.restarts:unknown", 2.0),
+            ]
+        );
+        for p in &points {
+            assert!(
+                METRICS.iter().any(|(n, _, _)| *n == p.metric.name()),
+                "{} missing from METRICS",
+                p.metric
+            );
+        }
+        let down = Sample {
+            docker: Some(Engine::Unavailable),
+            ..sample()
+        };
+        assert!(
+            flatten(&down, &mut MetricNames::default())
+                .iter()
+                .any(|p| p.metric.as_str() == "docker.up" && p.value == 0.0)
+        );
+    }
+
+    #[test]
+    fn events_as_points() {
+        let values = |k: &EventKind| -> (Vec<(String, f64)>, Option<String>) {
+            let (points, gone) = event_points(k);
+            (
+                points
+                    .into_iter()
+                    .map(|p| (p.metric.to_string(), p.value))
+                    .collect(),
+                gone.map(str::to_string),
+            )
+        };
+        let crashed = EventKind::Container {
+            name: "web".into(),
+            state: ContainerState::Exited,
+            health: Some(Health::Healthy),
+            restarts: 1,
+            exit_code: Some(137),
+            unexpected: Some(true),
+            old_state: Some(ContainerState::Running),
+            old_health: None,
+        };
+        assert_eq!(
+            values(&crashed).0,
+            [
+                ("container.up:web".to_string(), 0.0),
+                ("container.exited:web".to_string(), 1.0),
+                ("container.unhealthy:web".to_string(), 0.0),
+                ("container.restarts:web".to_string(), 1.0),
+            ]
+        );
+        assert_eq!(
+            values(&EventKind::ContainerGone { name: "web".into() }),
+            (
+                vec![
+                    ("container.exited:web".to_string(), 0.0),
+                    ("container.unhealthy:web".to_string(), 0.0)
+                ],
+                Some("web".to_string())
+            )
+        );
+        assert_eq!(
+            values(&EventKind::Docker {
+                engine: Engine::Unavailable
+            })
+            .0,
+            [("docker.up".to_string(), 0.0)]
+        );
+        assert_eq!(values(&EventKind::ClockSynced), (vec![], None));
     }
 }

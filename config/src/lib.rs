@@ -7,6 +7,7 @@
 //!   deserialise into a binary's raw config, naming the key and where its
 //!   value came from when it is wrong.
 //! - [`units`]: durations (`10s`) and sizes (`64MiB`) as people write them.
+//! - [`glob`]: `*`/`?` patterns over names (device ids, container names).
 //! - [`broker`]: the `[broker]` section every MQTT client of picket has
 //!   (URL, credentials, TLS) and its validation; [`tls`] builds the rustls
 //!   client configuration.
@@ -17,6 +18,7 @@
 
 pub mod broker;
 mod env;
+pub mod glob;
 pub mod tls;
 pub mod units;
 
@@ -26,6 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use broker::{BrokerConfig, RawBroker};
+pub use glob::Glob;
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
 
 /// A configuration a binary cannot run with. Binaries exit with code 2.

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::docker::{ContainerArgs, DockerExecArgs, DockerLogsArgs, DockerStatsArgs, StopArgs};
 use crate::topic::DeviceId;
 
 /// Payload of `{prefix}/v1/{device}/cmd/{id}` (never retained).
@@ -70,6 +71,30 @@ pub enum Action {
     /// automatic rollback.
     #[serde(rename = "agent.update")]
     AgentUpdate(UpdateArgs),
+    // Docker: containers in the device's Docker scope only.
+    /// The containers in scope: name, id, image, state, health, restarts.
+    #[serde(rename = "docker.list")]
+    DockerList(NoArgs),
+    /// The engine's full description of one container (JSON).
+    #[serde(rename = "docker.inspect")]
+    DockerInspect(ContainerArgs),
+    #[serde(rename = "docker.start")]
+    DockerStart(ContainerArgs),
+    /// Stop signal, then SIGKILL after `timeout` seconds.
+    #[serde(rename = "docker.stop")]
+    DockerStop(StopArgs),
+    #[serde(rename = "docker.restart")]
+    DockerRestart(StopArgs),
+    /// The log's last lines; with `follow`, new lines in ordered chunks for
+    /// a bounded time and size.
+    #[serde(rename = "docker.logs")]
+    DockerLogs(DockerLogsArgs),
+    /// CPU, memory, network and process counts, once or streamed.
+    #[serde(rename = "docker.stats")]
+    DockerStats(DockerStatsArgs),
+    /// Run a command the device's configuration defines, by name.
+    #[serde(rename = "docker.exec")]
+    DockerExec(DockerExecArgs),
 }
 
 /// `args` of commands that take none: `{}`.
@@ -202,6 +227,22 @@ pub enum ArgError {
     Version(String),
     #[error("signature must be 128 hexadecimal digits")]
     Signature,
+    #[error(
+        "container {0:?} is not a container name or id: 1 to 128 of [a-zA-Z0-9_.-], starting with a letter or digit"
+    )]
+    Container(String),
+    #[error("tail must be at most {max}, not {0}", max = crate::docker::MAX_TAIL)]
+    Tail(u32),
+    #[error("duration must be between 1 and {max} seconds, not {0}", max = crate::docker::MAX_STREAM_SECS)]
+    StreamSecs(u32),
+    #[error("duration applies only with follow (docker.logs) or stream (docker.stats)")]
+    DurationWithoutStream,
+    #[error("timeout must be at most {max} seconds, not {0}", max = crate::docker::MAX_STOP_TIMEOUT)]
+    StopTimeout(u32),
+    #[error("max_bytes must be at least 1")]
+    MaxBytes,
+    #[error("command {0:?} is not a command name: 1 to 64 of [A-Za-z0-9_.-]")]
+    ExecName(String),
 }
 
 impl Action {
@@ -219,6 +260,14 @@ impl Action {
             Action::LedIdentify(_) => "led.identify",
             Action::GpioWrite(_) => "gpio.write",
             Action::AgentUpdate(_) => "agent.update",
+            Action::DockerList(_) => "docker.list",
+            Action::DockerInspect(_) => "docker.inspect",
+            Action::DockerStart(_) => "docker.start",
+            Action::DockerStop(_) => "docker.stop",
+            Action::DockerRestart(_) => "docker.restart",
+            Action::DockerLogs(_) => "docker.logs",
+            Action::DockerStats(_) => "docker.stats",
+            Action::DockerExec(_) => "docker.exec",
         }
     }
 
@@ -235,6 +284,14 @@ impl Action {
         "led.identify",
         "gpio.write",
         "agent.update",
+        "docker.list",
+        "docker.inspect",
+        "docker.start",
+        "docker.stop",
+        "docker.restart",
+        "docker.logs",
+        "docker.stats",
+        "docker.exec",
     ];
 
     /// Checks that hold on any device (the agent adds its allowlists).
@@ -291,6 +348,14 @@ impl Action {
                 }
                 Ok(())
             }
+            Action::DockerList(_) => Ok(()),
+            Action::DockerInspect(a) | Action::DockerStart(a) => {
+                crate::docker::check_container(&a.container)
+            }
+            Action::DockerStop(a) | Action::DockerRestart(a) => a.check(),
+            Action::DockerLogs(a) => a.check(),
+            Action::DockerStats(a) => a.check(),
+            Action::DockerExec(a) => a.check(),
         }
     }
 }
@@ -417,6 +482,60 @@ mod tests {
                 "gpio.write",
             ),
             (Action::AgentUpdate(update_args()), "agent.update"),
+            (Action::DockerList(NoArgs {}), "docker.list"),
+            (
+                Action::DockerInspect(ContainerArgs {
+                    container: "web".into(),
+                }),
+                "docker.inspect",
+            ),
+            (
+                Action::DockerStart(ContainerArgs {
+                    container: "web".into(),
+                }),
+                "docker.start",
+            ),
+            (
+                Action::DockerStop(StopArgs {
+                    container: "web".into(),
+                    timeout: Some(5),
+                }),
+                "docker.stop",
+            ),
+            (
+                Action::DockerRestart(StopArgs {
+                    container: "web".into(),
+                    timeout: None,
+                }),
+                "docker.restart",
+            ),
+            (
+                Action::DockerLogs(DockerLogsArgs {
+                    container: "web".into(),
+                    tail: 50,
+                    since: Some(1_717_171_717),
+                    timestamps: true,
+                    follow: true,
+                    duration: Some(30),
+                    max_bytes: Some(65_536),
+                }),
+                "docker.logs",
+            ),
+            (
+                Action::DockerStats(DockerStatsArgs {
+                    container: "web".into(),
+                    stream: true,
+                    duration: Some(5),
+                }),
+                "docker.stats",
+            ),
+            (
+                Action::DockerExec(DockerExecArgs {
+                    container: "web".into(),
+                    command: "reload".into(),
+                }),
+                "docker.exec",
+            ),
         ]
     }
 
@@ -484,6 +603,45 @@ mod tests {
                 unit: "a.service".into(),
                 lines: 100
             })
+        );
+    }
+
+    #[test]
+    fn docker_defaults_and_seed_shapes() {
+        // The shapes the earlier Docker agent's backend sends.
+        let mut v = to_value(&command(Action::Ping(NoArgs {})));
+        v["name"] = "docker.logs".into();
+        v["args"] = json!({"container": "webapp-container", "tail": 100, "follow": true});
+        let c = decode_value::<Command>(&v).unwrap();
+        assert_eq!(
+            c.action,
+            Action::DockerLogs(DockerLogsArgs {
+                container: "webapp-container".into(),
+                tail: 100,
+                since: None,
+                timestamps: false,
+                follow: true,
+                duration: None,
+                max_bytes: None,
+            })
+        );
+        v["args"] = json!({"container": "web"});
+        let c = decode_value::<Command>(&v).unwrap();
+        let Action::DockerLogs(a) = c.action else {
+            panic!("{:?}", c.action)
+        };
+        assert_eq!((a.tail, a.follow, a.timestamps), (100, false, false));
+        v["name"] = "docker.list".into();
+        v["args"] = json!({});
+        assert_eq!(
+            decode_value::<Command>(&v).unwrap().action,
+            Action::DockerList(NoArgs {})
+        );
+        v["name"] = "docker.exec".into();
+        v["args"] = json!({"container": "web", "cmd": ["sh", "-c", "id"]});
+        assert!(
+            decode_value::<Command>(&v).is_err(),
+            "a command line is not an exec argument"
         );
     }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::docker::{ContainerState, Engine, Health};
 use crate::telemetry::{ActiveState, Throttle};
 use crate::topic::DeviceId;
 
@@ -77,6 +78,32 @@ pub enum EventKind {
         /// exact spacing between edges, unlike `ts` (when the agent saw it).
         edge_ns: u64,
     },
+    /// A watched Docker container changed state or health, as the engine's
+    /// event stream told (sent at once).
+    Container {
+        name: String,
+        state: ContainerState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        health: Option<Health>,
+        restarts: u64,
+        /// While it is down: the exit code of its last run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i64>,
+        /// While it is down: stopped without being asked (see
+        /// [`crate::Container::unexpected`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unexpected: Option<bool>,
+        /// Absent when the container was not known before (created, or
+        /// newly in scope).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_state: Option<ContainerState>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_health: Option<Health>,
+    },
+    /// A watched container was removed, or left the agent's scope.
+    ContainerGone { name: String },
+    /// The Docker engine became reachable, or stopped being so.
+    Docker { engine: Engine },
 }
 
 #[cfg(test)]
@@ -149,6 +176,29 @@ mod tests {
                 },
                 "gpio",
             ),
+            (
+                EventKind::Container {
+                    name: "web".into(),
+                    state: ContainerState::Exited,
+                    health: Some(Health::Unhealthy),
+                    restarts: 3,
+                    exit_code: Some(137),
+                    unexpected: Some(true),
+                    old_state: Some(ContainerState::Running),
+                    old_health: Some(Health::Healthy),
+                },
+                "container",
+            ),
+            (
+                EventKind::ContainerGone { name: "web".into() },
+                "container_gone",
+            ),
+            (
+                EventKind::Docker {
+                    engine: Engine::Unavailable,
+                },
+                "docker",
+            ),
         ]
     }
 
@@ -194,7 +244,7 @@ mod tests {
         let v = to_value(&batch());
         assert_eq!(keys(&v), ["device", "events", "v"]);
         let stamp = ["boot", "hist", "kind", "mono", "seq", "sync", "ts"];
-        let extra: [&[&str]; 8] = [
+        let extra: [&[&str]; 11] = [
             &["seq_skipped", "version"],
             &[],
             &[],
@@ -203,6 +253,18 @@ mod tests {
             &["bytes", "segment"],
             &["records", "total_dropped"],
             &["edge_ns", "level", "name"],
+            &[
+                "exit_code",
+                "health",
+                "name",
+                "old_health",
+                "old_state",
+                "restarts",
+                "state",
+                "unexpected",
+            ],
+            &["name"],
+            &["engine"],
         ];
         for (i, (_, name)) in every_kind().iter().enumerate() {
             let e = &v["events"][i];
@@ -213,6 +275,8 @@ mod tests {
         }
         assert_eq!(v["events"][0]["seq_skipped"], json!([41_000, 41_200]));
         assert_eq!(v["events"][4]["active"], "failed");
+        assert_eq!(v["events"][8]["state"], "exited");
+        assert_eq!(v["events"][10]["engine"], "unavailable");
     }
 
     #[test]
@@ -251,6 +315,9 @@ mod tests {
             (4, "unit"),
             (6, "records"),
             (7, "edge_ns"),
+            (8, "state"),
+            (9, "name"),
+            (10, "engine"),
         ] {
             let mut v = to_value(&batch());
             v["events"][i].as_object_mut().unwrap().remove(field);

@@ -9,7 +9,8 @@
 //! - One module per message kind: [`state`] (birth and Last Will),
 //!   [`telemetry`] (sample batches), [`event`] (event batches),
 //!   [`command`] (command envelope and typed arguments), [`reply`] (command
-//!   status), [`alert`] (a device's active alerts).
+//!   status), [`alert`] (a device's active alerts); [`docker`]: the
+//!   containers a sample and its events report.
 //! - [`signing`]: ed25519 signatures over a canonical encoding of a command,
 //!   and of an agent artifact (`agent.update`).
 //! - [`version`]: agent version strings, their form and order.
@@ -21,6 +22,7 @@ pub mod alert;
 mod cbor;
 pub mod codec;
 pub mod command;
+pub mod docker;
 pub mod event;
 pub mod reply;
 pub mod signing;
@@ -38,6 +40,8 @@ pub use command::{
     Action, ArgError, Command, ConfigArgs, DeployArgs, GpioWriteArgs, IdentifyArgs, LogsArgs,
     NoArgs, PathArgs, RebootArgs, UnitArgs, UpdateArgs,
 };
+pub use docker::{Container, ContainerState, Engine, Health};
+pub use docker::{ContainerArgs, DockerExecArgs, DockerLogsArgs, DockerStatsArgs, StopArgs};
 pub use event::{Event, EventBatch, EventKind};
 pub use reply::{Reply, ReplyState};
 pub use state::{OfflineReason, Presence, State};

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::docker::{Container, Engine};
 use crate::topic::DeviceId;
 
 /// Payload of `{prefix}/v1/{device}/telemetry`.
@@ -57,6 +58,12 @@ pub struct Sample {
     /// The configured GPIO inputs' levels when the sample was taken.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpio: Vec<GpioLevel>,
+    /// The Docker engine's availability, when the agent watches Docker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<Engine>,
+    /// The watched containers (those in the agent's Docker scope).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<Container>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentHealth>,
 }
@@ -312,6 +319,21 @@ mod tests {
                 name: "door".into(),
                 level: true,
             }],
+            docker: Some(Engine::Available),
+            containers: vec![Container {
+                name: "web".into(),
+                id: "0123456789ab".into(),
+                image: "nginx:1.27".into(),
+                state: crate::ContainerState::Exited,
+                health: None,
+                restarts: 4,
+                started: Some(1_717_171_000_000),
+                exit_code: Some(1),
+                unexpected: Some(true),
+                cpu: None,
+                mem: None,
+                mem_limit: None,
+            }],
             agent: Some(AgentHealth {
                 version: "0.1.0".into(),
                 config: "cbf29ce484222325".into(),
@@ -344,6 +366,8 @@ mod tests {
             throttle: None,
             services: vec![],
             gpio: vec![],
+            docker: None,
+            containers: vec![],
             agent: None,
         }
     }
@@ -377,10 +401,30 @@ mod tests {
         assert_eq!(
             keys(s),
             [
-                "agent", "boot", "cpu", "disks", "gpio", "hist", "load", "mem", "mono", "net",
-                "seq", "services", "swap", "sync", "thermal", "throttle", "ts", "uptime"
+                "agent",
+                "boot",
+                "containers",
+                "cpu",
+                "disks",
+                "docker",
+                "gpio",
+                "hist",
+                "load",
+                "mem",
+                "mono",
+                "net",
+                "seq",
+                "services",
+                "swap",
+                "sync",
+                "thermal",
+                "throttle",
+                "ts",
+                "uptime"
             ]
         );
+        assert_eq!(s["docker"], "available");
+        assert_eq!(s["containers"][0]["state"], "exited");
         assert_eq!(keys(&s["load"]), ["m1", "m15", "m5"]);
         assert_eq!(keys(&s["gpio"][0]), ["level", "name"]);
         assert_eq!(keys(&s["mem"]), ["avail", "pct", "total", "used"]);

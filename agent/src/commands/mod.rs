@@ -139,6 +139,8 @@ pub struct Peripherals {
     pub identify: crate::led::Identify,
     /// The configured GPIO outputs (`gpio.write`).
     pub gpio: crate::gpio::GpioOutputs,
+    /// The Docker engine and scope (`docker.*`).
+    pub docker: crate::docker::Handle,
 }
 
 impl std::fmt::Debug for Peripherals {
@@ -146,6 +148,7 @@ impl std::fmt::Debug for Peripherals {
         f.debug_struct("Peripherals")
             .field("identify", &self.identify)
             .field("gpio_outputs", &self.gpio.names())
+            .field("docker", &self.docker)
             .finish()
     }
 }
@@ -336,7 +339,17 @@ async fn execute(cmd: Command, ctx: Arc<Ctx>, slots: Arc<Semaphore>, replies: mp
     let _ = replies
         .send(reply(dev, &cmd.id, ReplyState::Running, None, None, None))
         .await;
-    let outcome = match tokio::time::timeout(ctx.cfg.timeout, registry::run(&cmd, &ctx)).await {
+    // Streaming commands write into the sink while they run; the others'
+    // output goes through it when they return. Either way the chunks are
+    // numbered in order and the last one travels with the final status.
+    let mut out = output::Sink::new(
+        replies.clone(),
+        dev.clone(),
+        cmd.id.clone(),
+        ctx.cfg.output_max,
+    );
+    let run = registry::run(&cmd, &ctx, &mut out);
+    let outcome = match tokio::time::timeout(ctx.cfg.timeout, run).await {
         Ok(o) => o,
         Err(_) => Outcome::failed(format!(
             "timed out after {} s (commands.timeout)",
@@ -364,21 +377,8 @@ async fn execute(cmd: Command, ctx: Arc<Ctx>, slots: Arc<Semaphore>, replies: mp
         ReplyState::Succeeded => info!(id = %cmd.id, name = cmd.action.name(), "command succeeded"),
         _ => warn!(id = %cmd.id, name = cmd.action.name(), reason = ?reason, "command failed"),
     }
-    let mut chunks = output::chunks(&output, ctx.cfg.output_max, output::CHUNK_BYTES);
-    let last = chunks.pop();
-    let n = chunks.len() as u32;
-    for (i, chunk) in chunks.into_iter().enumerate() {
-        let r = reply(
-            dev,
-            &cmd.id,
-            ReplyState::Running,
-            None,
-            Some(chunk),
-            Some(i as u32),
-        );
-        let _ = replies.send(r).await;
-    }
-    let chunk = last.as_ref().map(|_| n);
+    out.write_last(&output).await;
+    let (last, chunk) = out.finish();
     let _ = replies
         .send(reply(dev, &cmd.id, state, reason, last, chunk))
         .await;

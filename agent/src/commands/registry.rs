@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use picket_protocol::{Action, Command};
 
+use super::output::Sink;
 use super::{Ctx, Outcome, config_update, exec, files, sysinfo};
+use crate::docker::commands as docker;
 use crate::gpio::WriteArgs;
 use crate::led::Identify;
 use crate::update;
@@ -35,6 +37,38 @@ pub fn validate(action: &Action, ctx: &Ctx) -> Result<(), String> {
         Action::AgentUpdate(a) => {
             update::install::validate(a, &ctx.update.updates, ctx.cfg.public_key.as_ref())
         }
+        // Docker: the container must be in the device's scope (as the
+        // watcher last saw it); `run` checks again against the engine.
+        Action::DockerList(_) => ctx.peripherals.docker.validate_engine(),
+        Action::DockerInspect(a) | Action::DockerStart(a) => {
+            ctx.peripherals.docker.validate(&a.container, None)
+        }
+        Action::DockerStop(a) | Action::DockerRestart(a) => {
+            ctx.peripherals.docker.validate(&a.container, None)
+        }
+        Action::DockerLogs(a) => {
+            streaming_fits(a.follow.then_some(a.duration.unwrap_or(60)), ctx)?;
+            ctx.peripherals.docker.validate(&a.container, None)
+        }
+        Action::DockerStats(a) => {
+            streaming_fits(a.stream.then_some(a.duration.unwrap_or(10)), ctx)?;
+            ctx.peripherals.docker.validate(&a.container, None)
+        }
+        Action::DockerExec(a) => ctx
+            .peripherals
+            .docker
+            .validate(&a.container, Some(&a.command)),
+    }
+}
+
+/// A stream must end before `commands.timeout` would cut it.
+fn streaming_fits(secs: Option<u32>, ctx: &Ctx) -> Result<(), String> {
+    match secs {
+        Some(s) if Duration::from_secs(u64::from(s)) >= ctx.cfg.timeout => Err(format!(
+            "duration {s} s is not shorter than commands.timeout ({} s)",
+            ctx.cfg.timeout.as_secs()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -46,8 +80,9 @@ fn unit_allowed(unit: &str, ctx: &Ctx) -> Result<(), String> {
     }
 }
 
-/// Execute an accepted command.
-pub async fn run(cmd: &Command, ctx: &Arc<Ctx>) -> Outcome {
+/// Execute an accepted command. Streaming commands write their output
+/// into `out` as it comes; the others return it.
+pub async fn run(cmd: &Command, ctx: &Arc<Ctx>, out: &mut Sink) -> Outcome {
     let max = ctx.cfg.output_max;
     match &cmd.action {
         Action::Ping(_) => Outcome::Succeeded("pong".into()),
@@ -121,6 +156,14 @@ pub async fn run(cmd: &Command, ctx: &Arc<Ctx>) -> Outcome {
                 other => other,
             }
         }
+        Action::DockerList(_) => docker::list(&ctx.peripherals.docker).await,
+        Action::DockerInspect(a) => docker::inspect(&ctx.peripherals.docker, &a.container).await,
+        Action::DockerStart(a) => docker::start(&ctx.peripherals.docker, &a.container).await,
+        Action::DockerStop(a) => docker::stop(&ctx.peripherals.docker, a, false).await,
+        Action::DockerRestart(a) => docker::stop(&ctx.peripherals.docker, a, true).await,
+        Action::DockerLogs(a) => docker::logs(&ctx.peripherals.docker, a, out).await,
+        Action::DockerStats(a) => docker::stats(&ctx.peripherals.docker, a, out).await,
+        Action::DockerExec(a) => docker::exec(&ctx.peripherals.docker, a, max).await,
         Action::ConfigUpdate(a) => {
             let Some(path) = ctx.cfg.config_path.clone() else {
                 return Outcome::failed("the agent knows no configuration file to replace");

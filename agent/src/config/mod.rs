@@ -15,6 +15,7 @@ pub use raw::RawConfig;
 pub use validate::{led, update, validate};
 
 use crate::commands::CommandsConfig;
+use crate::docker::DockerConfig;
 use crate::gpio::GpioConfig;
 use crate::led::LedConfig;
 use crate::queue::QueueConfig;
@@ -43,6 +44,7 @@ pub struct Config {
     pub commands: CommandsConfig,
     /// `agent.update`: where binaries go, backups, the trial window.
     pub update: crate::update::UpdateConfig,
+    pub docker: DockerConfig,
     /// 64-bit FNV-1a of the effective configuration, 16 hex digits.
     pub hash: String,
 }

@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub status: RawStatus,
     pub commands: RawCommands,
     pub update: RawUpdate,
+    pub docker: RawDocker,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -289,4 +290,42 @@ impl Default for RawUpdate {
             max_bytes: ByteSize(64 << 20),
         }
     }
+}
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDocker {
+    pub enabled: bool,
+    pub socket: String,
+    pub label: String,
+    pub names: Vec<String>,
+    pub stats_interval: HumanDuration,
+    pub retry_max: HumanDuration,
+    /// `[[docker.exec]]` tables (file only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exec: Vec<RawDockerExec>,
+}
+
+impl Default for RawDocker {
+    fn default() -> Self {
+        RawDocker {
+            enabled: false,
+            socket: "/var/run/docker.sock".into(),
+            label: "picket.manage=true".into(),
+            names: Vec::new(),
+            stats_interval: HumanDuration(Duration::ZERO),
+            retry_max: HumanDuration(Duration::from_secs(30)),
+            exec: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDockerExec {
+    pub name: String,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub containers: Vec<String>,
+    #[serde(default)]
+    pub user: String,
 }

@@ -182,6 +182,56 @@ fn errors_name_the_key() {
             &[],
             "commands.config_rollback_after",
         ),
+        (
+            "",
+            &[("PICKET_DOCKER_SOCKET", "docker.sock")],
+            "docker.socket",
+        ),
+        ("", &[("PICKET_DOCKER_LABEL", "=x")], "docker.label"),
+        ("", &[("PICKET_DOCKER_LABEL", "a b")], "docker.label"),
+        ("", &[("PICKET_DOCKER_NAMES", "web/1")], "docker.names"),
+        ("", &[("PICKET_DOCKER_NAMES", "[ab]")], "docker.names"),
+        (
+            "",
+            &[("PICKET_DOCKER_STATS_INTERVAL", "500ms")],
+            "docker.stats_interval",
+        ),
+        ("", &[("PICKET_DOCKER_RETRY_MAX", "0s")], "docker.retry_max"),
+        (
+            "",
+            &[("PICKET_DOCKER_ENABLED", "perhaps")],
+            "docker.enabled",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a b\"\ncommand = [\"id\"]\n",
+            &[],
+            "docker.exec[0].name",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = []\n",
+            &[],
+            "docker.exec[0].command",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = \"nginx -s reload\"\n",
+            &[],
+            "docker",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\n[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\n",
+            &[],
+            "docker.exec[1].name",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\ncontainers = [\"a/b\"]\n",
+            &[],
+            "docker.exec[0].containers",
+        ),
+        (
+            "[[docker.exec]]\nname = \"a\"\ncommand = [\"id\"]\nshell = true\n",
+            &[],
+            "docker",
+        ),
     ];
     for (text, env, key) in table {
         let mut all = vec![("PICKET_DEVICE_ID", "pi-test")];
@@ -505,4 +555,55 @@ fn the_launchers_settings_survive_an_invalid_configuration() {
         ),
         None
     );
+}
+
+#[test]
+fn docker_section() {
+    let d = parse_ok("", &[]).unwrap().docker;
+    assert!(!d.enabled);
+    assert_eq!(d.socket, Path::new("/var/run/docker.sock"));
+    assert_eq!(
+        d.scope.label.as_ref().unwrap().to_string(),
+        "picket.manage=true"
+    );
+    assert!(d.scope.names.is_empty());
+    assert_eq!(d.stats_interval, None);
+    let text = r#"
+[docker]
+names = ["kiosk-*", "db"]
+stats_interval = "30s"
+
+[[docker.exec]]
+name = "reload-nginx"
+command = ["nginx", "-s", "reload"]
+containers = ["web-*"]
+
+[[docker.exec]]
+name = "whoami"
+command = ["id"]
+user = "nobody"
+"#;
+    let d = parse_ok(
+        text,
+        &[
+            ("PICKET_DOCKER_ENABLED", "true"),
+            ("PICKET_DOCKER_SOCKET", "/run/user/1000/docker.sock"),
+            ("PICKET_DOCKER_LABEL", ""),
+        ],
+    )
+    .unwrap()
+    .docker;
+    assert_eq!(d.enabled, crate::docker::SUPPORTED);
+    assert_eq!(d.socket, Path::new("/run/user/1000/docker.sock"));
+    assert_eq!(d.scope.label, None);
+    assert!(d.scope.contains("kiosk-2", &Default::default()));
+    assert!(!d.scope.contains("web", &Default::default()));
+    assert_eq!(d.stats_interval, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(d.exec.len(), 2);
+    assert_eq!(d.exec[0].argv, ["nginx", "-s", "reload"]);
+    assert!(d.exec[0].allows("web-1") && !d.exec[0].allows("db"));
+    assert!(d.exec[1].allows("db"));
+    assert_eq!(d.exec[1].user.as_deref(), Some("nobody"));
+    let names = parse_ok("", &[("PICKET_DOCKER_NAMES", "a-*, b")]).unwrap();
+    assert_eq!(names.docker.scope.names.len(), 2);
 }

@@ -9,6 +9,7 @@ use picket_protocol::{DeviceId, Format};
 use super::raw::RawConfig;
 use super::{Config, ConfigError, UplinkConfig};
 use crate::commands::CommandsConfig;
+use crate::docker::{DockerConfig, ExecSpec, Label, Scope};
 use crate::gpio::{Bias, GpioConfig, InputSpec, LineRef, OutputSpec};
 use crate::led::LedConfig;
 use crate::queue::QueueConfig;
@@ -53,6 +54,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let queue = queue(&raw)?;
     let commands = commands(&raw)?;
     let update = update(&raw)?;
+    let docker = docker(&raw)?;
     let uplink = uplink(&raw)?;
 
     for unit in &raw.services.watch {
@@ -103,7 +105,77 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         status_socket,
         commands,
         update,
+        docker,
         hash,
+    })
+}
+
+fn docker(raw: &RawConfig) -> Result<DockerConfig, ConfigError> {
+    let d = &raw.docker;
+    if d.enabled && !crate::docker::SUPPORTED {
+        return Err(invalid(
+            "docker.enabled",
+            "this agent was built without Docker support (cargo feature \"docker\")",
+        ));
+    }
+    if !Path::new(&d.socket).is_absolute() {
+        return Err(invalid(
+            "docker.socket",
+            "must be an absolute path (e.g. /var/run/docker.sock)",
+        ));
+    }
+    let label = match d.label.as_str() {
+        "" => None,
+        l => Some(Label::parse(l).map_err(|e| invalid("docker.label", e))?),
+    };
+    let names = Scope::names(&d.names).map_err(|e| invalid("docker.names", e))?;
+    let scope = Scope { names, label };
+    let stats_interval = match d.stats_interval.0 {
+        Duration::ZERO => None,
+        i if i < Duration::from_secs(1) => {
+            return Err(invalid(
+                "docker.stats_interval",
+                "must be at least 1s, or 0s (off)",
+            ));
+        }
+        i => Some(i),
+    };
+    if d.retry_max.0 < Duration::from_secs(1) {
+        return Err(invalid("docker.retry_max", "must be at least 1s"));
+    }
+    let mut exec: Vec<ExecSpec> = Vec::new();
+    for (i, e) in d.exec.iter().enumerate() {
+        let key = |k: &str| format!("docker.exec[{i}].{k}");
+        picket_protocol::docker::check_exec_name(&e.name)
+            .map_err(|err| invalid(&key("name"), err.to_string()))?;
+        if exec.iter().any(|x| x.name == e.name) {
+            return Err(invalid(&key("name"), format!("{:?} is used twice", e.name)));
+        }
+        if e.command.is_empty() || e.command[0].is_empty() {
+            return Err(invalid(
+                &key("command"),
+                "must name a program: an argument list such as [\"nginx\", \"-s\", \"reload\"] (no shell)",
+            ));
+        }
+        if e.command.iter().any(|a| a.contains('\0')) {
+            return Err(invalid(&key("command"), "must not contain NUL characters"));
+        }
+        let containers =
+            Scope::names(&e.containers).map_err(|err| invalid(&key("containers"), err))?;
+        exec.push(ExecSpec {
+            name: e.name.clone(),
+            argv: e.command.clone(),
+            containers,
+            user: (!e.user.is_empty()).then(|| e.user.clone()),
+        });
+    }
+    Ok(DockerConfig {
+        enabled: d.enabled,
+        socket: PathBuf::from(&d.socket),
+        scope,
+        stats_interval,
+        retry_max: d.retry_max.0,
+        exec,
     })
 }
 

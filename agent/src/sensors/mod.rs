@@ -170,6 +170,8 @@ impl Sensors {
             throttle,
             services,
             gpio: Vec::new(),
+            docker: None,
+            containers: Vec::new(),
             agent: None,
         };
         (sample, events)

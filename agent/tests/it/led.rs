@@ -10,13 +10,13 @@ use std::time::Duration;
 use picket_agent::led::Pattern;
 use picket_agent::testing::gpio::SimChip;
 use picket_protocol::{
-    Action, Alert, AlertSet, DeviceId, EventKind, Format, GpioWriteArgs, IdentifyArgs, Reply,
-    ReplyState, Severity, Topics, VERSION, encode,
+    Action, Alert, AlertSet, DeviceId, EventKind, Format, GpioWriteArgs, IdentifyArgs, ReplyState,
+    Severity, VERSION, encode,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
 use crate::broker::Broker;
-use crate::util::{Agent, Subscriber, base_env, config};
+use crate::util::{Agent, Subscriber, base_env, command, config, rand_id};
 
 const BIN: &str = env!("CARGO_BIN_EXE_picket-agent");
 
@@ -74,13 +74,6 @@ async fn publish_retained(port: u16, topic: &str, payload: Vec<u8>) {
         }
     })
     .await;
-}
-
-fn rand_id() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 fn alert_set(device: &str, severity: Severity) -> Vec<u8> {
@@ -382,64 +375,4 @@ async fn gpio_edges_reach_the_broker_at_once_and_levels_ride_in_samples() {
         .unwrap()
         .unwrap()
         .unwrap();
-}
-
-/// Send `action` to `device` as a collector would (unsigned: the test agent
-/// has no public key configured) and return the command's final reply.
-async fn command(port: u16, device: &str, action: Action) -> Reply {
-    let device = DeviceId::new(device).unwrap();
-    let topics = Topics::default();
-    let id = format!("t{}", rand_id());
-    let mut opts = MqttOptions::new(format!("test-sender-{}", rand_id()), "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(opts, 10);
-    client
-        .subscribe(topics.reply(&device, &id).unwrap(), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let now = rand_id() / 1_000_000;
-    let cmd = picket_protocol::Command {
-        v: VERSION,
-        id: id.clone(),
-        device: device.clone(),
-        action,
-        issued: now,
-        expires: now + 60_000,
-        sig: None,
-    };
-    let mut sent = false;
-    let reply = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) if !sent => {
-                    sent = true;
-                    let payload = encode(&cmd, Format::Json).unwrap();
-                    client
-                        .publish(
-                            topics.cmd(&device, &id).unwrap(),
-                            QoS::AtLeastOnce,
-                            false,
-                            payload,
-                        )
-                        .await
-                        .unwrap();
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let r: Reply = picket_protocol::decode(&p.payload, 1 << 20).unwrap();
-                    if matches!(
-                        r.state,
-                        ReplyState::Succeeded | ReplyState::Failed | ReplyState::Rejected
-                    ) {
-                        return r;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => panic!("test sender: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("a final reply to the command");
-    let _ = client.disconnect().await;
-    reply
 }

@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use picket_agent::Observers;
-use picket_protocol::{Event, EventBatch, State, Telemetry, decode};
+use picket_protocol::{
+    Action, DeviceId, Event, EventBatch, Format, Reply, ReplyState, State, Telemetry, Topics,
+    VERSION, decode, encode,
+};
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -159,11 +162,17 @@ fn record(r: &mut Received, topic: &str, payload: &[u8]) {
 /// Configuration through the same path as the binary: TOML defaults plus
 /// `PICKET_*` variables.
 pub fn config(env: &[(&str, String)]) -> picket_agent::Config {
+    config_text("", env)
+}
+
+/// [`config`] with a configuration file's text (for tables that have no
+/// environment variables).
+pub fn config_text(text: &str, env: &[(&str, String)]) -> picket_agent::Config {
     let vars: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    let (raw, unknown) = picket_agent::config::parse("", Path::new("test"), vars).expect("parse");
+    let (raw, unknown) = picket_agent::config::parse(text, Path::new("test"), vars).expect("parse");
     assert!(unknown.is_empty(), "unknown variables {unknown:?}");
     picket_agent::config::validate(raw).expect("valid config")
 }
@@ -286,4 +295,105 @@ pub fn gaps(seqs: impl IntoIterator<Item = u64>) -> Vec<u64> {
 
 pub fn is_strictly_increasing(v: &[u64]) -> bool {
     v.windows(2).all(|w| w[0] < w[1])
+}
+
+/// Nanoseconds since the epoch: unique enough for ids and names in tests.
+pub fn rand_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Send `action` to `device` as a collector would (unsigned: test agents
+/// have no public key configured) and return the command's final reply.
+pub async fn command(port: u16, device: &str, action: Action) -> Reply {
+    let replies = command_replies(port, device, action, Duration::from_secs(30)).await;
+    replies.last().cloned().expect("a final reply")
+}
+
+/// Send `action` and return every reply up to and including the final one,
+/// in arrival order.
+pub async fn command_replies(
+    port: u16,
+    device: &str,
+    action: Action,
+    limit: Duration,
+) -> Vec<Reply> {
+    let device = DeviceId::new(device).unwrap();
+    let topics = Topics::default();
+    let id = format!("t{}", rand_id());
+    let mut opts = MqttOptions::new(format!("test-sender-{}", rand_id()), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_max_packet_size(16 << 20, 16 << 20);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    client
+        .subscribe(topics.reply(&device, &id).unwrap(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let now = rand_id() / 1_000_000;
+    let cmd = picket_protocol::Command {
+        v: VERSION,
+        id: id.clone(),
+        device: device.clone(),
+        action,
+        issued: now,
+        expires: now + 60_000,
+        sig: None,
+    };
+    let mut sent = false;
+    let mut replies = Vec::new();
+    tokio::time::timeout(limit, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(MqttEvent::Incoming(Packet::SubAck(_))) if !sent => {
+                    sent = true;
+                    let payload = encode(&cmd, Format::Json).unwrap();
+                    client
+                        .publish(
+                            topics.cmd(&device, &id).unwrap(),
+                            QoS::AtLeastOnce,
+                            false,
+                            payload,
+                        )
+                        .await
+                        .unwrap();
+                }
+                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                    let r: Reply = decode(&p.payload, 16 << 20).unwrap();
+                    let done = matches!(
+                        r.state,
+                        ReplyState::Succeeded | ReplyState::Failed | ReplyState::Rejected
+                    );
+                    replies.push(r);
+                    if done {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("test sender: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no final reply within {limit:?}; got {replies:?}"));
+    let _ = client.disconnect().await;
+    replies
+}
+
+/// A command's whole output: its chunks in index order, each index once.
+pub fn output(replies: &[Reply]) -> String {
+    let mut chunks: BTreeMap<u32, &str> = BTreeMap::new();
+    for r in replies {
+        if let (Some(i), Some(o)) = (r.chunk, r.output.as_deref()) {
+            assert!(chunks.insert(i, o).is_none(), "chunk {i} sent twice");
+        }
+    }
+    let n = chunks.len() as u32;
+    assert!(
+        chunks.keys().copied().eq(0..n),
+        "chunks are not 0..{n}: {:?}",
+        chunks.keys().collect::<Vec<_>>()
+    );
+    chunks.into_values().collect()
 }

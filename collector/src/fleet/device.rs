@@ -186,11 +186,17 @@ impl Device {
         (Record::Stored, missing)
     }
 
-    /// Store one event, like [`Device::sample`].
-    pub fn event(&mut self, id: &DeviceId, e: &Event, batch: &mut WriteBatch) -> (Record, u64) {
+    /// Store one event, like [`Device::sample`]; also returns the time it
+    /// is stored under.
+    pub fn event(
+        &mut self,
+        id: &DeviceId,
+        e: &Event,
+        batch: &mut WriteBatch,
+    ) -> (Record, u64, Millis) {
         let (new, mut missing) = self.admit(e.seq);
         if !new {
-            return (Record::Duplicate, missing);
+            return (Record::Duplicate, missing, e.ts);
         }
         if let EventKind::AgentStarted {
             version,
@@ -223,7 +229,27 @@ impl Device {
             body,
             unsynced,
         });
-        (Record::Stored, missing)
+        (Record::Stored, missing, ts)
+    }
+
+    /// Values a live event brought (a container's new state), laid over the
+    /// latest sample's, so the API and later rule evaluations see them;
+    /// `gone`: a container whose values no longer exist. A sample taken
+    /// before the event no longer replaces them.
+    pub fn live(&mut self, points: &[Point], gone: Option<&str>, ts: Millis) {
+        if let Some(name) = gone {
+            self.latest.retain(|p| {
+                !(p.metric.name().starts_with("container.") && p.metric.instance() == Some(name))
+            });
+        } else {
+            for p in points {
+                match self.latest.iter_mut().find(|l| l.metric == p.metric) {
+                    Some(l) => l.value = p.value,
+                    None => self.latest.push(p.clone()),
+                }
+            }
+        }
+        self.latest_ts = Some(self.latest_ts.map_or(ts, |t| t.max(ts)));
     }
 
     /// Registry facts from a birth.

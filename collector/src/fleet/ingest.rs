@@ -17,6 +17,7 @@ use super::counters::{IngestCounters, Refused};
 use super::device::Record;
 use super::presence::Input;
 use super::{Engine, Millis};
+use crate::model::event_points;
 use crate::rules::Observation;
 
 /// At most one warning per reason per this many milliseconds.
@@ -139,7 +140,7 @@ impl Engine {
                     return;
                 }
                 self.alive(&id, now);
-                self.on_events(&id, &b);
+                self.on_events(&id, &b, now);
             }
             TopicKind::Reply(_) => {
                 IngestCounters::add(&self.counters.reply_messages, 1);
@@ -228,15 +229,25 @@ impl Engine {
         }
     }
 
-    fn on_events(&mut self, id: &DeviceId, b: &EventBatch) {
+    fn on_events(&mut self, id: &DeviceId, b: &EventBatch, now: Millis) {
         for e in &b.events {
             self.device(id);
             let dev = self.devices.get_mut(id).expect("created above");
-            let (record, missing) = dev.event(id, e, &mut self.pending.batch);
+            let (record, missing, ts) = dev.event(id, e, &mut self.pending.batch);
             if record == Record::Stored {
                 IngestCounters::add(&self.counters.events, 1);
             }
             self.account(record, missing);
+            // A container's change reaches the rules at once (a critical
+            // alert for a crash need not wait for the next sample); history
+            // never does, like samples.
+            if record == Record::Stored && !e.hist {
+                let (points, gone) = event_points(&e.kind);
+                if !points.is_empty() {
+                    self.device(id).live(&points, gone, ts);
+                    self.evaluate(id, &Observation::Sample { points: &points }, now);
+                }
+            }
         }
     }
 

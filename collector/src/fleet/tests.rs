@@ -121,6 +121,8 @@ fn telemetry(seq: u64, temp: f32) -> Publish {
         throttle: None,
         services: vec![],
         gpio: Vec::new(),
+        docker: None,
+        containers: Vec::new(),
         agent: None,
     };
     let t = Telemetry {
@@ -379,5 +381,98 @@ async fn a_firing_alert_sends_its_remedy_within_the_rate_limit() {
         picket_protocol::decode(payload, 1 << 20).expect("a command");
     let key = picket_protocol::signing::private_key([5; 32]).verifying_key();
     assert_eq!(picket_protocol::signing::verify(&cmd, &key), Ok(()));
+    h.stop.cancel();
+}
+
+fn container_event(seq: u64, hist: bool, kind: picket_protocol::EventKind) -> Publish {
+    let batch = picket_protocol::EventBatch {
+        v: VERSION,
+        device: dev(),
+        events: vec![picket_protocol::Event {
+            seq,
+            ts: T0 + seq,
+            mono: seq,
+            boot: "b".into(),
+            sync: true,
+            hist,
+            kind,
+        }],
+    };
+    publish(Topics::default().event(&dev()), &batch)
+}
+
+fn exited(unexpected: bool) -> picket_protocol::EventKind {
+    picket_protocol::EventKind::Container {
+        name: "web".into(),
+        state: picket_protocol::ContainerState::Exited,
+        health: None,
+        restarts: 0,
+        exit_code: Some(137),
+        unexpected: Some(unexpected),
+        old_state: Some(picket_protocol::ContainerState::Running),
+        old_health: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_event_alerts_at_once_and_a_removal_resolves() {
+    let mut h = start();
+    h.inbound
+        .send(state(Presence::Online, "s1"))
+        .await
+        .expect("send");
+    h.inbound.send(telemetry(1, 50.0)).await.expect("send");
+    // History does not alert; a stop on request does not either.
+    h.inbound
+        .send(container_event(2, true, exited(true)))
+        .await
+        .expect("send");
+    h.inbound
+        .send(container_event(3, false, exited(false)))
+        .await
+        .expect("send");
+    assert!(h.detail().await.alerts.is_empty());
+    h.inbound
+        .send(container_event(4, false, exited(true)))
+        .await
+        .expect("send");
+    let d = h.detail().await;
+    let rules: Vec<&str> = d.alerts.iter().map(|a| a.rule.as_str()).collect();
+    assert_eq!(rules, ["container_exited:web"], "{:?}", d.alerts);
+    assert_eq!(d.alerts[0].severity, picket_protocol::Severity::Critical);
+    assert!(h.alert_sets().last().is_some_and(|p| !p.is_empty()));
+    // A sample taken before the event (sent after it) does not undo it.
+    let mut t: Telemetry =
+        picket_protocol::decode(&telemetry(6, 50.0).payload, 1 << 20).expect("telemetry");
+    t.samples[0].ts = T0 + 3;
+    t.samples[0].containers = vec![picket_protocol::Container {
+        name: "web".into(),
+        id: "0123456789ab".into(),
+        image: "nginx".into(),
+        state: picket_protocol::ContainerState::Running,
+        health: None,
+        restarts: 0,
+        started: None,
+        exit_code: None,
+        unexpected: None,
+        cpu: None,
+        mem: None,
+        mem_limit: None,
+    }];
+    h.inbound
+        .send(publish(Topics::default().telemetry(&dev()), &t))
+        .await
+        .expect("send");
+    assert_eq!(h.detail().await.alerts.len(), 1);
+    h.inbound
+        .send(container_event(
+            5,
+            false,
+            picket_protocol::EventKind::ContainerGone { name: "web".into() },
+        ))
+        .await
+        .expect("send");
+    assert!(h.detail().await.alerts.is_empty());
+    assert_eq!(h.alert_sets().last().map(Vec::len), Some(0));
     h.stop.cancel();
 }

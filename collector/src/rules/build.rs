@@ -151,7 +151,21 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
         Some((key, r)) => Some(remedy(&format!("{key}.remedy"), r)?),
         None => None,
     };
+    let window_ms = match pick(stack, |r| r.window) {
+        Some((key, w)) => {
+            let key = format!("{key}.window");
+            if selector.is_presence() {
+                return Err(invalid(&key, "offline is not a counter"));
+            }
+            if w.0 < Duration::from_secs(1) || w.0 > Duration::from_secs(30 * 86_400) {
+                return Err(invalid(&key, "must be between 1s and 30d"));
+            }
+            Some(u64::try_from(w.0.as_millis()).unwrap_or(u64::MAX))
+        }
+        None => None,
+    };
     Ok(Rule {
+        window_ms,
         remedy,
         name,
         selector,

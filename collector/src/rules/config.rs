@@ -27,7 +27,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// # Built-in rules and yours
 /// The collector starts from built-in rules (`temperature`, `disk_usage`,
 /// `disk_free`, `memory`, `service_down`, `under_voltage`, `throttled`,
-/// `offline`; see [`default_rules`](super::default_rules)). A table whose `name` is
+/// `offline`, `container_exited`, `container_unhealthy`,
+/// `container_restarts`; see [`default_rules`](super::default_rules)). A table whose `name` is
 /// a built-in rule's is laid over it: every key you write replaces the
 /// built-in value, every key you leave out keeps it. So
 /// `name = "temperature"` with `warning = 70` only lowers the warning
@@ -98,6 +99,13 @@ pub struct RawRule {
     /// time counts from when the device was last heard of.
     #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
     pub for_: Option<HumanDuration>,
+    /// For counters (`container.restarts:*`): compare how much the metric
+    /// grew within this window (`1h`: restarts in the last hour) instead of
+    /// its value. A counter that goes down (reset) adds nothing; growth
+    /// before the collector first saw the instance is not counted. Not
+    /// changed by overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<HumanDuration>,
     /// The alert's text, with placeholders `{value}` and `{threshold}`
     /// (written with the metric's unit: `81.3 °C`, `93.0%`, `1.8 GB`),
     /// `{instance}`, `{device}`, `{metric}`, `{rule}`, `{severity}` and

@@ -19,6 +19,12 @@ use super::config::{Amount, RawRule};
 /// | `under_voltage` | `throttle.uv` | == 1 critical |
 /// | `throttled` | `throttle.throttled` | == 1 warning |
 /// | `offline` | `offline` | == 1 critical, for 5m |
+/// | `container_exited` | `container.exited:*` | == 1 (stopped without being asked) critical |
+/// | `container_unhealthy` | `container.unhealthy:*` | == 1 critical |
+/// | `container_restarts` | `container.restarts:*` | > 3 within 1h warning |
+///
+/// The container rules need no `for`: the engine's own health check
+/// already retries before it says unhealthy, and an exit is a fact.
 pub fn default_rules() -> Vec<RawRule> {
     let secs = |s: u64| Some(HumanDuration(Duration::from_secs(s)));
     let num = |n: f64| Some(Amount::Number(n));
@@ -96,6 +102,34 @@ pub fn default_rules() -> Vec<RawRule> {
             critical: num(1.0),
             for_: secs(300),
             ..rule("offline", "offline", "==", "{device} is offline")
+        },
+        RawRule {
+            critical: num(1.0),
+            ..rule(
+                "container_exited",
+                "container.exited:*",
+                "==",
+                "container {instance} exited unexpectedly",
+            )
+        },
+        RawRule {
+            critical: num(1.0),
+            ..rule(
+                "container_unhealthy",
+                "container.unhealthy:*",
+                "==",
+                "container {instance} is unhealthy",
+            )
+        },
+        RawRule {
+            warning: num(3.0),
+            window: secs(3600),
+            ..rule(
+                "container_restarts",
+                "container.restarts:*",
+                ">",
+                "container {instance} restarted {value} times within an hour",
+            )
         },
     ]
 }

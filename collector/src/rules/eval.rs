@@ -31,6 +31,40 @@ pub struct DeviceRules {
     /// level's condition holding and waiting out `for`.
     #[serde(default)]
     alerts: BTreeMap<String, BTreeMap<String, AlertState>>,
+    /// For rules with a `window`, by rule then instance: the counter's
+    /// changes within the window, after the last one before it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    counters: BTreeMap<String, BTreeMap<String, Vec<(Millis, f64)>>>,
+}
+
+/// The most changes a counter keeps: a counter changing faster than this
+/// per window is under-counted, never unbounded.
+const COUNTER_POINTS: usize = 256;
+
+/// Record a counter's `value` at `now` and return how much it grew within
+/// `window`: the sum of its rises since the last change before the
+/// window (a fall, a reset, adds nothing).
+pub(super) fn increase(
+    hist: &mut Vec<(Millis, f64)>,
+    value: f64,
+    now: Millis,
+    window: Millis,
+) -> f64 {
+    if hist.last().is_none_or(|&(_, v)| v != value) {
+        hist.push((now, value));
+    }
+    let start = now.saturating_sub(window);
+    let first_inside = hist
+        .iter()
+        .position(|&(t, _)| t > start)
+        .unwrap_or(hist.len());
+    if first_inside > 1 {
+        hist.drain(..first_inside - 1);
+    }
+    if hist.len() > COUNTER_POINTS {
+        hist.drain(..hist.len() - COUNTER_POINTS);
+    }
+    hist.windows(2).map(|w| (w[1].1 - w[0].1).max(0.0)).sum()
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -71,9 +105,10 @@ impl DeviceRules {
         self.offline
     }
 
-    /// Nothing to remember: online and no alert active or pending.
+    /// Nothing to remember: online, no alert active or pending, no
+    /// counter followed.
     pub fn is_empty(&self) -> bool {
-        !self.offline && self.alerts.is_empty()
+        !self.offline && self.alerts.is_empty() && self.counters.is_empty()
     }
 
     /// The earliest time a pending `for` runs out: evaluate a
@@ -118,6 +153,13 @@ impl DeviceRules {
     /// recompute pending deadlines under the rules' current `for`. Call it
     /// when the configuration is reloaded ([`RuleSet::evaluate`] also does).
     pub fn retain_rules(&mut self, rules: &RuleSet, ctx: &DeviceCtx) {
+        self.counters.retain(|name, instances| {
+            let Some(rule) = rules.rule(name).filter(|r| r.window_ms.is_some()) else {
+                return false;
+            };
+            instances.retain(|instance, _| rule.selector.select_instance(instance));
+            !instances.is_empty()
+        });
         self.alerts.retain(|name, instances| {
             let Some(rule) = rules.rule(name) else {
                 return false;
@@ -181,10 +223,19 @@ impl RuleSet {
                     }
                     for point in points {
                         if let Some(instance) = rule.selector.select(&point.metric) {
-                            let seen = Seen {
-                                value: point.value,
-                                at: now,
+                            let value = match rule.window_ms {
+                                Some(window) => {
+                                    let hist = state
+                                        .counters
+                                        .entry(rule.name.clone())
+                                        .or_default()
+                                        .entry(instance.to_string())
+                                        .or_default();
+                                    increase(hist, point.value, now, window)
+                                }
+                                None => point.value,
                             };
+                            let seen = Seen { value, at: now };
                             out.extend(observe(state, rule, p, ctx, instance, seen, now));
                         }
                     }

@@ -172,6 +172,8 @@ struct Rule {
     base: Params,
     overrides: Vec<Override>,
     remedy: Option<Remedy>,
+    /// Compare the growth within this window, not the value (counters).
+    window_ms: Option<Millis>,
 }
 
 /// A validated remedy: the command a firing alert sends.

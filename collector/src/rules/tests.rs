@@ -423,3 +423,69 @@ fn state_round_trips_through_json_mid_scenario() {
         }
     }
 }
+
+/// Built-in container rules: an unexpected exit and a failing health check
+/// are critical at once; a clean stop, a restart or removal clear them.
+#[rustfmt::skip]
+#[test]
+fn container_exits_and_health() {
+    use Obs::*;
+    let set = rules("");
+    let mut state = DeviceRules::default();
+    run(&set, &pi(), &mut state, &[
+        row(0.0, S(&[("container.exited:web", 0.0), ("container.unhealthy:web", 0.0)]), &[], None, &[]),
+        row(1.0, S(&[("container.exited:web", 1.0)]), &["container_exited:web fired critical"], None,
+            &["container_exited:web critical"]),
+        // Not reported (no verdict): the alert stays.
+        row(2.0, S(&[("container.up:web", 0.0)]), &[], None, &["container_exited:web critical"]),
+        row(3.0, S(&[("container.exited:web", 0.0)]), &["container_exited:web resolved critical"], None, &[]),
+        row(4.0, S(&[("container.unhealthy:db", 1.0)]), &["container_unhealthy:db fired critical"], None,
+            &["container_unhealthy:db critical"]),
+        row(5.0, S(&[("container.unhealthy:db", 0.0)]), &["container_unhealthy:db resolved critical"], None, &[]),
+    ]);
+}
+
+/// Built-in `container_restarts`: more than 3 restarts within an hour.
+#[rustfmt::skip]
+#[test]
+fn restarts_within_a_window() {
+    use Obs::*;
+    let set = rules("");
+    let mut state = DeviceRules::default();
+    run(&set, &pi(), &mut state, &[
+        // Restarts before the collector saw the container do not count.
+        row(0.0, S(&[("container.restarts:web", 10.0)]), &[], None, &[]),
+        row(60.0, S(&[("container.restarts:web", 12.0)]), &[], None, &[]),
+        row(120.0, S(&[("container.restarts:web", 13.0)]), &[], None, &[]),
+        row(180.0, S(&[("container.restarts:web", 14.0)]), &["container_restarts:web fired warning"], None,
+            &["container_restarts:web warning"]),
+        // A reset (docker rm and run again) adds nothing.
+        row(240.0, S(&[("container.restarts:web", 0.0)]), &[], None, &["container_restarts:web warning"]),
+        // Until an hour after the rise at 60 s, four restarts are inside...
+        row(3650.0, S(&[("container.restarts:web", 0.0)]), &[], None, &["container_restarts:web warning"]),
+        // ...then two: no longer more than three.
+        row(3660.0, S(&[("container.restarts:web", 0.0)]), &["container_restarts:web resolved warning"], None, &[]),
+    ]);
+    assert!(!state.is_empty(), "the counter's baseline is remembered");
+    let back: DeviceRules = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    assert_eq!(back, state);
+}
+
+#[test]
+fn increase_table() {
+    let h = 3_600_000;
+    let mut hist = Vec::new();
+    let seq = [
+        (0, 5.0, 0.0),
+        (1_000, 5.0, 0.0),
+        (2_000, 7.0, 2.0),
+        (3_000, 6.0, 2.0),
+        (4_000, 9.0, 5.0),
+        (2_000 + h, 9.0, 3.0),
+        (4_000 + h, 9.0, 0.0),
+    ];
+    for (t, v, want) in seq {
+        assert_eq!(eval::increase(&mut hist, v, t, h), want, "at {t}");
+    }
+    assert_eq!(hist.len(), 1, "only the baseline is left: {hist:?}");
+}

@@ -27,7 +27,10 @@ fn built_in_rules_are_valid_and_in_order() {
             "service_down",
             "under_voltage",
             "throttled",
-            "offline"
+            "offline",
+            "container_exited",
+            "container_unhealthy",
+            "container_restarts"
         ]
     );
     assert_eq!(build(&default_rules()).expect("valid"), set);
@@ -410,4 +413,30 @@ fn active_alert_to_wire() {
         ..a
     };
     assert_eq!(Alert::from(bare).rule, "offline");
+}
+
+#[test]
+fn window_errors_name_the_key() {
+    let cases = [
+        (
+            "[[rules]]\nname = \"x\"\nmetric = \"offline\"\nop = \"==\"\ncritical = 1\nwindow = \"1h\"\n",
+            "rules[0].window",
+        ),
+        (
+            "[[rules]]\nname = \"container_restarts\"\nwindow = \"0s\"\n",
+            "rules[0].window",
+        ),
+        (
+            "[[rules]]\nname = \"container_restarts\"\nwindow = \"31d\"\n",
+            "rules[0].window",
+        ),
+    ];
+    for (toml, key) in cases {
+        let err = build_toml(toml).expect_err(toml);
+        assert_eq!(err.key(), Some(key), "{toml}: {err}");
+    }
+    assert!(
+        build_toml("[[rules]]\nname = \"container_restarts\"\nwindow = \"10m\"\nwarning = 5\n")
+            .is_ok()
+    );
 }

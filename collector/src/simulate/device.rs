@@ -524,6 +524,8 @@ impl SimDevice {
                 })
                 .collect(),
             gpio: Vec::new(),
+            docker: None,
+            containers: Vec::new(),
             agent: Some(AgentHealth {
                 version: env!("CARGO_PKG_VERSION").into(),
                 config: self.config.clone(),

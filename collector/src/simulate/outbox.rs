@@ -187,6 +187,8 @@ mod tests {
             throttle: None,
             services: vec![],
             gpio: Vec::new(),
+            docker: None,
+            containers: Vec::new(),
             agent: None,
         }))
     }

@@ -541,6 +541,8 @@ pub fn sample(seq: u64, temp: f32, boot: &str) -> Sample {
         throttle: None,
         services: vec![],
         gpio: Vec::new(),
+        docker: None,
+        containers: Vec::new(),
         agent: None,
     }
 }

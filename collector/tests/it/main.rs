@@ -2,12 +2,19 @@
 //! HTTP, SMTP) started by the tests on loopback. `PICKET_TEST_BROKER=
 //! mosquitto` runs the broker-facing tests against Mosquitto instead of
 //! the embedded broker; `PICKET_TEST_PROMTOOL=1` checks `/metrics` with
-//! promtool.
+//! promtool. The Docker test needs an engine (`PICKET_TEST_DOCKER_SOCKET`,
+//! see `.ci/run`) and is ignored without one.
 
 mod alerts;
 mod api;
 mod commands;
 mod dedupe;
+mod docker;
+// The Docker engine harness is the agent suite's, shared rather than
+// copied; this suite needs only the shared engine, not a daemon of its own.
+#[allow(dead_code)]
+#[path = "../../../agent/tests/it/dockerd.rs"]
+mod dockerd;
 mod harness;
 mod http_sink;
 mod notify;

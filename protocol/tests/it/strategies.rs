@@ -208,12 +208,13 @@ pub fn sample() -> impl Strategy<Value = Sample> {
         vec(service(), 0..3),
         of(agent_health()),
         vec(gpio_level(), 0..3),
+        (of(engine()), vec(container(), 0..3)),
     );
     (stamp, system, groups).prop_map(
         |(
             (seq, ts, mono, boot, sync, hist),
             (cpu, load, mem, swap, uptime),
-            (disks, net, thermal, throttle, services, agent, gpio),
+            (disks, net, thermal, throttle, services, agent, gpio, (docker, containers)),
         )| Sample {
             seq,
             ts,
@@ -232,9 +233,69 @@ pub fn sample() -> impl Strategy<Value = Sample> {
             throttle,
             services,
             gpio,
+            docker,
+            containers,
             agent,
         },
     )
+}
+
+fn container_state() -> impl Strategy<Value = ContainerState> {
+    prop_oneof![
+        Just(ContainerState::Created),
+        Just(ContainerState::Running),
+        Just(ContainerState::Paused),
+        Just(ContainerState::Restarting),
+        Just(ContainerState::Removing),
+        Just(ContainerState::Exited),
+        Just(ContainerState::Dead),
+        Just(ContainerState::Unknown),
+    ]
+}
+
+fn health() -> impl Strategy<Value = Health> {
+    prop_oneof![
+        Just(Health::Starting),
+        Just(Health::Healthy),
+        Just(Health::Unhealthy),
+    ]
+}
+
+fn engine() -> impl Strategy<Value = Engine> {
+    prop_oneof![Just(Engine::Available), Just(Engine::Unavailable)]
+}
+
+pub fn container() -> impl Strategy<Value = Container> {
+    (
+        (text(), text(), text(), container_state(), of(health())),
+        (
+            any::<u64>(),
+            of(any::<u64>()),
+            of(any::<i64>()),
+            of(any::<bool>()),
+        ),
+        (of(f32_finite()), of(any::<u64>()), of(any::<u64>())),
+    )
+        .prop_map(
+            |(
+                (name, id, image, state, health),
+                (restarts, started, exit_code, unexpected),
+                (cpu, mem, mem_limit),
+            )| Container {
+                name,
+                id,
+                image,
+                state,
+                health,
+                restarts,
+                started,
+                exit_code,
+                unexpected,
+                cpu,
+                mem,
+                mem_limit,
+            },
+        )
 }
 
 pub fn gpio_level() -> impl Strategy<Value = GpioLevel> {
@@ -289,6 +350,32 @@ pub fn event_kind() -> impl Strategy<Value = EventKind> {
             level,
             edge_ns
         }),
+        (
+            (text(), container_state(), of(health()), any::<u64>()),
+            (
+                of(any::<i64>()),
+                of(any::<bool>()),
+                of(container_state()),
+                of(health())
+            ),
+        )
+            .prop_map(
+                |(
+                    (name, state, health, restarts),
+                    (exit_code, unexpected, old_state, old_health),
+                )| EventKind::Container {
+                    name,
+                    state,
+                    health,
+                    restarts,
+                    exit_code,
+                    unexpected,
+                    old_state,
+                    old_health,
+                }
+            ),
+        text().prop_map(|name| EventKind::ContainerGone { name }),
+        engine().prop_map(|engine| EventKind::Docker { engine }),
     ]
 }
 
@@ -348,6 +435,46 @@ pub fn action() -> impl Strategy<Value = Action> {
                 allow_downgrade
             })
         ),
+        Just(Action::DockerList(NoArgs {})),
+        text().prop_map(|container| Action::DockerInspect(ContainerArgs { container })),
+        text().prop_map(|container| Action::DockerStart(ContainerArgs { container })),
+        (text(), of(any::<u32>()))
+            .prop_map(|(container, timeout)| Action::DockerStop(StopArgs { container, timeout })),
+        (text(), of(any::<u32>())).prop_map(|(container, timeout)| Action::DockerRestart(
+            StopArgs { container, timeout }
+        )),
+        (
+            text(),
+            any::<u32>(),
+            of(any::<u64>()),
+            any::<(bool, bool)>(),
+            of(any::<u32>()),
+            of(any::<u32>())
+        )
+            .prop_map(
+                |(container, tail, since, (timestamps, follow), duration, max_bytes)| {
+                    Action::DockerLogs(DockerLogsArgs {
+                        container,
+                        tail,
+                        since,
+                        timestamps,
+                        follow,
+                        duration,
+                        max_bytes,
+                    })
+                }
+            ),
+        (text(), any::<bool>(), of(any::<u32>())).prop_map(|(container, stream, duration)| {
+            Action::DockerStats(DockerStatsArgs {
+                container,
+                stream,
+                duration,
+            })
+        }),
+        (text(), text()).prop_map(|(container, command)| Action::DockerExec(DockerExecArgs {
+            container,
+            command
+        })),
     ]
 }
 
