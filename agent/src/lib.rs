@@ -20,10 +20,13 @@
 //! - [`testing`]: simulated hardware (GPIO chip, LED) for tests.
 //! - [`systemd`]: readiness and watchdog notifications.
 //! - [`shutdown`], [`liveness`]: the stop signal and the watchdog's beacons.
+//! - [`first_boot`]: the configuration a technician left on the SD card's
+//!   boot partition, installed before the configuration is loaded.
 
 pub mod commands;
 pub mod config;
 pub mod doctor;
+pub mod first_boot;
 pub mod gpio;
 pub mod led;
 pub mod liveness;

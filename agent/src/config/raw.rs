@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub gpio: RawGpio,
     pub status: RawStatus,
     pub commands: RawCommands,
+    pub first_boot: RawFirstBoot,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -264,6 +265,22 @@ impl Default for RawCommands {
             file_max_bytes: ByteSize(1 << 30),
             file_ca_file: String::new(),
             config_rollback_after: HumanDuration(Duration::from_secs(120)),
+        }
+    }
+}
+
+/// A configuration a technician left on the SD card's FAT boot partition,
+/// installed over the configuration file on the agent's first start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFirstBoot {
+    pub path: String,
+}
+
+impl Default for RawFirstBoot {
+    fn default() -> Self {
+        RawFirstBoot {
+            path: "/boot/firmware/picket.toml".into(),
         }
     }
 }

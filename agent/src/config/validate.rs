@@ -84,6 +84,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
+    let first_boot = first_boot(&raw)?;
+
     // The hash covers the effective settings, not the secrets' contents.
     let canonical = toml::to_string(&raw).unwrap_or_default();
     let hash = format!("{:016x}", fnv1a(canonical.as_bytes()));
@@ -100,8 +102,22 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         gpio,
         status_socket,
         commands,
+        first_boot,
         hash,
     })
+}
+
+/// The `[first_boot]` section alone: it is read before the rest of the
+/// configuration, which the first-boot file may be about to replace.
+pub fn first_boot(raw: &RawConfig) -> Result<Option<PathBuf>, ConfigError> {
+    match raw.first_boot.path.as_str() {
+        "" => Ok(None),
+        p if Path::new(p).is_absolute() => Ok(Some(PathBuf::from(p))),
+        _ => Err(invalid(
+            "first_boot.path",
+            "must be an absolute path, or empty (off)",
+        )),
+    }
 }
 
 /// The `[led]` section alone: the LED can still say "configuration
