@@ -240,7 +240,8 @@ else
     fail "telemetry of $device"
 fi
 
-console() { grep -a "^PICKET-VMTEST $1" "$WORK/console.log" | head -n 1 | cut -d' ' -f3-; }
+# The serial line ends lines with \r\n.
+console() { tr -d '\r' <"$WORK/console.log" | grep -a "^PICKET-VMTEST $1" | head -n 1 | cut -d' ' -f3-; }
 if wait_for reporter "$WORK/console.log" "^PICKET-VMTEST hotdir"; then
     pass "test reporter ran: $(console agent)"
     got=$(console config)
@@ -260,7 +261,7 @@ fi
 # The LED: after the birth, the line must be an output of picket-agent and
 # take both levels (connected with an unsynchronised clock: 1 Hz blink).
 sleep 5
-gpio=$(grep -a '^PICKET-VMTEST gpio' "$WORK/console.log" | tail -n 40)
+gpio=$(tr -d '\r' <"$WORK/console.log" | grep -a '^PICKET-VMTEST gpio' | tail -n 40)
 if grep -q 'out hi' <<<"$gpio" && grep -q 'out lo' <<<"$gpio"; then
     pass "LED on PL061 line 0 driven by picket-agent: $(grep -m1 'out' <<<"$gpio" | cut -d' ' -f3- | tr -s ' ')"
 else
