@@ -24,11 +24,14 @@
 //! - [`shutdown`], [`liveness`]: the stop signal and the watchdog's beacons.
 //! - [`update`]: `agent.update`: install, the launcher the entry binary
 //!   runs at every start, the trial that commits or rolls back.
+//! - [`first_boot`]: the configuration a technician left on the SD card's
+//!   boot partition, installed before the configuration is loaded.
 
 pub mod commands;
 pub mod config;
 pub mod docker;
 pub mod doctor;
+pub mod first_boot;
 pub mod gpio;
 pub mod led;
 pub mod liveness;

@@ -31,6 +31,9 @@ enum Command {
     /// Run the agent (the default). When agent.update installed another
     /// version, this binary starts that one instead (or restores the
     /// previous one if it failed its trial): see update.dir.
+    /// Run the agent (the default). A first-boot configuration left on the
+    /// boot partition (first_boot.path, /boot/firmware/picket.toml) is
+    /// checked and installed in place of the configuration file first.
     Run,
     /// Print the default configuration, with comments, and exit.
     PrintDefaultConfig,
@@ -110,6 +113,9 @@ fn main() -> ExitCode {
             // Before anything else, so that a rollback does not depend on
             // the rest of this binary (or its configuration) working.
             picket_agent::update::launch::launch(cli.config.as_deref());
+            if let Err(code) = first_boot(&cli.config) {
+                return code;
+            }
             let config = match load(&cli.config) {
                 Ok(c) => c,
                 Err(code) => {
@@ -146,6 +152,41 @@ fn load(path: &Option<PathBuf>) -> Result<picket_agent::Config, ExitCode> {
         Err(e) => {
             eprintln!("picket-agent: invalid configuration: {e}");
             Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Install a first-boot configuration from the SD card's boot partition,
+/// if one is there, before the configuration is loaded. An invalid one is
+/// a configuration error (exit code 2); it stays on the card.
+fn first_boot(path: &Option<PathBuf>) -> Result<(), ExitCode> {
+    use picket_agent::first_boot::{Outcome, install};
+    // A broken environment is reported by the configuration load next.
+    let Ok(Some(source)) = picket_agent::config::first_boot_path(path.as_deref(), std::env::vars())
+    else {
+        return Ok(());
+    };
+    let target = path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(picket_agent::config::DEFAULT_PATH));
+    match install(&source, &target, std::env::vars()) {
+        Ok(Outcome::Absent) => Ok(()),
+        Ok(Outcome::Installed { source, target }) => {
+            tracing::info!(
+                from = %source.display(),
+                to = %target.display(),
+                "first-boot configuration installed"
+            );
+            Ok(())
+        }
+        Err(e) if e.is_invalid_config() => {
+            eprintln!("picket-agent: {e}");
+            show_config_invalid(path);
+            Err(ExitCode::from(2))
+        }
+        Err(e) => {
+            eprintln!("picket-agent: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
 }

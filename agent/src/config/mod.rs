@@ -12,7 +12,7 @@ pub use picket_config::{BrokerConfig, ConfigError};
 use picket_protocol::{DeviceId, Format};
 
 pub use raw::RawConfig;
-pub use validate::{led, update, validate};
+pub use validate::{first_boot, led, update, validate};
 
 use crate::commands::CommandsConfig;
 use crate::docker::DockerConfig;
@@ -45,6 +45,9 @@ pub struct Config {
     /// `agent.update`: where binaries go, backups, the trial window.
     pub update: crate::update::UpdateConfig,
     pub docker: DockerConfig,
+    /// The first-boot file installed over the configuration file on start
+    /// (`crate::first_boot`); `None`: off.
+    pub first_boot: Option<std::path::PathBuf>,
     /// 64-bit FNV-1a of the effective configuration, 16 hex digits.
     pub hash: String,
 }
@@ -120,6 +123,24 @@ pub fn lenient_string(
     let (text, _) = picket_config::load_text(path, DEFAULT_PATH).ok()?;
     let table: toml::Table = toml::from_str(&text).ok()?;
     table.get(section)?.get(key)?.as_str().map(str::to_string)
+}
+
+/// Where to look for a first-boot configuration, before the configuration
+/// is loaded: the file's `first_boot.path` if the file parses, else the
+/// environment's, else the default. A broken configuration file must not
+/// stop a technician's replacement from being installed.
+pub fn first_boot_path(
+    path: Option<&Path>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    let from_file = picket_config::load_text(path, DEFAULT_PATH)
+        .and_then(|(text, origin)| parse(&text, &origin, vars.clone()));
+    let raw = match from_file {
+        Ok((raw, _)) => raw,
+        Err(_) => parse("", Path::new("environment"), vars)?.0,
+    };
+    first_boot(&raw)
 }
 
 /// Parse TOML text and apply the environment, without validating.

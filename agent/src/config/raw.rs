@@ -25,6 +25,7 @@ pub struct RawConfig {
     pub commands: RawCommands,
     pub update: RawUpdate,
     pub docker: RawDocker,
+    pub first_boot: RawFirstBoot,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -291,6 +292,7 @@ impl Default for RawUpdate {
         }
     }
 }
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawDocker {
@@ -328,4 +330,20 @@ pub struct RawDockerExec {
     pub containers: Vec<String>,
     #[serde(default)]
     pub user: String,
+}
+
+/// A configuration a technician left on the SD card's FAT boot partition,
+/// installed over the configuration file on the agent's first start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFirstBoot {
+    pub path: String,
+}
+
+impl Default for RawFirstBoot {
+    fn default() -> Self {
+        RawFirstBoot {
+            path: "/boot/firmware/picket.toml".into(),
+        }
+    }
 }

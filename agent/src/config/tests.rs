@@ -607,3 +607,33 @@ user = "nobody"
     let names = parse_ok("", &[("PICKET_DOCKER_NAMES", "a-*, b")]).unwrap();
     assert_eq!(names.docker.scope.names.len(), 2);
 }
+
+#[test]
+fn the_first_boot_path_is_found_even_when_the_file_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.toml");
+    let path = |text: &str, env: &[(&str, &str)]| {
+        std::fs::write(&file, text).unwrap();
+        first_boot_path(Some(&file), vars(env))
+    };
+    let default = Some(std::path::PathBuf::from("/boot/firmware/picket.toml"));
+    assert_eq!(path("", &[]).unwrap(), default);
+    assert_eq!(
+        path("[first_boot]\npath = \"/boot/picket.toml\"\n", &[]).unwrap(),
+        Some("/boot/picket.toml".into())
+    );
+    // The file does not parse: the environment, else the default.
+    assert_eq!(path("[broker\n", &[]).unwrap(), default);
+    assert_eq!(
+        path("[broker\n", &[("PICKET_FIRST_BOOT_PATH", "/media/p.toml")]).unwrap(),
+        Some("/media/p.toml".into())
+    );
+    // Another section being invalid does not matter here.
+    assert_eq!(
+        path("[sampling]\ninterval = \"fast\"\n", &[]).unwrap(),
+        default
+    );
+    assert_eq!(path("", &[("PICKET_FIRST_BOOT_PATH", "")]).unwrap(), None);
+    let err = path("[first_boot]\npath = \"picket.toml\"\n", &[]).unwrap_err();
+    assert_eq!(err.key(), Some("first_boot.path"));
+}

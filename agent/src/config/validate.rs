@@ -88,6 +88,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
+    let first_boot = first_boot(&raw)?;
+
     // The hash covers the effective settings, not the secrets' contents.
     let canonical = toml::to_string(&raw).unwrap_or_default();
     let hash = format!("{:016x}", fnv1a(canonical.as_bytes()));
@@ -106,6 +108,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         commands,
         update,
         docker,
+        first_boot,
         hash,
     })
 }
@@ -177,6 +180,19 @@ fn docker(raw: &RawConfig) -> Result<DockerConfig, ConfigError> {
         retry_max: d.retry_max.0,
         exec,
     })
+}
+
+/// The `[first_boot]` section alone: it is read before the rest of the
+/// configuration, which the first-boot file may be about to replace.
+pub fn first_boot(raw: &RawConfig) -> Result<Option<PathBuf>, ConfigError> {
+    match raw.first_boot.path.as_str() {
+        "" => Ok(None),
+        p if Path::new(p).is_absolute() => Ok(Some(PathBuf::from(p))),
+        _ => Err(invalid(
+            "first_boot.path",
+            "must be an absolute path, or empty (off)",
+        )),
+    }
 }
 
 /// The `[led]` section alone: the LED can still say "configuration

@@ -262,3 +262,84 @@ fn notifies_systemd_ready_watchdog_and_stopping() {
     let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exited");
     assert_eq!(status.code(), Some(0));
 }
+
+/// First boot: the configuration a technician left on the boot partition
+/// is what the agent runs with (its device id and broker), it is installed
+/// over the configuration file with mode 0600, and it is gone from the
+/// boot partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_boot_file_becomes_the_configuration() {
+    use std::os::unix::fs::PermissionsExt;
+    let broker = Broker::start().await;
+    let sub = Subscriber::start(broker.sub_port, "first-boot").await;
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot/firmware");
+    std::fs::create_dir_all(&boot).unwrap();
+    let first = boot.join("picket.toml");
+    let text = format!(
+        "[device]\nid = \"pi-first-boot\"\n[broker]\nurl = \"{}\"\n",
+        broker.url()
+    );
+    std::fs::write(&first, &text).unwrap();
+    let config = dir.path().join("etc/picket/agent.toml");
+
+    let mut child = agent_cmd(
+        "unused",
+        "mqtt://127.0.0.1:1",
+        &dir.path().join("q"),
+        "100ms",
+    )
+    .env_remove("PICKET_DEVICE_ID")
+    .env_remove("PICKET_BROKER_URL")
+    .env("PICKET_FIRST_BOOT_PATH", &first)
+    .args(["--config".as_ref(), config.as_os_str(), "run".as_ref()])
+    .spawn()
+    .map(KillOnDrop)
+    .unwrap();
+    sub.wait_for(Duration::from_secs(30), "a sample of pi-first-boot", |r| {
+        r.states
+            .iter()
+            .any(|s| s.device.as_str() == "pi-first-boot")
+            && !r.samples.is_empty()
+    })
+    .await;
+    assert!(!first.exists(), "deleted from the boot partition");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
+            .await
+            .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}
+
+/// An invalid first-boot file stops the agent with exit code 2 naming the
+/// file and the key, and stays on the boot partition to be fixed; the
+/// installed configuration is untouched.
+#[test]
+fn an_invalid_first_boot_file_exits_2_and_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("picket.toml");
+    // (A key the test's environment does not set: the environment wins.)
+    std::fs::write(&first, "[payload]\nformat = \"xml\"\n").unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "# installed\n").unwrap();
+    let mut child = agent_cmd("pi-cfg", "mqtt://127.0.0.1:1", &dir.path().join("q"), "1s")
+        .env("PICKET_FIRST_BOOT_PATH", &first)
+        .args(["--config".as_ref(), config.as_os_str(), "run".as_ref()])
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap();
+    // An agent that wrongly starts must fail the test, not hang it.
+    let status = wait_exit(&mut child, Duration::from_secs(60)).expect("the agent exits");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("payload.format"), "{stderr}");
+    assert!(stderr.contains("picket.toml"), "{stderr}");
+    assert!(first.exists());
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "# installed\n");
+}

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Runs inside the test VM of image/tests/vm-boot.sh, as a unit started after
+# picket-agent: prints on the serial console what only the VM can see, one
+# "PICKET-VMTEST <what> <value>" line each, then the agent's GPIO lines as
+# the kernel reports them, ten times a second.
+say() { echo "PICKET-VMTEST $*" >/dev/ttyAMA0; }
+
+i=0
+while [ $i -lt 300 ] && ! systemctl -q is-active picket-agent; do
+    sleep 1
+    i=$((i + 1))
+done
+pid=$(systemctl show -p MainPID --value picket-agent)
+say "agent $(systemctl is-active picket-agent) restarts=$(systemctl show -p NRestarts --value picket-agent)"
+say "unit $(systemctl show -p FragmentPath --value picket-agent) $(systemctl is-enabled picket-agent)"
+say "config $(stat -c '%a %U %G' /etc/picket/agent.toml)"
+say "firstboot $(test -e /boot/firmware/picket.toml && echo present || echo gone) on $(findmnt -n -o FSTYPE /boot/firmware)"
+say "capbnd $(sed -n 's/^CapBnd:[[:space:]]*//p' "/proc/$pid/status")"
+say "security $(systemd-analyze security picket-agent 2>/dev/null | tail -n 1)"
+say "hotdir $(test -d /run/picket/queue-hot && echo present || echo missing)"
+# What a technician's `picket-agent status` says once connected.
+i=0
+while [ $i -lt 120 ] && ! picket-agent status 2>/dev/null | grep -q 'connected for'; do
+    sleep 1
+    i=$((i + 1))
+done
+say "led $(picket-agent status 2>/dev/null | sed -n 's/^LED: *//p')"
+while :; do
+    grep picket-agent /sys/kernel/debug/gpio | sed 's/^/PICKET-VMTEST gpio /' >/dev/ttyAMA0
+    sleep 0.1
+done
