@@ -117,11 +117,17 @@ PIDS+=($!)
 # exist. Only the first-boot file can make the agent reach the test's.
 printf '[device]\nid = "not-this-one"\n[broker]\nurl = "mqtt://192.0.2.1:1883"\n' >"$WORK/base.toml"
 
-# first_boot_toml DEVICE: what a technician would write on the boot partition.
+# The status LED, by backend: line 0 of the virt machine's PL061 GPIO
+# controller, or the Caps Lock LED of an emulated USB keyboard (the virt
+# machine has no other LED class device).
+LED_GPIO='[led]\nbackend = "gpio"\nline = "gpiochip0:0"\n'
+LED_SYSFS='[led]\nbackend = "sysfs"\nsysfs_path = "/sys/class/leds/input1::capslock"\n'
+# first_boot_toml DEVICE LED: what a technician would write on the boot
+# partition.
 first_boot_toml() {
     printf '[device]\nid = "%s"\n[broker]\nurl = "mqtt://10.0.2.2:%s"\n' "$1" "$port"
     printf '[payload]\nformat = "json"\n[sampling]\ninterval = "2s"\n'
-    printf '[led]\nbackend = "gpio"\nline = "gpiochip0:0"\n'
+    printf "$2"
     printf '[commands]\nallowed = ["ping", "service.restart", "service.logs"]\n'
     printf 'services = ["systemd-timesyncd.service"]\n'
 }
@@ -161,10 +167,11 @@ fi
 
 # ---- one boot ----------------------------------------------------------------
 
-# boot_and_check LABEL IMG DEVICE UNIT: boot IMG, whose first-boot file
-# names DEVICE and whose agent should run from UNIT; check everything.
+# boot_and_check LABEL IMG DEVICE UNIT LED: boot IMG, whose first-boot file
+# names DEVICE and puts the LED on backend LED (gpio or sysfs), and whose
+# agent should run from UNIT; check everything.
 boot_and_check() {
-    local label=$1 img=$2 device=$3 unit=$4
+    local label=$1 img=$2 device=$3 unit=$4 led=$5
     local mqtt=$WORK/$label.mqtt.log cons=$WORK/$label.console.log
     mosquitto_sub -h 127.0.0.1 -p "$port" -t "picket/v1/$device/#" -v -F '%U %t %p' >"$mqtt" 2>&1 &
     local sub=$!
@@ -176,7 +183,7 @@ boot_and_check() {
         -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
         -append "root=LABEL=rootfs rootwait console=ttyAMA0 panic=-1" \
         -drive "file=$img,format=raw,if=virtio" \
-        -netdev user,id=net0 -device virtio-net-pci,netdev=net0 \
+        -netdev user,id=net0 -device virtio-net-pci,netdev=net0 -device qemu-xhci -device usb-kbd \
         -display none -monitor none -serial "file:$cons" &
     local qemu=$!
     PIDS+=($qemu)
@@ -198,8 +205,10 @@ boot_and_check() {
         awk -v a="$(grep -a -m1 -- "$1" "$mqtt" | cut -d' ' -f1)" -v b="$power_on" \
             'BEGIN {printf "%.1f", a - b}'
     }
-    # The serial line ends lines with \r\n.
-    console() { tr -d '\r' <"$cons" | grep -a "^PICKET-VMTEST $1" | head -n 1 | cut -d' ' -f3-; }
+    # The reporter's lines, wherever they start: the serial line ends lines
+    # with \r\n, and getty's login prompt may precede one on its line.
+    reports() { tr -d '\r' <"$cons" | grep -ao 'PICKET-VMTEST .*'; }
+    console() { reports | grep -a "^PICKET-VMTEST $1" | head -n 1 | cut -d' ' -f3-; }
 
     local got secs
     if wait_for "$mqtt" "picket/v1/$device/state .*\"status\":\"online\""; then
@@ -215,7 +224,7 @@ boot_and_check() {
         fail "$label: telemetry of $device"
     fi
 
-    if wait_for "$cons" "^PICKET-VMTEST led"; then
+    if wait_for "$cons" "PICKET-VMTEST led"; then
         pass "$label: reporter: agent $(console agent)"
         got=$(console unit)
         [[ $got == "$unit enabled" ]] && pass "$label: runs from $unit, enabled" || fail "$label: unit" "$got"
@@ -235,16 +244,31 @@ boot_and_check() {
         fail "$label: test reporter on the serial console" "$(tr -d '\r' <"$cons" | tail -n 20)"
     fi
 
-    # The LED once connected: the line is an output of picket-agent and
-    # takes both levels (1 Hz slow blink: the VM's clock is not NTP-synced).
+    # The LED once connected blinks at 1 Hz (the VM's clock is not
+    # NTP-synchronised): both levels within the last few seconds.
     sleep 3
-    local gpio
-    gpio=$(tr -d '\r' <"$cons" | grep -a '^PICKET-VMTEST gpio' | tail -n 40)
-    if grep -q 'out hi' <<<"$gpio" && grep -q 'out lo' <<<"$gpio"; then
-        pass "$label: LED on PL061 line 0 blinks, read back from /sys/kernel/debug/gpio: $(grep -m1 'out' <<<"$gpio" | cut -d' ' -f3- | tr -s ' ' | sed 's/ out .*//')"
-    else
-        fail "$label: LED line read from /sys/kernel/debug/gpio" "$(tail -n 3 <<<"$gpio")"
-    fi
+    local seen
+    case $led in
+        gpio)
+            # An output line of picket-agent, read from /sys/kernel/debug/gpio.
+            seen=$(reports | grep -a '^PICKET-VMTEST gpio' | tail -n 40)
+            if grep -q 'out hi' <<<"$seen" && grep -q 'out lo' <<<"$seen"; then
+                pass "$label: LED on PL061 line 0 blinks, read back from /sys/kernel/debug/gpio: $(grep -m1 'out' <<<"$seen" | cut -d' ' -f3- | tr -s ' ' | sed 's/ out .*//')"
+            else
+                fail "$label: LED line read from /sys/kernel/debug/gpio" "$(tail -n 3 <<<"$seen")"
+            fi
+            ;;
+        sysfs)
+            # The LED class device taken over (trigger none), lit and dark.
+            seen=$(reports | grep -a '^PICKET-VMTEST sysfs' | tail -n 40)
+            if grep -q 'brightness [1-9][0-9]* trigger \[none\]' <<<"$seen" &&
+                grep -q 'brightness 0 trigger \[none\]' <<<"$seen"; then
+                pass "$label: sysfs LED input1::capslock blinks (trigger none), read back from /sys/class/leds"
+            else
+                fail "$label: sysfs LED read from /sys/class/leds" "$(tail -n 3 <<<"$seen")"
+            fi
+            ;;
+    esac
 
     # Remote commands under the hardened unit: systemctl and journalctl
     # with an empty capability bounding set.
@@ -285,10 +309,10 @@ got=$(ext_stat "$deb_img" /var/lib/picket)
 [[ $got == "directory 0750 0 0" ]] && pass "deb: state directory /var/lib/picket, 0750" || fail "deb: state directory" "$got"
 # A technician's picket.toml, copied to the boot partition as from a laptop.
 device=vm-deb-$(date +%s)-$RANDOM
-first_boot_toml "$device" >"$WORK/picket.toml"
+first_boot_toml "$device" "$LED_GPIO" >"$WORK/picket.toml"
 mcopy -o -i "$(boot_fs "$deb_img")" "$WORK/picket.toml" ::/picket.toml
 add_reporter "$deb_img"
-boot_and_check deb "$deb_img" "$device" /lib/systemd/system/picket-agent.service
+boot_and_check deb "$deb_img" "$device" /lib/systemd/system/picket-agent.service gpio
 rm -f "$deb_img"
 
 # ---- boot 2: after image/inject --------------------------------------------------
@@ -296,12 +320,12 @@ rm -f "$deb_img"
 inj_img=$WORK/inject.img
 cp --sparse=always "$image" "$inj_img"
 device=vm-inject-$(date +%s)-$RANDOM
-first_boot_toml "$device" >"$WORK/picket.toml"
+first_boot_toml "$device" "$LED_SYSFS" >"$WORK/picket.toml"
 if image/inject --image "$inj_img" --agent "$agent" --config "$WORK/base.toml" \
     --first-boot "$WORK/picket.toml" >"$WORK/inject.log" 2>&1; then
     pass "inject: image/inject into the built image"
     add_reporter "$inj_img"
-    boot_and_check inject "$inj_img" "$device" /etc/systemd/system/picket-agent.service
+    boot_and_check inject "$inj_img" "$device" /etc/systemd/system/picket-agent.service sysfs
 else
     tail -n 20 "$WORK/inject.log"
     fail "inject: image/inject into the built image"

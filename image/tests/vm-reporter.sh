@@ -1,8 +1,8 @@
 #!/bin/sh
 # Runs inside the test VM of image/tests/vm-boot.sh, as a unit started after
 # picket-agent: prints on the serial console what only the VM can see, one
-# "PICKET-VMTEST <what> <value>" line each, then the agent's GPIO lines as
-# the kernel reports them, ten times a second.
+# "PICKET-VMTEST <what> <value>" line each, then the status LED as the
+# kernel reports it, ten times a second.
 say() { echo "PICKET-VMTEST $*" >/dev/ttyAMA0; }
 
 i=0
@@ -25,7 +25,13 @@ while [ $i -lt 120 ] && ! picket-agent status 2>/dev/null | grep -q 'connected f
     i=$((i + 1))
 done
 say "led $(picket-agent status 2>/dev/null | sed -n 's/^LED: *//p')"
+# The status LED as the kernel has it: the GPIO line (debugfs), and the
+# USB keyboard's Caps Lock LED (LED class, for the sysfs backend).
+kbd=/sys/class/leds/input1::capslock
 while :; do
     grep picket-agent /sys/kernel/debug/gpio | sed 's/^/PICKET-VMTEST gpio /' >/dev/ttyAMA0
+    if [ -e $kbd/brightness ]; then
+        say "sysfs brightness $(cat $kbd/brightness) trigger $(grep -o '\[[^]]*\]' $kbd/trigger)"
+    fi
     sleep 0.1
 done
