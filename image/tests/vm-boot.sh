@@ -28,7 +28,11 @@
 #   - the LED line, read from the VM's /sys/kernel/debug/gpio, is an output
 #     of picket-agent and takes both levels once the agent is connected;
 #   - remote commands under the hardened unit: ping, service.restart
-#     (systemctl) and service.logs (journalctl) succeed.
+#     (systemctl) and service.logs (journalctl) succeed;
+#   - with --collector BIN (an arm64 picket-collector, e.g. built for
+#     aarch64-unknown-linux-gnu): in the inject boot, the collector is
+#     installed as its unit's header says, started under it, and its API
+#     (forwarded to the host) lists the VM's agent.
 #
 # Ends with "N passed, N failed"; exit code 1 if anything failed. Needs
 # root (image/build), qemu-system-arm, qemu-user-static registered with
@@ -41,12 +45,13 @@ cd "$ROOT"
 source image/lib.sh
 PROG=vm-boot
 
-image="" agent=""
+image="" agent="" collector=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --image) image=${2:?--image needs a value}; shift 2 ;;
         --agent) agent=${2:?--agent needs a value}; shift 2 ;;
-        *) echo "usage: image/tests/vm-boot.sh [--image IMG] [--agent BIN]" >&2; exit 2 ;;
+        --collector) collector=${2:?--collector needs a value}; shift 2 ;;
+        *) echo "usage: image/tests/vm-boot.sh [--image IMG] [--agent BIN] [--collector BIN]" >&2; exit 2 ;;
     esac
 done
 
@@ -132,6 +137,15 @@ first_boot_toml() {
     printf 'services = ["systemd-timesyncd.service"]\n'
 }
 
+# With --collector: the collector in the VM, under its unit, on the test's
+# broker, its API forwarded to a free port of the host's loopback.
+api_port="" api_token=vmtest-read-token-$RANDOM$RANDOM
+if [[ -n $collector ]]; then
+    api_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+    printf '[broker]\nurl = "mqtt://10.0.2.2:%s"\nclient_id = "picket-collector-vmtest"\n' "$port" >"$WORK/collector.toml"
+    printf '[http]\nlisten = "0.0.0.0:8080"\n[api]\nread_token = "%s"\n' "$api_token" >>"$WORK/collector.toml"
+fi
+
 # The test's reporter: a unit that prints, on the serial console, what only
 # the VM can see.
 cp image/tests/vm-reporter.sh "$WORK/picket-vmtest"
@@ -149,6 +163,19 @@ add_reporter() {
         echo "write $WORK/picket-vmtest.service /etc/systemd/system/picket-vmtest.service"
         echo "symlink /etc/systemd/system/multi-user.target.wants/picket-vmtest.service /etc/systemd/system/picket-vmtest.service"
     } >"$WORK/vmtest.cmds"
+    if [[ -n $collector && ${2:-} == with-collector ]]; then
+        # Installed as the unit's header says; the reporter runs
+        # systemd-sysusers and starts it, as an administrator would.
+        {
+            echo "write $collector /usr/bin/picket-collector"
+            echo "sif /usr/bin/picket-collector mode 0100755"
+            echo "write systemd/picket-collector.service /etc/systemd/system/picket-collector.service"
+            [[ -n $(ext_stat "$1" /etc/sysusers.d) ]] || echo "mkdir /etc/sysusers.d"
+            echo "write systemd/picket-collector.sysusers /etc/sysusers.d/picket-collector.conf"
+            echo "write $WORK/collector.toml /etc/picket/collector.toml"
+            echo "sif /etc/picket/collector.toml mode 0100644"
+        } >>"$WORK/vmtest.cmds"
+    fi
     debugfs -w -f "$WORK/vmtest.cmds" "$(root_fs "$1")" >/dev/null 2>&1
 }
 
@@ -183,7 +210,8 @@ boot_and_check() {
         -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
         -append "root=LABEL=rootfs rootwait console=ttyAMA0 panic=-1" \
         -drive "file=$img,format=raw,if=virtio" \
-        -netdev user,id=net0 -device virtio-net-pci,netdev=net0 -device qemu-xhci -device usb-kbd \
+        -netdev "user,id=net0${api_port:+,hostfwd=tcp:127.0.0.1:$api_port-:8080}" \
+        -device virtio-net-pci,netdev=net0 -device qemu-xhci -device usb-kbd \
         -display none -monitor none -serial "file:$cons" &
     local qemu=$!
     PIDS+=($qemu)
@@ -270,6 +298,26 @@ boot_and_check() {
             ;;
     esac
 
+    # The collector in the VM under its unit, when installed: running, its
+    # exposure, and its API listing this VM's agent (agent -> the host's
+    # broker -> the collector).
+    if [[ -n $collector && $label == inject ]]; then
+        got=$(console collector)
+        [[ $got == active ]] && pass "$label: picket-collector.service active in the VM" ||
+            fail "$label: picket-collector.service" "$got; $(console cstatus)"
+        got=$(console csecurity)
+        [[ $got == *"Overall exposure level"* ]] && pass "$label: collector systemd-analyze security in the VM: ${got#*: }" ||
+            fail "$label: collector systemd-analyze security" "$got"
+        local deadline=$(($(date +%s) + WAIT_BOOT)) body=""
+        while [[ $(date +%s) -lt $deadline ]]; do
+            body=$(curl -s -m 5 -H "Authorization: Bearer $api_token" "http://127.0.0.1:$api_port/api/devices" || true)
+            [[ $body == *"\"$device\""* ]] && break
+            sleep 1
+        done
+        [[ $body == *"\"$device\""* ]] && pass "$label: the collector's API (in the VM) lists $device" ||
+            fail "$label: collector API lists $device" "${body:0:300}"
+    fi
+
     # Remote commands under the hardened unit: systemctl and journalctl
     # with an empty capability bounding set.
     local c name state id now
@@ -324,7 +372,7 @@ first_boot_toml "$device" "$LED_SYSFS" >"$WORK/picket.toml"
 if image/inject --image "$inj_img" --agent "$agent" --config "$WORK/base.toml" \
     --first-boot "$WORK/picket.toml" >"$WORK/inject.log" 2>&1; then
     pass "inject: image/inject into the built image"
-    add_reporter "$inj_img"
+    add_reporter "$inj_img" with-collector
     boot_and_check inject "$inj_img" "$device" /etc/systemd/system/picket-agent.service sysfs
 else
     tail -n 20 "$WORK/inject.log"

@@ -18,6 +18,17 @@ say "firstboot $(test -e /boot/firmware/picket.toml && echo present || echo gone
 say "capbnd $(sed -n 's/^CapBnd:[[:space:]]*//p' "/proc/$pid/status")"
 say "security $(systemd-analyze security picket-agent 2>/dev/null | tail -n 1)"
 say "hotdir $(test -d /run/picket/queue-hot && echo present || echo missing)"
+# The collector, when the test installed it: set up as its unit's header
+# says (systemd-sysusers, then start).
+if [ -x /usr/bin/picket-collector ]; then
+    systemd-sysusers
+    systemctl daemon-reload
+    systemctl start picket-collector
+    sleep 2
+    say "collector $(systemctl is-active picket-collector)"
+    say "cstatus $(systemctl status --no-pager -n 5 picket-collector 2>&1 | tail -n 5 | tr '\n' '|')"
+    say "csecurity $(systemd-analyze security picket-collector 2>/dev/null | tail -n 1)"
+fi
 # What a technician's `picket-agent status` says once connected.
 i=0
 while [ $i -lt 120 ] && ! picket-agent status 2>/dev/null | grep -q 'connected for'; do
