@@ -28,7 +28,11 @@
 #   - the LED line, read from the VM's /sys/kernel/debug/gpio, is an output
 #     of picket-agent and takes both levels once the agent is connected;
 #   - remote commands under the hardened unit: ping, service.restart
-#     (systemctl) and service.logs (journalctl) succeed.
+#     (systemctl) and service.logs (journalctl) succeed;
+#   - with --collector BIN (an arm64 picket-collector, e.g. built for
+#     aarch64-unknown-linux-gnu): in the inject boot, the collector is
+#     installed as its unit's header says, started under it, and its API
+#     (forwarded to the host) lists the VM's agent.
 #
 # Ends with "N passed, N failed"; exit code 1 if anything failed. Needs
 # root (image/build), qemu-system-arm, qemu-user-static registered with
@@ -41,12 +45,13 @@ cd "$ROOT"
 source image/lib.sh
 PROG=vm-boot
 
-image="" agent=""
+image="" agent="" collector=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --image) image=${2:?--image needs a value}; shift 2 ;;
         --agent) agent=${2:?--agent needs a value}; shift 2 ;;
-        *) echo "usage: image/tests/vm-boot.sh [--image IMG] [--agent BIN]" >&2; exit 2 ;;
+        --collector) collector=${2:?--collector needs a value}; shift 2 ;;
+        *) echo "usage: image/tests/vm-boot.sh [--image IMG] [--agent BIN] [--collector BIN]" >&2; exit 2 ;;
     esac
 done
 
@@ -117,14 +122,29 @@ PIDS+=($!)
 # exist. Only the first-boot file can make the agent reach the test's.
 printf '[device]\nid = "not-this-one"\n[broker]\nurl = "mqtt://192.0.2.1:1883"\n' >"$WORK/base.toml"
 
-# first_boot_toml DEVICE: what a technician would write on the boot partition.
+# The status LED, by backend: line 0 of the virt machine's PL061 GPIO
+# controller, or the Caps Lock LED of an emulated USB keyboard (the virt
+# machine has no other LED class device).
+LED_GPIO='[led]\nbackend = "gpio"\nline = "gpiochip0:0"\n'
+LED_SYSFS='[led]\nbackend = "sysfs"\nsysfs_path = "/sys/class/leds/input1::capslock"\n'
+# first_boot_toml DEVICE LED: what a technician would write on the boot
+# partition.
 first_boot_toml() {
     printf '[device]\nid = "%s"\n[broker]\nurl = "mqtt://10.0.2.2:%s"\n' "$1" "$port"
     printf '[payload]\nformat = "json"\n[sampling]\ninterval = "2s"\n'
-    printf '[led]\nbackend = "gpio"\nline = "gpiochip0:0"\n'
+    printf "$2"
     printf '[commands]\nallowed = ["ping", "service.restart", "service.logs"]\n'
     printf 'services = ["systemd-timesyncd.service"]\n'
 }
+
+# With --collector: the collector in the VM, under its unit, on the test's
+# broker, its API forwarded to a free port of the host's loopback.
+api_port="" api_token=vmtest-read-token-$RANDOM$RANDOM
+if [[ -n $collector ]]; then
+    api_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+    printf '[broker]\nurl = "mqtt://10.0.2.2:%s"\nclient_id = "picket-collector-vmtest"\n' "$port" >"$WORK/collector.toml"
+    printf '[http]\nlisten = "0.0.0.0:8080"\n[api]\nread_token = "%s"\n' "$api_token" >>"$WORK/collector.toml"
+fi
 
 # The test's reporter: a unit that prints, on the serial console, what only
 # the VM can see.
@@ -143,6 +163,19 @@ add_reporter() {
         echo "write $WORK/picket-vmtest.service /etc/systemd/system/picket-vmtest.service"
         echo "symlink /etc/systemd/system/multi-user.target.wants/picket-vmtest.service /etc/systemd/system/picket-vmtest.service"
     } >"$WORK/vmtest.cmds"
+    if [[ -n $collector && ${2:-} == with-collector ]]; then
+        # Installed as the unit's header says; the reporter runs
+        # systemd-sysusers and starts it, as an administrator would.
+        {
+            echo "write $collector /usr/bin/picket-collector"
+            echo "sif /usr/bin/picket-collector mode 0100755"
+            echo "write systemd/picket-collector.service /etc/systemd/system/picket-collector.service"
+            [[ -n $(ext_stat "$1" /etc/sysusers.d) ]] || echo "mkdir /etc/sysusers.d"
+            echo "write systemd/picket-collector.sysusers /etc/sysusers.d/picket-collector.conf"
+            echo "write $WORK/collector.toml /etc/picket/collector.toml"
+            echo "sif /etc/picket/collector.toml mode 0100644"
+        } >>"$WORK/vmtest.cmds"
+    fi
     debugfs -w -f "$WORK/vmtest.cmds" "$(root_fs "$1")" >/dev/null 2>&1
 }
 
@@ -161,10 +194,11 @@ fi
 
 # ---- one boot ----------------------------------------------------------------
 
-# boot_and_check LABEL IMG DEVICE UNIT: boot IMG, whose first-boot file
-# names DEVICE and whose agent should run from UNIT; check everything.
+# boot_and_check LABEL IMG DEVICE UNIT LED: boot IMG, whose first-boot file
+# names DEVICE and puts the LED on backend LED (gpio or sysfs), and whose
+# agent should run from UNIT; check everything.
 boot_and_check() {
-    local label=$1 img=$2 device=$3 unit=$4
+    local label=$1 img=$2 device=$3 unit=$4 led=$5
     local mqtt=$WORK/$label.mqtt.log cons=$WORK/$label.console.log
     mosquitto_sub -h 127.0.0.1 -p "$port" -t "picket/v1/$device/#" -v -F '%U %t %p' >"$mqtt" 2>&1 &
     local sub=$!
@@ -176,7 +210,8 @@ boot_and_check() {
         -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
         -append "root=LABEL=rootfs rootwait console=ttyAMA0 panic=-1" \
         -drive "file=$img,format=raw,if=virtio" \
-        -netdev user,id=net0 -device virtio-net-pci,netdev=net0 \
+        -netdev "user,id=net0${api_port:+,hostfwd=tcp:127.0.0.1:$api_port-:8080}" \
+        -device virtio-net-pci,netdev=net0 -device qemu-xhci -device usb-kbd \
         -display none -monitor none -serial "file:$cons" &
     local qemu=$!
     PIDS+=($qemu)
@@ -198,8 +233,10 @@ boot_and_check() {
         awk -v a="$(grep -a -m1 -- "$1" "$mqtt" | cut -d' ' -f1)" -v b="$power_on" \
             'BEGIN {printf "%.1f", a - b}'
     }
-    # The serial line ends lines with \r\n.
-    console() { tr -d '\r' <"$cons" | grep -a "^PICKET-VMTEST $1" | head -n 1 | cut -d' ' -f3-; }
+    # The reporter's lines, wherever they start: the serial line ends lines
+    # with \r\n, and getty's login prompt may precede one on its line.
+    reports() { tr -d '\r' <"$cons" | grep -ao 'PICKET-VMTEST .*'; }
+    console() { reports | grep -a "^PICKET-VMTEST $1" | head -n 1 | cut -d' ' -f3-; }
 
     local got secs
     if wait_for "$mqtt" "picket/v1/$device/state .*\"status\":\"online\""; then
@@ -215,7 +252,7 @@ boot_and_check() {
         fail "$label: telemetry of $device"
     fi
 
-    if wait_for "$cons" "^PICKET-VMTEST led"; then
+    if wait_for "$cons" "PICKET-VMTEST led"; then
         pass "$label: reporter: agent $(console agent)"
         got=$(console unit)
         [[ $got == "$unit enabled" ]] && pass "$label: runs from $unit, enabled" || fail "$label: unit" "$got"
@@ -235,15 +272,50 @@ boot_and_check() {
         fail "$label: test reporter on the serial console" "$(tr -d '\r' <"$cons" | tail -n 20)"
     fi
 
-    # The LED once connected: the line is an output of picket-agent and
-    # takes both levels (1 Hz slow blink: the VM's clock is not NTP-synced).
+    # The LED once connected blinks at 1 Hz (the VM's clock is not
+    # NTP-synchronised): both levels within the last few seconds.
     sleep 3
-    local gpio
-    gpio=$(tr -d '\r' <"$cons" | grep -a '^PICKET-VMTEST gpio' | tail -n 40)
-    if grep -q 'out hi' <<<"$gpio" && grep -q 'out lo' <<<"$gpio"; then
-        pass "$label: LED on PL061 line 0 blinks, read back from /sys/kernel/debug/gpio: $(grep -m1 'out' <<<"$gpio" | cut -d' ' -f3- | tr -s ' ' | sed 's/ out .*//')"
-    else
-        fail "$label: LED line read from /sys/kernel/debug/gpio" "$(tail -n 3 <<<"$gpio")"
+    local seen
+    case $led in
+        gpio)
+            # An output line of picket-agent, read from /sys/kernel/debug/gpio.
+            seen=$(reports | grep -a '^PICKET-VMTEST gpio' | tail -n 40)
+            if grep -q 'out hi' <<<"$seen" && grep -q 'out lo' <<<"$seen"; then
+                pass "$label: LED on PL061 line 0 blinks, read back from /sys/kernel/debug/gpio: $(grep -m1 'out' <<<"$seen" | cut -d' ' -f3- | tr -s ' ' | sed 's/ out .*//')"
+            else
+                fail "$label: LED line read from /sys/kernel/debug/gpio" "$(tail -n 3 <<<"$seen")"
+            fi
+            ;;
+        sysfs)
+            # The LED class device taken over (trigger none), lit and dark.
+            seen=$(reports | grep -a '^PICKET-VMTEST sysfs' | tail -n 40)
+            if grep -q 'brightness [1-9][0-9]* trigger \[none\]' <<<"$seen" &&
+                grep -q 'brightness 0 trigger \[none\]' <<<"$seen"; then
+                pass "$label: sysfs LED input1::capslock blinks (trigger none), read back from /sys/class/leds"
+            else
+                fail "$label: sysfs LED read from /sys/class/leds" "$(tail -n 3 <<<"$seen")"
+            fi
+            ;;
+    esac
+
+    # The collector in the VM under its unit, when installed: running, its
+    # exposure, and its API listing this VM's agent (agent -> the host's
+    # broker -> the collector).
+    if [[ -n $collector && $label == inject ]]; then
+        got=$(console collector)
+        [[ $got == active ]] && pass "$label: picket-collector.service active in the VM" ||
+            fail "$label: picket-collector.service" "$got; $(console cstatus)"
+        got=$(console csecurity)
+        [[ $got == *"Overall exposure level"* ]] && pass "$label: collector systemd-analyze security in the VM: ${got#*: }" ||
+            fail "$label: collector systemd-analyze security" "$got"
+        local deadline=$(($(date +%s) + WAIT_BOOT)) body=""
+        while [[ $(date +%s) -lt $deadline ]]; do
+            body=$(curl -s -m 5 -H "Authorization: Bearer $api_token" "http://127.0.0.1:$api_port/api/devices" || true)
+            [[ $body == *"\"$device\""* ]] && break
+            sleep 1
+        done
+        [[ $body == *"\"$device\""* ]] && pass "$label: the collector's API (in the VM) lists $device" ||
+            fail "$label: collector API lists $device" "${body:0:300}"
     fi
 
     # Remote commands under the hardened unit: systemctl and journalctl
@@ -285,10 +357,10 @@ got=$(ext_stat "$deb_img" /var/lib/picket)
 [[ $got == "directory 0750 0 0" ]] && pass "deb: state directory /var/lib/picket, 0750" || fail "deb: state directory" "$got"
 # A technician's picket.toml, copied to the boot partition as from a laptop.
 device=vm-deb-$(date +%s)-$RANDOM
-first_boot_toml "$device" >"$WORK/picket.toml"
+first_boot_toml "$device" "$LED_GPIO" >"$WORK/picket.toml"
 mcopy -o -i "$(boot_fs "$deb_img")" "$WORK/picket.toml" ::/picket.toml
 add_reporter "$deb_img"
-boot_and_check deb "$deb_img" "$device" /lib/systemd/system/picket-agent.service
+boot_and_check deb "$deb_img" "$device" /lib/systemd/system/picket-agent.service gpio
 rm -f "$deb_img"
 
 # ---- boot 2: after image/inject --------------------------------------------------
@@ -296,12 +368,12 @@ rm -f "$deb_img"
 inj_img=$WORK/inject.img
 cp --sparse=always "$image" "$inj_img"
 device=vm-inject-$(date +%s)-$RANDOM
-first_boot_toml "$device" >"$WORK/picket.toml"
+first_boot_toml "$device" "$LED_SYSFS" >"$WORK/picket.toml"
 if image/inject --image "$inj_img" --agent "$agent" --config "$WORK/base.toml" \
     --first-boot "$WORK/picket.toml" >"$WORK/inject.log" 2>&1; then
     pass "inject: image/inject into the built image"
-    add_reporter "$inj_img"
-    boot_and_check inject "$inj_img" "$device" /etc/systemd/system/picket-agent.service
+    add_reporter "$inj_img" with-collector
+    boot_and_check inject "$inj_img" "$device" /etc/systemd/system/picket-agent.service sysfs
 else
     tail -n 20 "$WORK/inject.log"
     fail "inject: image/inject into the built image"
