@@ -23,8 +23,8 @@ require() {
 }
 
 # A Raspberry Pi OS-shaped image: an MBR partition table, partition 1 FAT
-# (the boot partition), partition 2 Linux (the ext4 root). Sets BOOT_OFFSET,
-# BOOT_SECTORS, ROOT_OFFSET, ROOT_SECTORS (bytes, sectors).
+# (the boot partition), partition 2 Linux (the ext4 root). Sets SECTOR_SIZE,
+# BOOT_OFFSET, BOOT_SECTORS, ROOT_OFFSET, ROOT_SECTORS (bytes, sectors).
 read_partitions() {
     local image=$1 dump label sector_size line
     dump=$(sfdisk --dump "$image" 2>/dev/null) ||
@@ -49,6 +49,7 @@ read_partitions() {
     esac
     [[ ${types[1],,} == 83 ]] ||
         die "$image: partition 2 has type ${types[1]}, expected 83 (Linux): the root partition"
+    SECTOR_SIZE=$sector_size
     BOOT_OFFSET=$((starts[0] * sector_size))
     BOOT_SECTORS=${sizes[0]}
     ROOT_OFFSET=$((starts[1] * sector_size))

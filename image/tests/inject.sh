@@ -204,6 +204,13 @@ make_image "$rec"
 debugfs -w -R "feature needs_recovery" "$rec?offset=$ROOT_OFFSET" >/dev/null 2>&1
 refused "a journal that needs recovery is refused" 1 "needs_recovery" "$rec" \
     --image "$rec" --agent "$AGENT" --config "$WORK/agent.toml"
+# The refusal says how to replay the journal; doing so makes it acceptable.
+hint=$("$INJECT" --image "$rec" --agent "$AGENT" --config "$WORK/agent.toml" 2>&1 | sed -n 's/.*shut it down cleanly): //p')
+(cd "$WORK" && bash -c "$hint") >/dev/null 2>&1
+check "the suggested journal replay works (exit code)" "$?" 0
+rm -f "$WORK/root.img"
+"$INJECT" --image "$rec" --agent "$AGENT" --config "$WORK/agent.toml" >/dev/null 2>&1
+check "after the suggested replay, inject succeeds" "$?" 0
 
 clean=$WORK/clean.img
 make_image "$clean"
