@@ -134,6 +134,11 @@ fn telemetry(seq: u64, temp: f32) -> Publish {
 }
 
 impl Harness {
+    /// Hand `p` to the engine as the link would.
+    async fn send(&self, p: Publish) {
+        self.inbound.send(p).await.expect("engine alive");
+    }
+
     async fn detail(&self) -> DeviceDetail {
         let (tx, rx) = oneshot::channel();
         self.queries
@@ -161,11 +166,8 @@ impl Harness {
 #[tokio::test(start_paused = true)]
 async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_both() {
     let mut h = start();
-    h.inbound
-        .send(state(Presence::Online, "s1"))
-        .await
-        .expect("send");
-    h.inbound.send(telemetry(1, 50.0)).await.expect("send");
+    h.send(state(Presence::Online, "s1")).await;
+    h.send(telemetry(1, 50.0)).await;
     h.detail().await;
     // A new device is written whole at once.
     let first = h.drain();
@@ -173,7 +175,7 @@ async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_
     assert_eq!(whole.len(), 1, "{first:?}");
 
     // Between checkpoints a sample costs a journal entry, no JSON.
-    h.inbound.send(telemetry(2, 50.0)).await.expect("send");
+    h.send(telemetry(2, 50.0)).await;
     h.detail().await;
     let quiet = h.drain();
     assert!(
@@ -184,11 +186,8 @@ async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_
     // A change that must not wait (a new session's birth) writes the whole
     // row, and journals it too: replayed over the rows, an older entry must
     // never be the device's last.
-    h.inbound
-        .send(state(Presence::Online, "s2"))
-        .await
-        .expect("send");
-    h.inbound.send(telemetry(4, 50.0)).await.expect("send");
+    h.send(state(Presence::Online, "s2")).await;
+    h.send(telemetry(4, 50.0)).await;
     h.detail().await;
     let with_birth = h.drain();
     let rows: Vec<&Commit> = with_birth
@@ -257,12 +256,10 @@ async fn numbers_an_agent_declares_skipped_are_neither_missing_nor_counted() {
             },
         }],
     };
-    h.inbound
-        .send(publish(Topics::default().event(&dev()), &started))
-        .await
-        .expect("send");
+    h.send(publish(Topics::default().event(&dev()), &started))
+        .await;
     // A real gap after it still counts.
-    h.inbound.send(telemetry(5_003, 50.0)).await.expect("send");
+    h.send(telemetry(5_003, 50.0)).await;
     let d = h.detail().await;
     assert_eq!((d.seq.last, d.seq.received), (5_003, 2));
     assert_eq!(d.seq.missing_ranges, vec![(5_001, 5_002)]);
@@ -273,11 +270,8 @@ async fn numbers_an_agent_declares_skipped_are_neither_missing_nor_counted() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_device_goes_offline_at_the_timeout_give_or_take_a_second() {
     let h = start();
-    h.inbound
-        .send(state(Presence::Online, "s1"))
-        .await
-        .expect("send");
-    h.inbound.send(telemetry(1, 50.0)).await.expect("send");
+    h.send(state(Presence::Online, "s1")).await;
+    h.send(telemetry(1, 50.0)).await;
     assert_eq!(h.detail().await.presence.status, "online");
     tokio::time::sleep(Duration::from_millis(300_000 - 1_000)).await;
     assert_eq!(h.detail().await.presence.status, "online", "1 s early");
@@ -294,13 +288,10 @@ async fn a_silent_device_goes_offline_at_the_timeout_give_or_take_a_second() {
 #[tokio::test(start_paused = true)]
 async fn going_offline_withdraws_the_suppressed_alerts_from_the_retained_set() {
     let mut h = start();
-    h.inbound
-        .send(state(Presence::Online, "s1"))
-        .await
-        .expect("send");
+    h.send(state(Presence::Online, "s1")).await;
     // 85 °C held past the temperature rule's 1 minute: critical.
     for seq in 1..=8 {
-        h.inbound.send(telemetry(seq, 85.0)).await.expect("send");
+        h.send(telemetry(seq, 85.0)).await;
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
     assert_eq!(h.detail().await.alerts.len(), 1);
@@ -311,10 +302,7 @@ async fn going_offline_withdraws_the_suppressed_alerts_from_the_retained_set() {
     );
     // The will: offline; the offline alert waits 5 minutes, the
     // temperature alert is suppressed, so the retained set is cleared.
-    h.inbound
-        .send(state(Presence::Offline, "s1"))
-        .await
-        .expect("send");
+    h.send(state(Presence::Offline, "s1")).await;
     assert!(h.detail().await.alerts.is_empty());
     let sets = h.alert_sets();
     assert_eq!(sets.last().map(Vec::len), Some(0), "retained set cleared");
@@ -338,13 +326,10 @@ async fn a_firing_alert_sends_its_remedy_within_the_rate_limit() {
         ..RawRule::default()
     };
     let mut h = start_with(&[rule]);
-    h.inbound
-        .send(state(Presence::Online, "s1"))
-        .await
-        .expect("send");
+    h.send(state(Presence::Online, "s1")).await;
     // Fire, resolve, three times over.
     for (seq, temp) in [(1, 90.0), (2, 50.0), (3, 91.0), (4, 50.0), (5, 92.0)] {
-        h.inbound.send(telemetry(seq, temp)).await.expect("send");
+        h.send(telemetry(seq, temp)).await;
     }
     let mut remedies = Vec::new();
     let mut published = Vec::new();
@@ -417,25 +402,13 @@ fn exited(unexpected: bool) -> picket_protocol::EventKind {
 #[tokio::test(start_paused = true)]
 async fn a_container_event_alerts_at_once_and_a_removal_resolves() {
     let mut h = start();
-    h.inbound
-        .send(state(Presence::Online, "s1"))
-        .await
-        .expect("send");
-    h.inbound.send(telemetry(1, 50.0)).await.expect("send");
+    h.send(state(Presence::Online, "s1")).await;
+    h.send(telemetry(1, 50.0)).await;
     // History does not alert; a stop on request does not either.
-    h.inbound
-        .send(container_event(2, true, exited(true)))
-        .await
-        .expect("send");
-    h.inbound
-        .send(container_event(3, false, exited(false)))
-        .await
-        .expect("send");
+    h.send(container_event(2, true, exited(true))).await;
+    h.send(container_event(3, false, exited(false))).await;
     assert!(h.detail().await.alerts.is_empty());
-    h.inbound
-        .send(container_event(4, false, exited(true)))
-        .await
-        .expect("send");
+    h.send(container_event(4, false, exited(true))).await;
     let d = h.detail().await;
     let rules: Vec<&str> = d.alerts.iter().map(|a| a.rule.as_str()).collect();
     assert_eq!(rules, ["container_exited:web"], "{:?}", d.alerts);
@@ -459,19 +432,15 @@ async fn a_container_event_alerts_at_once_and_a_removal_resolves() {
         mem: None,
         mem_limit: None,
     }];
-    h.inbound
-        .send(publish(Topics::default().telemetry(&dev()), &t))
-        .await
-        .expect("send");
+    h.send(publish(Topics::default().telemetry(&dev()), &t))
+        .await;
     assert_eq!(h.detail().await.alerts.len(), 1);
-    h.inbound
-        .send(container_event(
-            5,
-            false,
-            picket_protocol::EventKind::ContainerGone { name: "web".into() },
-        ))
-        .await
-        .expect("send");
+    h.send(container_event(
+        5,
+        false,
+        picket_protocol::EventKind::ContainerGone { name: "web".into() },
+    ))
+    .await;
     assert!(h.detail().await.alerts.is_empty());
     assert_eq!(h.alert_sets().last().map(Vec::len), Some(0));
     h.stop.cancel();

@@ -328,7 +328,21 @@ impl Stack {
     /// Wait until command `id` has a final status; returns the command's
     /// API view.
     pub async fn settled(&self, id: &str) -> Value {
-        let end = tokio::time::Instant::now() + Duration::from_secs(60);
+        self.settled_within(id, Duration::from_secs(60), || {
+            format!("agent log:\n{}", self.log("agent.log"))
+        })
+        .await
+    }
+
+    /// [`Stack::settled`] with its own patience and what to show on
+    /// failure (`log`).
+    pub async fn settled_within(
+        &self,
+        id: &str,
+        patience: Duration,
+        log: impl Fn() -> String,
+    ) -> Value {
+        let end = tokio::time::Instant::now() + patience;
         loop {
             let (status, body) = self.get(&format!("/api/commands/{id}")).await;
             if status == 200
@@ -341,8 +355,8 @@ impl Stack {
             }
             assert!(
                 tokio::time::Instant::now() < end,
-                "command {id} not settled: {status} {body}\nagent log:\n{}",
-                self.log("agent.log")
+                "command {id} not settled: {status} {body}\n{}",
+                log()
             );
             tokio::time::sleep(Duration::from_millis(30)).await;
         }

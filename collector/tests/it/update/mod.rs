@@ -188,24 +188,9 @@ impl World {
     /// Wait for the command's final status (generous: a download, a
     /// restart and a trial window); its API view.
     pub async fn settled(&self, id: &str, device: &Device) -> Value {
-        let end = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let (status, body) = self.stack.get(&format!("/api/commands/{id}")).await;
-            if status == 200
-                && matches!(
-                    body["state"].as_str(),
-                    Some("succeeded" | "failed" | "rejected")
-                )
-            {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < end,
-                "command {id} not settled: {body}\n{}",
-                device.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.stack
+            .settled_within(id, Duration::from_secs(120), || device.log())
+            .await
     }
 
     /// Wait until the collector sees `device` online with `version`.
