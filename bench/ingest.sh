@@ -52,7 +52,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # than its default 20 messages be in flight towards the collector; the
 # queued backlog of part 1 must not be capped at the default 1,000.
 start_mosquitto "$BENCH_TMP" \
-    "max_inflight_messages 1000" \
+    "max_inflight_messages ${BROKER_INFLIGHT:-1000}" \
     "max_queued_messages 0" \
     "max_connections -1"
 URL=mqtt://127.0.0.1:$MQTT_PORT
@@ -147,6 +147,7 @@ while (( still < 30 )); do
     fi
 done
 collector_cpu=$(seconds "$(cpu_ticks "$COLLECTOR_PID")")
+threads=$(thread_cpu "$COLLECTOR_PID" | awk '$2 > 0 {printf "%s%s %s s", sep, $1, $2; sep = ", "}')
 broker_cpu_collector=$(seconds $(( $(cpu_ticks "$MOSQUITTO_PID") - cpu0 )))
 commits=$last_c
 stop "$COLLECTOR_PID"
@@ -211,6 +212,7 @@ printf '%-34s %14s %14s\n' "samples+events stored/s" "-" "$coll_recs"
 printf '%-34s %14s %14s\n' "subscriber CPU (s)" "$plain_cpu" "$collector_cpu"
 printf '%-34s %14s %14s\n' "broker CPU during the drain (s)" "$broker_cpu_plain" "$broker_cpu_collector"
 printf '%-34s %14s %14d\n' "SQLite commits" "-" "$commits"
+printf '%-34s %s\n' "collector CPU by thread" "$threads"
 printf '%-34s %14s %14d\n' "collector RSS max (MiB)" "-" $((rss_max / 1024))
 printf '%-34s %14s\n' "collector / plain subscriber" \
     "$(awk -v a="$coll_msgs" -v b="$plain_rate" 'BEGIN {printf "%.2fx", a / b}')"

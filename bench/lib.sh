@@ -135,6 +135,15 @@ cpu_ticks() {
     awk '{print $12 + $13}' <<<"$stat"
 }
 
+thread_cpu() { # thread_cpu PID: "name seconds" per thread name (THREAD_IDS=1: per thread), busiest first
+    local t stat
+    for t in /proc/"$1"/task/*; do
+        stat=$(<"$t/stat") || continue
+        printf '%s%s %s\n' "$(<"$t/comm")" "${THREAD_IDS:+#${t##*/}}" "$(awk '{print $12 + $13}' <<<"${stat##*) }")"
+    done | awk -v c="$(getconf CLK_TCK)" '{n = $1; for (i = 2; i < NF; i++) n = n "_" $i; s[n] += $NF}
+        END {for (n in s) printf "%s %.2f\n", n, s[n] / c}' | sort -k2 -rn
+}
+
 rss_kib() {
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }

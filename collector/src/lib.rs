@@ -126,10 +126,12 @@ pub async fn run_with(
     let (query_tx, query_rx) = mpsc::channel(64);
     let (commit_tx, commit_rx) = mpsc::channel(4);
     let (done_tx, done_rx) = mpsc::channel(4);
+    let (ack_tx, ack_rx) = mpsc::channel(4);
+    let pace = Arc::new(store::Pace::default());
     let (notify_tx, notify_rx) = mpsc::channel(1024);
     let (status_tx, status_rx) = watch::channel(LinkStatus::default());
 
-    let link = Link::new(&config.link, inbound_tx, status_tx);
+    let link = Link::new(&config.link, inbound_tx, ack_rx, status_tx);
     let client = link.client();
     let engine = Engine::new(
         config.engine.clone(),
@@ -139,7 +141,8 @@ pub async fn run_with(
         inbound_rx,
         query_rx,
         commit_tx,
-    );
+    )
+    .paced_by(Arc::clone(&pace));
     let store = store::spawn(
         writer,
         commit_rx,
@@ -147,6 +150,7 @@ pub async fn run_with(
         Arc::clone(&counters),
         config.retention,
         clock,
+        Arc::clone(&pace),
     )
     .map_err(RunError::Thread)?;
     let notifier = Notifier::new(
@@ -204,7 +208,7 @@ pub async fn run_with(
         let stop = stop_engine.clone();
         async move { engine.run(stop.cancelled_owned()).await }
     });
-    let acks = tokio::spawn(link::after_commit(client, done_rx, notify_tx));
+    let acks = tokio::spawn(link::after_commit(client, done_rx, ack_tx, notify_tx));
     let notifier_task = tokio::spawn({
         let stop = stop_notify.clone();
         async move { notifier.run(stop.cancelled_owned()).await }

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
-    TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, PubAck, PubRec, Publish,
+    QoS, TlsConfiguration, Transport,
 };
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use picket_config::BrokerConfig;
 
@@ -51,18 +51,64 @@ pub struct LinkConfig {
 /// every doubling).
 const WAITING_WARN: usize = 10_000;
 
+/// How long writing a group of acknowledgements may take before the
+/// connection is left to the event loop to find broken (as rumqttc's own
+/// flushes do).
+const ACK_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A publish as the link received it. `conn` numbers the connection it
+/// arrived on: its acknowledgement is sent on that connection or not at
+/// all, because on a later one the broker may have given its packet id to
+/// another message (which would then be acknowledged unstored).
+#[derive(Debug)]
+pub struct Delivery {
+    pub conn: u64,
+    pub publish: Publish,
+}
+
+/// What acknowledges one [`Delivery`] once it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    conn: u64,
+    pkid: u16,
+    qos: QoS,
+}
+
+impl Ack {
+    pub fn of(d: &Delivery) -> Ack {
+        Ack {
+            conn: d.conn,
+            pkid: d.publish.pkid,
+            qos: d.publish.qos,
+        }
+    }
+
+    fn packet(self) -> Option<Packet> {
+        match self.qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(self.pkid))),
+            QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(self.pkid))),
+        }
+    }
+}
+
 pub struct Link {
     client: AsyncClient,
     eventloop: EventLoop,
     filters: Vec<String>,
-    inbound: mpsc::Sender<Publish>,
+    inbound: mpsc::Sender<Delivery>,
+    /// Acknowledgements of what the store committed, in commit order.
+    acks: mpsc::Receiver<Vec<Ack>>,
+    /// The number of the current connection (see [`Delivery`]).
+    conn: u64,
     status: watch::Sender<LinkStatus>,
 }
 
 impl Link {
     pub fn new(
         cfg: &LinkConfig,
-        inbound: mpsc::Sender<Publish>,
+        inbound: mpsc::Sender<Delivery>,
+        acks: mpsc::Receiver<Vec<Ack>>,
         status: watch::Sender<LinkStatus>,
     ) -> Link {
         let b = &cfg.broker;
@@ -78,7 +124,7 @@ impl Link {
         if let Some(tls) = &b.tls {
             opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::clone(tls))));
         }
-        // Acks and alert publishes queue here while the loop is busy.
+        // Alert sets and commands queue here while the loop is busy.
         let (client, mut eventloop) = AsyncClient::new(opts, 4096);
         eventloop.network_options.set_connection_timeout(10);
         // Commands and acknowledgements are small and wanted now: no Nagle.
@@ -95,6 +141,8 @@ impl Link {
             eventloop,
             filters,
             inbound,
+            acks,
+            conn: 0,
             status,
         }
     }
@@ -114,11 +162,16 @@ impl Link {
         // loop, and a link that waits on the engine while the engine waits
         // on those is a deadlock. The backpressure is the broker's in-flight
         // window instead: it sends nothing more until we acknowledge.
-        let mut waiting: VecDeque<Publish> = VecDeque::new();
+        let mut waiting: VecDeque<Delivery> = VecDeque::new();
         let mut waiting_warned = 0usize;
+        let mut acks_open = true;
         loop {
             tokio::select! {
                 _ = &mut stop => break,
+                batch = self.acks.recv(), if acks_open => match batch {
+                    Some(batch) => send_acks(&mut self.eventloop, self.conn, &batch).await,
+                    None => acks_open = false,
+                },
                 permit = self.inbound.reserve(), if !waiting.is_empty() => match permit {
                     Ok(permit) => {
                         if let Some(p) = waiting.pop_front() {
@@ -135,6 +188,7 @@ impl Link {
                 ev = self.eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         backoff = Duration::from_millis(500);
+                        self.conn += 1;
                         info!(session_present = ack.session_present, "connected to the broker");
                         self.status.send_modify(|s| {
                             s.connected = true;
@@ -151,7 +205,8 @@ impl Link {
                             }
                         }
                     }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        let p = Delivery { conn: self.conn, publish };
                         if waiting.is_empty() {
                             match self.inbound.try_send(p) {
                                 Ok(()) => {}
@@ -203,6 +258,10 @@ impl Link {
         if !self.status.borrow().connected {
             return;
         }
+        // What the store committed before the stop is acknowledged first.
+        while let Ok(batch) = self.acks.try_recv() {
+            send_acks(&mut self.eventloop, self.conn, &batch).await;
+        }
         if self.client.try_disconnect().is_err() {
             return;
         }
@@ -222,6 +281,43 @@ impl Link {
     }
 }
 
+/// Write a commit's acknowledgements on connection `conn` and flush them
+/// once: rumqttc's `AsyncClient::ack` writes and flushes each on its own,
+/// a system call and a TCP segment per message. Only the link task calls
+/// this, with its own event loop, and the acknowledgements go through the
+/// same network buffer as the loop's packets, so their order holds.
+async fn send_acks(eventloop: &mut EventLoop, conn: u64, batch: &[Ack]) {
+    // Not connected: the broker redelivers them on the next connection.
+    let Some(network) = eventloop.network.as_mut() else {
+        return;
+    };
+    let mut stale = 0usize;
+    for ack in batch {
+        if ack.conn != conn {
+            stale += 1;
+            continue;
+        }
+        let Some(packet) = ack.packet() else { continue };
+        if let Err(e) = network.write(packet).await {
+            warn!(error = %e, "acknowledgements not sent: the broker will redeliver");
+            return;
+        }
+    }
+    if stale > 0 {
+        debug!(
+            stale,
+            "acknowledgements of an earlier connection dropped: the broker redelivers those messages"
+        );
+    }
+    // On an error the event loop meets the broken connection on its
+    // next read or write and reconnects.
+    match tokio::time::timeout(ACK_FLUSH_TIMEOUT, network.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "acknowledgements not sent: the broker will redeliver"),
+        Err(_) => warn!("acknowledgements not flushed in time: the broker will redeliver"),
+    }
+}
+
 fn describe(e: &ConnectionError) -> String {
     match e {
         ConnectionError::ConnectionRefused(code) => {
@@ -231,18 +327,19 @@ fn describe(e: &ConnectionError) -> String {
     }
 }
 
-/// Acknowledge what the store committed and publish the alert sets; hand
-/// notifications to the notifier without ever waiting on it.
+/// Have the link acknowledge what the store committed, publish the alert
+/// sets; hand notifications to the notifier without ever waiting on it.
 pub async fn after_commit(
     client: AsyncClient,
     mut done: mpsc::Receiver<Committed>,
+    acks: mpsc::Sender<Vec<Ack>>,
     notify: mpsc::Sender<crate::notify::Notification>,
 ) {
     while let Some(c) = done.recv().await {
-        for p in &c.acks {
-            if let Err(e) = client.ack(p).await {
-                warn!(error = %e, "acknowledgement not sent: the broker will redeliver");
-            }
+        if !c.acks.is_empty() && acks.send(c.acks).await.is_err() {
+            warn!(
+                "acknowledgements not sent: the MQTT link has stopped; the broker will redeliver"
+            );
         }
         for (topic, payload) in c.alerts {
             if let Err(e) = client.publish(topic, QoS::AtLeastOnce, true, payload).await {

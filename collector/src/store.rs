@@ -7,12 +7,12 @@
 //! own thread rather than on the runtime the MQTT event loop needs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rumqttc::Publish;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{error, info, warn};
 
 use crate::fleet::Commit;
@@ -22,10 +22,40 @@ use crate::history::Writer;
 use crate::model::Millis;
 use crate::notify::Notification;
 
+/// Whether the store thread waits for work, so the engine hands over what
+/// it has then and, while a commit is being written, gathers the next:
+/// the commit's size follows the disk's pace (a batch handed over while
+/// the store is busy would only wait in the channel, and the next commit
+/// would hold the few messages that arrived in between).
+#[derive(Debug, Default)]
+pub struct Pace {
+    idle: AtomicBool,
+    became_idle: Notify,
+}
+
+impl Pace {
+    pub fn idle(&self) -> bool {
+        self.idle.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the store has become idle (at once if it did since
+    /// the last call).
+    pub async fn became_idle(&self) {
+        self.became_idle.notified().await;
+    }
+
+    pub(crate) fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, Ordering::Release);
+        if idle {
+            self.became_idle.notify_one();
+        }
+    }
+}
+
 /// What follows a stored batch.
 #[derive(Debug, Default)]
 pub struct Committed {
-    pub acks: Vec<Publish>,
+    pub acks: Vec<crate::link::Ack>,
     pub alerts: Vec<(String, Vec<u8>)>,
     pub notifications: Vec<Notification>,
     pub commands: Vec<(String, Vec<u8>)>,
@@ -37,6 +67,12 @@ pub struct Committed {
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_CHUNK: usize = 5_000;
 
+/// At most this many of the engine's batches, or batches holding this many
+/// publishes, go into one transaction: bounds a commit's latency and what
+/// a crash makes the broker redeliver.
+const GROUP_MAX_BATCHES: usize = 16;
+const GROUP_MAX_PUBLISHES: usize = 4096;
+
 pub fn spawn(
     mut writer: Writer,
     mut commits: mpsc::Receiver<Commit>,
@@ -44,6 +80,7 @@ pub fn spawn(
     counters: Arc<IngestCounters>,
     retention: Duration,
     clock: Clock,
+    pace: Arc<Pace>,
 ) -> std::io::Result<JoinHandle<()>> {
     let rt = Handle::current();
     std::thread::Builder::new()
@@ -55,17 +92,41 @@ pub fn spawn(
                 let wait = if pruning {
                     Duration::ZERO
                 } else {
-                    next_prune.saturating_duration_since(Instant::now())
+                    let next = writer
+                        .merge_deadline()
+                        .map_or(next_prune, |m| m.min(next_prune));
+                    next.saturating_duration_since(Instant::now())
                 };
+                pace.set_idle(true);
                 let got = rt.block_on(async { tokio::time::timeout(wait, commits.recv()).await });
+                pace.set_idle(false);
                 match got {
-                    Ok(Some(commit)) => {
-                        let committed = store(&mut writer, commit, &counters);
+                    Ok(Some(first)) => {
+                        // Group commit: whatever queued while the previous
+                        // transaction was being written goes into this one,
+                        // so under load one sync to disk serves many batches.
+                        let mut group = vec![first];
+                        let mut publishes = group[0].acks.len();
+                        while group.len() < GROUP_MAX_BATCHES && publishes < GROUP_MAX_PUBLISHES {
+                            match commits.try_recv() {
+                                Ok(c) => {
+                                    publishes += c.acks.len();
+                                    group.push(c);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        let committed = store(&mut writer, group, &counters);
                         if rt.block_on(done.send(committed)).is_err() {
                             warn!("acknowledgements dropped: the MQTT link has stopped");
                         }
+                        // After the acknowledgements are on their way: a
+                        // merge holds no message back.
+                        merge(&mut writer);
                     }
                     Ok(None) => break,
+                    Err(_) if writer.merge_due() => merge(&mut writer),
+                    Err(_) if !pruning && Instant::now() < next_prune => {}
                     Err(_) => {
                         let cutoff = clock.now().saturating_sub(retention.as_millis() as Millis);
                         match writer.prune(cutoff, PRUNE_CHUNK) {
@@ -89,22 +150,37 @@ pub fn spawn(
         })
 }
 
-/// Commit one batch, retrying until it is stored: the publishes in it are
-/// not acknowledged before, so while the disk refuses (full, read-only)
-/// the broker keeps them and nothing is lost.
-fn store(writer: &mut Writer, commit: Commit, counters: &IngestCounters) -> Committed {
+/// Move new samples into the history table once due. A failure leaves
+/// them where they are (readers see them there): tried again later.
+fn merge(writer: &mut Writer) {
+    if !writer.merge_due() {
+        return;
+    }
+    if let Err(e) = writer.merge() {
+        warn!(error = %e, "merging new samples into the history failed; retrying later");
+    }
+}
+
+/// Commit a group of batches in one transaction, retrying until it is
+/// stored: the publishes in it are not acknowledged before, so while the
+/// disk refuses (full, read-only) the broker keeps them and nothing is lost.
+fn store(writer: &mut Writer, group: Vec<Commit>, counters: &IngestCounters) -> Committed {
+    let mut batches = Vec::with_capacity(group.len());
+    let mut committed = Committed::default();
+    for c in group {
+        batches.push(c.batch);
+        committed.acks.extend(c.acks);
+        committed.alerts.extend(c.alerts);
+        committed.notifications.extend(c.notifications);
+        committed.commands.extend(c.commands);
+        committed.published.extend(c.published);
+    }
     let mut delay = Duration::from_millis(100);
     loop {
-        match writer.commit(&commit.batch) {
+        match writer.commit_all(&batches) {
             Ok(_) => {
                 IngestCounters::add(&counters.commits, 1);
-                return Committed {
-                    acks: commit.acks,
-                    alerts: commit.alerts,
-                    notifications: commit.notifications,
-                    commands: commit.commands,
-                    published: commit.published,
-                };
+                return committed;
             }
             Err(e) => {
                 IngestCounters::add(&counters.commit_errors, 1);

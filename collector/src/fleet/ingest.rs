@@ -5,6 +5,8 @@
 //! better); it never stops the engine.
 
 use rumqttc::Publish;
+
+use crate::link::{Ack, Delivery};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
@@ -57,11 +59,11 @@ fn classify(e: &DecodeError) -> Refused {
 
 impl Engine {
     /// Handle one publish; it is acknowledged once this batch is stored.
-    pub(super) fn handle(&mut self, publish: Publish) {
+    pub(super) fn handle(&mut self, delivery: Delivery) {
         IngestCounters::add(&self.counters.messages, 1);
         let now = self.clock.now();
-        self.ingest(&publish, now);
-        self.pending.acks.push(publish);
+        self.ingest(&delivery.publish, now);
+        self.pending.acks.push(Ack::of(&delivery));
     }
 
     fn refuse(&mut self, why: Refused, now: Millis, topic: &str, detail: &str) {

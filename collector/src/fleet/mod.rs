@@ -29,7 +29,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::Publish;
 use tokio::sync::mpsc;
 use tokio_util::time::{DelayQueue, delay_queue};
 use tracing::{debug, info, warn};
@@ -40,6 +39,7 @@ use crate::commands::Issuer;
 use crate::history::{
     AlertRow, DeviceRow, JournalEntry, PresenceRow, Snapshot, StateRow, WriteBatch,
 };
+use crate::link::{Ack, Delivery};
 use crate::model::{MetricNames, Millis};
 use crate::notify::{Change as NotifyChange, Notification};
 use crate::rules::{DeviceCtx, Glob, Observation, RuleSet, Transition, TransitionKind};
@@ -72,7 +72,7 @@ pub struct EngineConfig {
 pub struct Commit {
     pub batch: WriteBatch,
     /// Acknowledged to the broker once the batch is stored.
-    pub acks: Vec<Publish>,
+    pub acks: Vec<Ack>,
     /// Retained alert sets: `(topic, payload)`; an empty payload clears.
     pub alerts: Vec<(String, Vec<u8>)>,
     pub notifications: Vec<Notification>,
@@ -92,9 +92,14 @@ impl Commit {
     }
 }
 
-/// Publishes handled per commit at most: bounds a commit's latency (and
-/// what a crash makes the broker redeliver) while amortising its cost.
+/// Publishes handled per turn of the loop at most, so timers and API
+/// queries are served between turns.
 const MAX_BATCH: usize = 512;
+
+/// Publishes gathered while the store is busy beyond which the engine
+/// hands them over anyway (and waits for room): bounds a commit's size,
+/// its latency and what a crash makes the broker redeliver.
+const MAX_PENDING: usize = 8192;
 
 /// The kind under which each device's [`Persisted`] state is stored.
 const STATE_KIND: &str = "engine";
@@ -121,12 +126,14 @@ pub struct Engine {
     timer_keys: HashMap<DeviceId, delay_queue::Key>,
     clock: Clock,
     counters: Arc<IngestCounters>,
-    inbound: mpsc::Receiver<Publish>,
+    inbound: mpsc::Receiver<Delivery>,
     queries: mpsc::Receiver<Query>,
     commits: mpsc::Sender<Commit>,
     pending: Commit,
     warn_limit: ingest::WarnLimit,
     names: MetricNames,
+    /// The store's pace (None: hand every turn's work over at once).
+    pace: Option<Arc<crate::store::Pace>>,
 }
 
 impl Engine {
@@ -136,7 +143,7 @@ impl Engine {
         snapshot: Snapshot,
         clock: Clock,
         counters: Arc<IngestCounters>,
-        inbound: mpsc::Receiver<Publish>,
+        inbound: mpsc::Receiver<Delivery>,
         queries: mpsc::Receiver<Query>,
         commits: mpsc::Sender<Commit>,
     ) -> Self {
@@ -156,6 +163,7 @@ impl Engine {
             pending: Commit::default(),
             warn_limit: ingest::WarnLimit::default(),
             names: MetricNames::default(),
+            pace: None,
         };
         engine.restore(snapshot);
         engine
@@ -217,6 +225,22 @@ impl Engine {
         info!(devices = restored, "fleet state restored");
     }
 
+    /// Hand work to the store when it is ready for it rather than after
+    /// every turn (see [`crate::store::Pace`]).
+    pub fn paced_by(mut self, pace: Arc<crate::store::Pace>) -> Self {
+        self.pace = Some(pace);
+        self
+    }
+
+    /// Whether what is pending goes to the store now.
+    fn hand_over(&self) -> bool {
+        !self.pending.is_empty()
+            && match &self.pace {
+                None => true,
+                Some(pace) => pace.idle() || self.pending.acks.len() >= MAX_PENDING,
+            }
+    }
+
     fn labels_for(&self, id: &DeviceId) -> BTreeMap<String, String> {
         self.cfg
             .labels
@@ -261,8 +285,15 @@ impl Engine {
                 _ = checkpoints.tick(), if !self.unchecked.is_empty() => {
                     self.flush(false).await;
                 }
+                // The store is done with its commit: hand over what gathered.
+                _ = async {
+                    match &self.pace {
+                        Some(pace) => pace.became_idle().await,
+                        None => std::future::pending().await,
+                    }
+                }, if !self.pending.is_empty() => {}
             }
-            if !self.pending.is_empty() {
+            if self.hand_over() {
                 self.flush(false).await;
             }
         }

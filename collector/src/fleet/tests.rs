@@ -16,7 +16,7 @@ use super::*;
 const T0: Millis = 1_800_000_000_000;
 
 struct Harness {
-    inbound: mpsc::Sender<Publish>,
+    inbound: mpsc::Sender<crate::link::Delivery>,
     counters: Arc<IngestCounters>,
     queries: mpsc::Sender<Query>,
     commits: mpsc::Receiver<Commit>,
@@ -32,6 +32,14 @@ fn start_with(rules: &[crate::rules::RawRule]) -> Harness {
 }
 
 fn start_from(rules: &[crate::rules::RawRule], snapshot: Snapshot) -> Harness {
+    start_full(rules, snapshot, None)
+}
+
+fn start_full(
+    rules: &[crate::rules::RawRule],
+    snapshot: Snapshot,
+    pace: Option<Arc<crate::store::Pace>>,
+) -> Harness {
     let cfg = EngineConfig {
         topics: Topics::default(),
         max_payload: 1 << 20,
@@ -63,6 +71,10 @@ fn start_from(rules: &[crate::rules::RawRule], snapshot: Snapshot) -> Harness {
         queries_rx,
         commit_tx,
     );
+    let engine = match pace {
+        Some(pace) => engine.paced_by(pace),
+        None => engine,
+    };
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(engine.run(stop.clone().cancelled_owned()));
     Harness {
@@ -135,8 +147,9 @@ fn telemetry(seq: u64, temp: f32) -> Publish {
 
 impl Harness {
     /// Hand `p` to the engine as the link would.
-    async fn send(&self, p: Publish) {
-        self.inbound.send(p).await.expect("engine alive");
+    async fn send(&self, publish: Publish) {
+        let d = crate::link::Delivery { conn: 1, publish };
+        self.inbound.send(d).await.expect("engine alive");
     }
 
     async fn detail(&self) -> DeviceDetail {
@@ -161,6 +174,38 @@ impl Harness {
         }
         out
     }
+}
+
+/// While the store writes a commit, the engine gathers what arrives and
+/// hands it all over once the store is idle again: one commit, not one per
+/// turn of its loop.
+#[tokio::test(start_paused = true)]
+async fn work_gathers_while_the_store_is_busy_and_goes_over_when_it_is_idle() {
+    let pace = Arc::new(crate::store::Pace::default());
+    let mut h = start_full(&[], Snapshot::default(), Some(Arc::clone(&pace)));
+    for seq in 1..=10 {
+        h.send(telemetry(seq, 40.0)).await;
+        // A query answered is a turn of the loop finished.
+        assert_eq!(h.detail().await.seq.last, seq);
+    }
+    assert!(
+        h.drain().is_empty(),
+        "nothing goes over while the store is busy"
+    );
+    pace.set_idle(true);
+    let commit = tokio::time::timeout(Duration::from_secs(1), h.commits.recv())
+        .await
+        .expect("a commit once the store is idle")
+        .expect("engine alive");
+    assert_eq!(commit.acks.len(), 10);
+    assert_eq!(commit.batch.samples.len(), 10);
+    // Idle, the store gets each turn's work at once.
+    h.send(telemetry(11, 40.0)).await;
+    let commit = tokio::time::timeout(Duration::from_secs(1), h.commits.recv())
+        .await
+        .expect("a commit at once")
+        .expect("engine alive");
+    assert_eq!(commit.acks.len(), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -96,7 +96,7 @@ pub fn open(path: &Path) -> Result<(Writer, Snapshot), HistoryError> {
 pub fn open_with(path: &Path, durability: Durability) -> Result<(Writer, Snapshot), HistoryError> {
     let conn = schema::open_writer(path, durability)?;
     let snapshot = snapshot::read(&conn)?;
-    Ok((Writer::new(conn), snapshot))
+    Ok((Writer::new(conn)?, snapshot))
 }
 
 /// SQLite integers are signed: times and counters past `i64::MAX` (which no

@@ -21,6 +21,11 @@ impl Writer {
             return Ok(0);
         }
         let cutoff = to_i64("cutoff", cutoff)?;
+        // Old rows may be among the new ones (a backlog replayed late):
+        // pruning goes by `sample` alone, so they move there first.
+        if self.merge_pending() {
+            self.merge()?;
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -90,18 +90,21 @@ impl Reader {
                 return Ok(Vec::new());
             };
             // The device's samples in the window, each read for one metric:
-            // one range scan of the device's rows.
-            let mut stmt = conn.prepare_cached(
-                "SELECT ts, body FROM sample
-                 WHERE device_id = (SELECT id FROM device WHERE name = ?1)
-                   AND ts >= ?2 AND ts < ?3
-                 ORDER BY ts, seq",
-            )?;
+            // one range scan of the device's rows in each table, merged in
+            // time order.
+            let mut stmt = conn.prepare_cached(HISTORY_SQL)?;
             let mut rows = stmt.query(params![device.as_str(), lo, hi])?;
+            // A sample redelivered after its first copy was merged is in
+            // both tables until the next merge: the same sample, once.
+            let mut last: Option<(i64, i64)> = None;
             let mut next = move || -> Result<Option<(Millis, f64)>, HistoryError> {
                 while let Some(row) = rows.next()? {
-                    if let Some(value) = body::find(sample_body(row, 1)?, metric)? {
-                        return Ok(Some((millis(row.get(0)?)?, value)));
+                    let key = (row.get(0)?, row.get(1)?);
+                    if last.replace(key) == Some(key) {
+                        continue;
+                    }
+                    if let Some(value) = body::find(sample_body(row, 2)?, metric)? {
+                        return Ok(Some((millis(key.0)?, value)));
                     }
                 }
                 Ok(None)
@@ -144,6 +147,9 @@ impl Reader {
             {
                 let mut stmt = conn.prepare_cached(
                     "SELECT body FROM sample
+                     WHERE device_id = (SELECT id FROM device WHERE name = ?1)
+                     UNION ALL
+                     SELECT body FROM sample_new
                      WHERE device_id = (SELECT id FROM device WHERE name = ?1)",
                 )?;
                 let mut rows = stmt.query([device.as_str()])?;
@@ -307,6 +313,17 @@ fn metric_id(conn: &Connection, metric: &Metric) -> Result<Option<u64>, HistoryE
 }
 
 /// The `body` column of a sample row, which must be a blob.
+/// A device's samples in a time window, from both sample tables, in time
+/// order (see `schema.rs`).
+pub(super) const HISTORY_SQL: &str = "SELECT ts, seq, body FROM sample
+     WHERE device_id = (SELECT id FROM device WHERE name = ?1)
+       AND ts >= ?2 AND ts < ?3
+     UNION ALL
+     SELECT ts, seq, body FROM sample_new
+     WHERE device_id = (SELECT id FROM device WHERE name = ?1)
+       AND ts >= ?2 AND ts < ?3
+     ORDER BY ts, seq";
+
 fn sample_body<'r>(row: &'r Row<'_>, column: usize) -> Result<&'r [u8], HistoryError> {
     match row.get_ref(column)? {
         ValueRef::Blob(b) => Ok(b),

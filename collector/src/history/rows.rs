@@ -158,6 +158,8 @@ pub struct JournalEntry {
 pub struct CommitStats {
     /// Points inserted or replaced.
     pub points: usize,
+    /// Samples (rows) inserted or replaced.
+    pub samples: usize,
     /// Events inserted or replaced.
     pub events: usize,
     /// Samples and events whose time a correction rewrote.

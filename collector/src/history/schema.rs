@@ -21,6 +21,14 @@
 //!   the rows of a boot to correct (without `mono` in it SQLite prefers
 //!   scanning the device's rows by the primary key).
 //!   Events keep the same two columns (`boot`, `mono`).
+//! - `sample_new`: where commits put samples, in arrival order (a rowid
+//!   table, so a commit appends to its last pages), with a small index on
+//!   the same key as `sample`'s. The store moves its rows into `sample` in
+//!   key order every few seconds or thousands of rows ([`super::Writer::merge`]),
+//!   so each device's leaf page of `sample` is written once per merge
+//!   instead of once per commit that holds one of its samples. Readers
+//!   read both tables in one statement (one snapshot: a row is in one of
+//!   them, never both or neither), so the split is invisible to them.
 //! - `event`, `presence`, `alert_log`: small append-mostly logs.
 //! - `state`: the engine's opaque JSON state, by device, kind and key.
 //! - `state_journal`: what changed in a device's state between two
@@ -152,6 +160,18 @@ CREATE TABLE state_journal (
     id INTEGER PRIMARY KEY,
     body BLOB NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE sample_new (
+    id INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    boot TEXT,
+    mono INTEGER,
+    body BLOB NOT NULL
+);
+CREATE UNIQUE INDEX sample_new_key ON sample_new (device_id, ts, seq);
 "#,
 ];
 

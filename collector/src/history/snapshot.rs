@@ -120,6 +120,8 @@ fn pending(conn: &Connection) -> Result<Vec<(DeviceId, String)>, HistoryError> {
         "SELECT device.name, p.boot FROM
             (SELECT DISTINCT device_id, boot FROM sample WHERE boot IS NOT NULL
              UNION
+             SELECT DISTINCT device_id, boot FROM sample_new WHERE boot IS NOT NULL
+             UNION
              SELECT DISTINCT device_id, boot FROM event WHERE boot IS NOT NULL) p
          JOIN device ON device.id = p.device_id
          ORDER BY device.name, p.boot",

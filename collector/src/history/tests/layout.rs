@@ -1,5 +1,6 @@
 //! What the one-row-per-sample layout adds: same-millisecond samples,
-//! corrections onto taken times, corrupt bodies, and the plans SQLite picks.
+//! corrections onto taken times, corrupt bodies, new samples and their
+//! merge, and the plans SQLite picks.
 
 use rusqlite::Connection;
 
@@ -56,11 +57,7 @@ fn a_sample_without_points_is_not_stored() {
         ..WriteBatch::default()
     });
     assert_eq!(stats.points, 0);
-    let rows: i64 = Connection::open(db.path())
-        .expect("sqlite")
-        .query_row("SELECT count(*) FROM sample", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(rows, 0);
+    assert_eq!(db.rows(), (0, 0));
     assert!(db.reopen().snapshot.pending.is_empty());
 }
 
@@ -147,15 +144,21 @@ fn a_corrupt_body_is_an_error_naming_it() {
     });
     let r = db.reader();
     let conn = Connection::open(db.path()).expect("sqlite");
-    for (body, why) in [
+    let damage = [
         ("x'80'", "truncated varint"),
         ("x'0500'", "truncated value"),
         ("x'0700'", "unknown value tag"),
         ("x'0000'", "metric ids not ascending"),
         ("'text'", "stored as Text, not a blob"),
-    ] {
+    ];
+    // In either table: damaged while new, then after the merge.
+    for (i, (body, why)) in damage.into_iter().enumerate() {
+        let table = if i < 2 { "sample_new" } else { "sample" };
+        if i == 2 {
+            db.writer.merge().expect("merge");
+        }
         conn.execute(
-            &format!("UPDATE sample SET body = {body} WHERE ts = 2000"),
+            &format!("UPDATE {table} SET body = {body} WHERE ts = 2000"),
             [],
         )
         .expect("damage");
@@ -198,20 +201,27 @@ fn queries_use_the_key_and_the_partial_index() {
         let mut stmt = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("explain");
-        let rows: Vec<String> = stmt
-            .query_map([], |r| r.get::<_, String>(3))
-            .expect("plan")
-            .collect::<Result<_, _>>()
-            .expect("plan rows");
-        rows.join("; ")
+        // Parameters left unbound (NULL): the plan does not depend on them.
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().expect("plan") {
+            out.push(r.get::<_, String>(3).expect("plan row"));
+        }
+        out.join("; ")
     };
-    let history = plan(
-        "SELECT ts, body FROM sample WHERE device_id = 1 AND ts >= 5 AND ts < 9 ORDER BY ts, seq",
-    );
+    let history = plan(crate::history::reader::HISTORY_SQL);
     assert!(
         history.contains("SEARCH sample USING PRIMARY KEY (device_id=? AND ts>? AND ts<?)"),
         "{history}"
     );
+    assert!(
+        history.contains(
+            "SEARCH sample_new USING INDEX sample_new_key (device_id=? AND ts>? AND ts<?)"
+        ),
+        "{history}"
+    );
+    // Both ranges come in key order and are merged: nothing is sorted.
+    assert!(history.contains("MERGE (UNION ALL)"), "{history}");
     assert!(!history.contains("TEMP B-TREE"), "{history}");
     let correct = plan("SELECT ts, seq, mono FROM sample WHERE device_id = 1 AND boot = 'b'");
     assert!(
@@ -230,4 +240,112 @@ fn queries_use_the_key_and_the_partial_index() {
         prune.contains("SEARCH sample USING PRIMARY KEY (device_id=? AND ts<?)"),
         "{prune}"
     );
+}
+
+/// New samples are read, corrected and forgotten like merged ones, and a
+/// sample redelivered after its first copy was merged is read once.
+#[test]
+fn new_samples_read_the_same_before_and_after_the_merge() {
+    let mut db = Db::new();
+    let first: Vec<_> = (1..=5)
+        .map(|i| sample("pi-1", i, i * 1_000, &[("cpu", i as f64)]))
+        .collect();
+    db.commit(WriteBatch {
+        samples: first.clone(),
+        ..WriteBatch::default()
+    });
+    assert_eq!(db.rows(), (0, 5));
+    db.writer.merge().expect("merge");
+    assert_eq!(db.rows(), (5, 0));
+    db.commit(WriteBatch {
+        samples: (6..=8)
+            .map(|i| sample("pi-1", i, i * 1_000, &[("cpu", i as f64)]))
+            .chain([first[2].clone()])
+            .chain([unsynced(sample("pi-1", 9, 40, &[("cpu", 9.0)]), "b", 40)])
+            .collect(),
+        ..WriteBatch::default()
+    });
+    assert_eq!(db.rows(), (5, 5));
+    let read = |db: &Db| {
+        let r = db.reader();
+        let points: Vec<(u64, f64)> = r
+            .history(&dev("pi-1"), &metric("cpu"), 0, 1_000_000, None, 100)
+            .expect("history")
+            .into_iter()
+            .map(|p| (p.ts, p.value))
+            .collect();
+        (points, r.metrics_of(&dev("pi-1")).expect("metrics"))
+    };
+    let want: Vec<(u64, f64)> = (1..=8).map(|i| (i * 1_000, i as f64)).collect();
+    let mut with_unsynced = vec![(40, 9.0)];
+    with_unsynced.extend(&want);
+    assert_eq!(read(&db), (with_unsynced.clone(), vec!["cpu".to_string()]));
+    // The unsynchronised sample is new, a boot's pending correction.
+    let db = db.reopen();
+    assert_eq!(db.snapshot.pending, vec![(dev("pi-1"), "b".to_string())]);
+    let mut db = db;
+    // Its correction finds it among the new samples, and one merged.
+    db.writer.merge().expect("merge");
+    assert_eq!(db.rows(), (9, 0));
+    assert_eq!(read(&db), (with_unsynced, vec!["cpu".to_string()]));
+    db.commit(WriteBatch {
+        samples: vec![unsynced(sample("pi-1", 10, 50, &[("cpu", 10.0)]), "b", 50)],
+        ..WriteBatch::default()
+    });
+    let stats = db.commit(WriteBatch {
+        corrections: vec![Correction {
+            device: dev("pi-1"),
+            boot: "b".into(),
+            offset_ms: 100_000,
+        }],
+        ..WriteBatch::default()
+    });
+    assert_eq!(stats.corrected, 2);
+    let (points, _) = read(&db);
+    assert_eq!(&points[..8], &want[..]);
+    assert_eq!(&points[8..], &[(100_040, 9.0), (100_050, 10.0)]);
+    // Forgetting the device empties both tables.
+    db.commit(WriteBatch {
+        samples: vec![sample("pi-1", 11, 11_000, &[("cpu", 1.0)])],
+        ..WriteBatch::default()
+    });
+    assert_eq!(db.rows(), (9, 2));
+    db.commit(WriteBatch {
+        forget: vec![dev("pi-1")],
+        ..WriteBatch::default()
+    });
+    assert_eq!(db.rows(), (0, 0));
+}
+
+/// A merge is due by size at once, by age only after a while, and never
+/// with nothing new.
+#[test]
+fn a_merge_falls_due_only_with_new_samples() {
+    let mut db = Db::new();
+    assert!(!db.writer.merge_due());
+    assert_eq!(db.writer.merge_deadline(), None);
+    db.commit(WriteBatch {
+        samples: vec![sample("pi-1", 1, 1_000, &[("cpu", 1.0)])],
+        ..WriteBatch::default()
+    });
+    assert!(!db.writer.merge_due(), "one new sample waits for its time");
+    assert!(db.writer.merge_deadline().is_some());
+    db.commit(WriteBatch {
+        samples: (2..=16_384)
+            .map(|i| sample("pi-2", i, i * 1_000, &[("cpu", 1.0)]))
+            .collect(),
+        ..WriteBatch::default()
+    });
+    assert!(db.writer.merge_due(), "16,384 new samples are due");
+    assert_eq!(db.writer.merge().expect("merge"), 16_384);
+    assert!(!db.writer.merge_due());
+    assert_eq!(db.writer.merge_deadline(), None);
+    // A reopened writer counts what an earlier run left new.
+    db.commit(WriteBatch {
+        samples: vec![sample("pi-1", 2, 2_000, &[("cpu", 1.0)])],
+        ..WriteBatch::default()
+    });
+    let db = db.reopen();
+    assert!(db.writer.merge_deadline().is_some());
+    assert_eq!(db.rows(), (16_384, 1));
 }

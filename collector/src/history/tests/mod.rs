@@ -45,6 +45,16 @@ impl Db {
         self.writer.commit(&batch).expect("commit")
     }
 
+    /// Rows in `sample` and in `sample_new`.
+    fn rows(&self) -> (i64, i64) {
+        let conn = rusqlite::Connection::open(self.path()).expect("sqlite");
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .expect("count")
+        };
+        (count("sample"), count("sample_new"))
+    }
+
     /// Close the writer and open the file again.
     fn reopen(self) -> Db {
         let Db { dir, writer, .. } = self;
