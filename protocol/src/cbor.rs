@@ -6,10 +6,13 @@
 //! version check needed a second full pass through it. On the collector
 //! that was a third of the engine's time at fleet scale. Here:
 //!
-//! 1. [`scan`] walks the item once without allocating: every header well
-//!    formed, every length backed by real bytes, nesting at most
-//!    [`MAX_DEPTH`], nothing after the item; it returns the top-level `v`.
-//! 2. [`from_slice`] deserializes the scanned item. Every typed request is
+//! 1. The version comes first: [`leading_v`] reads it from the first bytes
+//!    of a message that starts with it (ours all do), and otherwise [`scan`]
+//!    walks the item once without allocating (every header well formed,
+//!    every length backed by real bytes, nesting at most [`MAX_DEPTH`],
+//!    nothing after the item) and returns the top-level `v`.
+//! 2. [`from_slice`] deserializes the item, with the same checks on the
+//!    way (lengths, counts, depth, trailing bytes). Every typed request is
 //!    answered from what the bytes say (like ciborium and serde_json), so a
 //!    float field accepts any float width or an integer, and serde's own
 //!    conversions decide; half-precision floats (which ciborium writes for
@@ -250,16 +253,49 @@ fn skip(r: &mut Reader<'_>, depth: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Deserialize a message that [`scan`] accepted.
+/// The top-level `v` of a message that starts with it, read from the
+/// first bytes alone: a map whose first key is `v` with an unsigned
+/// integer value, as every message this crate encodes begins (`v` is the
+/// first field of each). None otherwise: then [`scan`] finds it.
+pub fn leading_v(buf: &[u8]) -> Option<u64> {
+    let mut r = Reader { buf, pos: 0 };
+    let map = r.head().ok()?;
+    if map.major != 5 || map.arg == Some(0) || r.take(2).ok()? != b"\x61v" {
+        return None;
+    }
+    match r.head().ok()? {
+        Head {
+            major: 0,
+            arg: Some(v),
+            ..
+        } => Some(v),
+        _ => None,
+    }
+}
+
+/// Deserialize one message: the whole of `buf`, nested at most
+/// [`MAX_DEPTH`] deep. Safe on any input (every length is checked against
+/// what is left before it is used), so [`scan`] need not run first; run
+/// alone it finds the first fault on the way instead of before.
 pub fn from_slice<T: DeserializeOwned>(buf: &[u8]) -> Result<T, Error> {
     let mut d = Deserializer {
         r: Reader { buf, pos: 0 },
+        depth: 0,
     };
-    T::deserialize(&mut d)
+    let value = T::deserialize(&mut d)?;
+    if d.r.remaining() > 0 {
+        return Err(Error(format!(
+            "{} bytes after the end of the message",
+            d.r.remaining()
+        )));
+    }
+    Ok(value)
 }
 
 struct Deserializer<'de> {
     r: Reader<'de>,
+    /// Containers and tags open around the current item.
+    depth: usize,
 }
 
 /// A half-precision float's value (IEEE 754 binary16), exactly.
@@ -296,6 +332,22 @@ impl<'de> Deserializer<'de> {
     fn text(&self, pos: usize, bytes: &'de [u8]) -> Result<&'de str, Error> {
         std::str::from_utf8(bytes).map_err(|_| at(pos, "text is not UTF-8"))
     }
+
+    /// Run `f` one level deeper, refusing past [`MAX_DEPTH`]: a forged
+    /// nesting must not exhaust the stack.
+    fn nested<T>(
+        &mut self,
+        start: usize,
+        f: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if self.depth + 1 >= MAX_DEPTH {
+            return Err(at(start, &format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
+    }
 }
 
 impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
@@ -321,10 +373,20 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
                 let s = String::from_utf8(bytes).map_err(|_| at(start, "text is not UTF-8"))?;
                 visitor.visit_string(s)
             }
-            (4, len) => visitor.visit_seq(Items { de: self, len }),
-            (5, len) => visitor.visit_map(Items { de: self, len }),
+            (4 | 5, len) => {
+                // No loop and no preallocation sized by a forged header.
+                check_count(&self.r, len, u64::from(head.major - 3))?;
+                self.nested(start, |de| {
+                    let items = Items { de, len };
+                    if head.major == 4 {
+                        visitor.visit_seq(items)
+                    } else {
+                        visitor.visit_map(items)
+                    }
+                })
+            }
             // Tags carry nothing our messages use: the tagged item stands.
-            (6, _) => self.deserialize_any(visitor),
+            (6, _) => self.nested(start, |de| de.deserialize_any(visitor)),
             (7, Some(arg)) => match head.info {
                 20 => visitor.visit_bool(false),
                 21 => visitor.visit_bool(true),
@@ -400,7 +462,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        skip(&mut self.r, 0)?;
+        skip(&mut self.r, self.depth)?;
         visitor.visit_unit()
     }
 
@@ -439,7 +501,8 @@ impl<'de> Items<'_, 'de> {
     }
 
     fn hint(&self) -> Option<usize> {
-        // The scan proved each announced item is backed by bytes.
+        // Checked when the container opened: each announced item is
+        // backed by at least a byte.
         self.len.and_then(|n| usize::try_from(n).ok())
     }
 }
@@ -618,6 +681,91 @@ mod tests {
         .concat();
         let e = scan(&deep).expect_err("too deep");
         assert!(e.0.contains("nested deeper"), "{e}");
+        // The deserializer alone holds the same limit, through content it
+        // reads (any shape) and content it skips (an unknown field).
+        #[derive(Debug, serde::Deserialize)]
+        struct Known {
+            #[allow(dead_code)]
+            n: serde_json::Value,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Unknown {}
+        assert!(from_slice::<Known>(&ok).is_ok());
+        assert!(from_slice::<Unknown>(&ok).is_ok());
+        for e in [
+            from_slice::<Known>(&deep).expect_err("too deep"),
+            from_slice::<Unknown>(&deep).expect_err("too deep"),
+        ] {
+            assert!(e.0.contains("nested deeper"), "{e}");
+        }
+        // A chain of tags is nesting too.
+        let tags = [
+            vec![0xa1, 0x61, b'n'],
+            vec![0xc1u8; 4 * MAX_DEPTH],
+            vec![0x00],
+        ]
+        .concat();
+        let e = from_slice::<Known>(&tags).expect_err("too deep");
+        assert!(e.0.contains("nested deeper"), "{e}");
+    }
+
+    #[test]
+    fn the_version_is_read_from_the_first_bytes_when_it_leads() {
+        let table: &[(&[u8], Option<u64>)] = &[
+            (b"\xa1\x61v\x01", Some(1)),
+            (b"\xbf\x61v\x18\x20\xff", Some(32)),
+            // Also when what follows is broken: the deserializer finds that.
+            (b"\xa2\x61v\x01", Some(1)),
+            // Not leading, not an unsigned integer, not a map, too short.
+            (b"\xa2\x61a\x80\x61v\x01", None),
+            (b"\xa1\x61v\x20", None),
+            (b"\xa1\x61v\x61x", None),
+            (b"\xa0", None),
+            (b"\x81\x61v", None),
+            (b"\xa1\x61v", None),
+            (b"\xa1\x61", None),
+            (b"", None),
+        ];
+        for (bytes, want) in table {
+            assert_eq!(leading_v(bytes), *want, "{bytes:02x?}");
+        }
+    }
+
+    /// What the scan refuses, the deserializer alone refuses too: it runs
+    /// without the scan whenever the version leads.
+    #[test]
+    fn the_deserializer_alone_refuses_what_the_scan_refuses() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct M {
+            v: u64,
+            #[serde(default)]
+            n: Option<serde_json::Value>,
+            #[serde(default)]
+            s: Option<String>,
+        }
+        let table: &[(&[u8], &str)] = &[
+            (
+                b"\xa2\x61v\x01\x61n\x9b\x10\x00\x00\x00\x00\x00\x00\x00",
+                "items announced",
+            ),
+            (
+                b"\xa2\x61v\x01\x61n\x5b\x10\x00\x00\x00\x00\x00\x00\x00",
+                "length 1152921504606846976",
+            ),
+            (b"\xa2\x61v\x01\x61n\x1c", "reserved"),
+            (b"\xa2\x61v\x01\x61n\x1f", "indefinite length on a type"),
+            (b"\xa2\x61v\x01\x61n\xff", "unexpected break"),
+            (b"\xa2\x61v\x01\x61s\x7f\x41a\xff", "invalid chunk"),
+            (b"\xa1\x61v\x01\x00", "1 bytes after"),
+            (b"\xa2\x61v\x01\x61n", "truncated"),
+            (b"\xa2\x61v\x01\x61x\xa1\x61a", "truncated"),
+        ];
+        for (bytes, want) in table {
+            assert!(scan(bytes).is_err(), "{bytes:02x?}: the scan accepts it");
+            let e = from_slice::<M>(bytes).expect_err("refused");
+            assert!(e.0.contains(want), "{bytes:02x?}: {e}");
+        }
     }
 
     #[test]

@@ -98,10 +98,13 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8], max: usize) -> Result<T, Deco
             Ok(serde_json::from_slice(payload)?)
         }
         Format::Cbor => {
-            // One allocation-free pass proves the item well formed (every
-            // length backed by real bytes, nesting bounded, nothing after
-            // it) and reads `v`; only then is it deserialized.
-            let v = cbor::scan(payload).map_err(|e| DecodeError::Cbor(e.0))?;
+            // The version first, as for JSON: from the message's first
+            // bytes when it starts with `v` (cheap), else from a scan of the
+            // whole item that also proves it well formed.
+            let v = match cbor::leading_v(payload) {
+                Some(v) => Some(v),
+                None => cbor::scan(payload).map_err(|e| DecodeError::Cbor(e.0))?,
+            };
             check_version(v)?;
             cbor::from_slice(payload).map_err(|e| DecodeError::Cbor(e.0))
         }

@@ -50,7 +50,7 @@ pub fn build(user: &[RawRule]) -> Result<RuleSet, ConfigError> {
             rules.push(compile(&[(format!("rules[{i}]"), u)])?);
         }
     }
-    Ok(RuleSet { rules })
+    Ok(RuleSet::new(rules))
 }
 
 fn check_name(name: &str) -> Result<(), String> {

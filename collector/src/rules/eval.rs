@@ -216,28 +216,46 @@ impl RuleSet {
                 if state.offline {
                     return out;
                 }
-                for rule in self.rules.iter().filter(|r| !r.selector.is_presence()) {
-                    let p = rule.params(ctx);
+                // (rule, point) pairs whose names agree, in the order of a
+                // loop over the rules then the points: one lookup a point
+                // rather than a comparison a rule and a point.
+                let mut pairs: Vec<(usize, usize)> = Vec::new();
+                for (j, point) in points.iter().enumerate() {
+                    if let Some(rules) = self.by_metric.get(point.metric.name()) {
+                        pairs.extend(rules.iter().map(|&i| (i, j)));
+                    }
+                }
+                pairs.sort_unstable();
+                let mut params = None;
+                for (i, j) in pairs {
+                    let rule = &self.rules[i];
+                    let p = match params {
+                        Some((at, p)) if at == i => p,
+                        _ => {
+                            let p = rule.params(ctx);
+                            params = Some((i, p));
+                            p
+                        }
+                    };
                     if !p.enabled {
                         continue;
                     }
-                    for point in points {
-                        if let Some(instance) = rule.selector.select(&point.metric) {
-                            let value = match rule.window_ms {
-                                Some(window) => {
-                                    let hist = state
-                                        .counters
-                                        .entry(rule.name.clone())
-                                        .or_default()
-                                        .entry(instance.to_string())
-                                        .or_default();
-                                    increase(hist, point.value, now, window)
-                                }
-                                None => point.value,
-                            };
-                            let seen = Seen { value, at: now };
-                            out.extend(observe(state, rule, p, ctx, instance, seen, now));
-                        }
+                    let point = &points[j];
+                    if let Some(instance) = rule.selector.select(&point.metric) {
+                        let value = match rule.window_ms {
+                            Some(window) => {
+                                let hist = state
+                                    .counters
+                                    .entry(rule.name.clone())
+                                    .or_default()
+                                    .entry(instance.to_string())
+                                    .or_default();
+                                increase(hist, point.value, now, window)
+                            }
+                            None => point.value,
+                        };
+                        let seen = Seen { value, at: now };
+                        out.extend(observe(state, rule, p, ctx, instance, seen, now));
                     }
                 }
             }

@@ -29,7 +29,7 @@ mod tests;
 #[cfg(test)]
 mod tests_config;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use picket_protocol::alert::{Alert, Severity};
 use picket_protocol::topic::DeviceId;
@@ -50,9 +50,25 @@ use select::Selector;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// Indices of the sample rules by the metric name they select, so a
+    /// point is matched against its own rules only.
+    by_metric: HashMap<String, Vec<usize>>,
 }
 
 impl RuleSet {
+    fn new(rules: Vec<Rule>) -> RuleSet {
+        let mut by_metric: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            if !r.selector.is_presence() {
+                by_metric
+                    .entry(r.selector.name().to_string())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        RuleSet { rules, by_metric }
+    }
+
     /// Rule names in evaluation order (built-in rules first), disabled ones
     /// included.
     pub fn names(&self) -> impl Iterator<Item = &str> {
