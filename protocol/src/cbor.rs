@@ -461,6 +461,22 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
         }
     }
 
+    /// A field or variant name is matched as bytes (serde's derived
+    /// visitors match either form): the UTF-8 check of every key of every
+    /// message would buy nothing, since a name that is not UTF-8 matches
+    /// no field and is skipped like any unknown one.
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let start = self.r.pos;
+        let head = self.r.head()?;
+        match (head.major, head.arg) {
+            (3, Some(n)) => visitor.visit_borrowed_bytes(self.r.take(n)?),
+            _ => {
+                self.r.pos = start;
+                self.deserialize_any(visitor)
+            }
+        }
+    }
+
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         skip(&mut self.r, self.depth)?;
         visitor.visit_unit()
@@ -472,7 +488,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit_struct seq tuple tuple_struct map struct identifier
+        bytes byte_buf unit_struct seq tuple tuple_struct map struct
     }
 }
 
