@@ -6,7 +6,8 @@
 //! names are the contract with users (rule selectors, `?metric=` in the
 //! API), so they are listed once here, in [`METRICS`].
 
-use std::collections::HashMap;
+// foldhash: a lookup a point of every sample.
+use foldhash::HashMap;
 use std::fmt;
 use std::sync::Arc;
 

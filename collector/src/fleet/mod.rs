@@ -25,7 +25,11 @@ pub mod presence;
 pub mod query;
 pub mod seq;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// foldhash (seeded per process, as std's SipHash is) rather than SipHash:
+// these maps are looked up several times a message by device id.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,7 +127,8 @@ pub struct Engine {
     unchecked: HashSet<DeviceId>,
     last_checkpoint: Millis,
     timers: DelayQueue<DeviceId>,
-    timer_keys: HashMap<DeviceId, delay_queue::Key>,
+    /// Each device's timer and the deadline it is armed for.
+    timer_keys: HashMap<DeviceId, (delay_queue::Key, Millis)>,
     clock: Clock,
     counters: Arc<IngestCounters>,
     inbound: mpsc::Receiver<Delivery>,
@@ -402,14 +407,21 @@ impl Engine {
         .into_iter()
         .flatten()
         .min();
-        match (deadline, self.timer_keys.get(id)) {
-            (Some(d), Some(key)) => self.timers.reset_at(key, self.clock.instant_at(d)),
+        match (deadline, self.timer_keys.get_mut(id)) {
+            // Armed no later than needed: it fires early, finds nothing due
+            // and re-arms. Every message moves the presence deadline later,
+            // and a timer wheel update a message is what this saves.
+            (Some(d), Some((_, at))) if *at <= d => {}
+            (Some(d), Some((key, at))) => {
+                self.timers.reset_at(key, self.clock.instant_at(d));
+                *at = d;
+            }
             (Some(d), None) => {
                 let key = self.timers.insert_at(id.clone(), self.clock.instant_at(d));
-                self.timer_keys.insert(id.clone(), key);
+                self.timer_keys.insert(id.clone(), (key, d));
             }
             (None, Some(_)) => {
-                if let Some(key) = self.timer_keys.remove(id) {
+                if let Some((key, _)) = self.timer_keys.remove(id) {
                     self.timers.remove(&key);
                 }
             }

@@ -140,7 +140,7 @@ impl Engine {
             Query::Forget(id, tx) => {
                 let known = self.devices.remove(&id).is_some();
                 if known {
-                    if let Some(key) = self.timer_keys.remove(&id) {
+                    if let Some((key, _)) = self.timer_keys.remove(&id) {
                         self.timers.remove(&key);
                     }
                     self.pending.batch.forget.push(id.clone());

@@ -1,6 +1,7 @@
 //! The single writer: applies a [`WriteBatch`] in one transaction.
 
-use std::collections::HashMap;
+// foldhash: the metric dictionary is looked up once a point.
+use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use picket_protocol::DeviceId;
