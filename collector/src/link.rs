@@ -1,5 +1,6 @@
 //! The collector's MQTT session: the one task that owns the rumqttc event
-//! loop, and the task that acknowledges what the store has committed.
+//! loop (and writes the acknowledgements of what the store committed), and
+//! the task that passes on what follows a commit.
 //!
 //! The session is persistent (clean session off, stable client id, QoS 1
 //! subscriptions) and acknowledgements are manual: a publish is
