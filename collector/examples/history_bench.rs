@@ -288,6 +288,11 @@ fn commit(writer: &mut Writer, batch: &mut WriteBatch) -> anyhow::Result<f64> {
     writer.commit(batch)?;
     let t = ms(started.elapsed());
     batch.samples.clear();
+    // As the store thread does: new samples move into the history table
+    // once due (in the ingest's time, not in the commit's).
+    if writer.merge_due() {
+        writer.merge()?;
+    }
     Ok(t)
 }
 
