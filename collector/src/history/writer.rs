@@ -56,6 +56,7 @@ impl Writer {
 
     /// Whether [`Writer::merge`] is due: `sample_new` is big, or has rows
     /// and the last merge is [`MERGE_EVERY`] old.
+    ///
     /// After a failed merge only time makes the next one due, so a disk
     /// that refuses is not retried after every commit.
     pub fn merge_due(&self) -> bool {

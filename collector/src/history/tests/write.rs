@@ -414,6 +414,62 @@ fn the_journal_is_replayed_in_commit_order_until_a_checkpoint() {
     assert_eq!(db.snapshot.journal, [entry("pi-2", b"b2")]);
 }
 
+/// Batches committed together (the store's group commit) leave what they
+/// would have left one by one: in order, a checkpoint dropping only the
+/// journal before its own batch, and all or nothing.
+#[test]
+fn a_group_of_batches_commits_as_if_one_after_the_other() {
+    let entry = |device: &str, value: &[u8]| JournalEntry {
+        device: dev(device),
+        value: value.to_vec(),
+    };
+    let mut db = Db::new();
+    let stats = db
+        .writer
+        .commit_all(&[
+            WriteBatch {
+                journal: vec![entry("pi-1", b"old")],
+                samples: vec![sample("pi-1", 1, 1_000, &[("cpu", 1.0)])],
+                ..WriteBatch::default()
+            },
+            WriteBatch {
+                checkpoint: true,
+                journal: vec![entry("pi-1", b"new")],
+                samples: vec![sample("pi-1", 2, 2_000, &[("cpu", 2.0)])],
+                ..WriteBatch::default()
+            },
+            WriteBatch {
+                journal: vec![entry("pi-2", b"later")],
+                ..WriteBatch::default()
+            },
+        ])
+        .expect("group");
+    assert_eq!((stats.samples, stats.points), (2, 2));
+    let mut db = db.reopen();
+    assert_eq!(
+        db.snapshot.journal,
+        [entry("pi-1", b"new"), entry("pi-2", b"later")]
+    );
+    // One bad batch and none of the group is stored.
+    let bad = sample("pi-1", 3, u64::MAX, &[("cpu", 3.0)]);
+    db.writer
+        .commit_all(&[
+            WriteBatch {
+                samples: vec![sample("pi-1", 4, 4_000, &[("cpu", 4.0)])],
+                ..WriteBatch::default()
+            },
+            WriteBatch {
+                samples: vec![bad],
+                ..WriteBatch::default()
+            },
+        ])
+        .expect_err("a time past i64 is refused");
+    assert_eq!(
+        series(&db.reader(), "pi-1", "cpu"),
+        [(1_000, 1.0), (2_000, 2.0)]
+    );
+}
+
 #[test]
 fn a_journal_row_that_does_not_decode_is_an_error_not_lost_state() {
     let mut db = Db::new();
