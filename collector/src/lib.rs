@@ -20,7 +20,9 @@
 //!   `keygen`, `send` and `sign-artifact` tools.
 //! - [`rollout`]: `picket-collector update`, the staged agent rollout.
 //! - [`history`]: SQLite storage and queries.
-//! - [`store`]: the thread that commits batches.
+//! - [`store`]: the thread that commits batches (grouped: every batch
+//!   queued while it wrote the previous one), and its pace, which the
+//!   engine follows.
 //! - [`api`]: REST API, `/metrics`, `/healthz`.
 //! - [`simulate`]: simulated devices (the demo and the load generator).
 //! - [`demo`]: embedded broker + collector + simulated fleet in one process.
