@@ -236,21 +236,20 @@ fi
 truncate -s 64M "$WORK/blank.img"
 refused "an image without a partition table" 1 "no partition table" "$WORK/blank.img" \
     --image "$WORK/blank.img" --agent "$AGENT" --config "$WORK/agent.toml"
-gpt=$WORK/gpt.img
-truncate -s 64M "$gpt"
-printf 'label: gpt\nsize=16M\nsize=32M\n' | sfdisk -q "$gpt"
-refused "a GPT image" 1 "expected an MBR" "$gpt" \
-    --image "$gpt" --agent "$AGENT" --config "$WORK/agent.toml"
-swapped=$WORK/swapped.img
-truncate -s 64M "$swapped"
-printf 'label: dos\nstart=2048, size=32768, type=83\nstart=34816, type=c\n' | sfdisk -q "$swapped"
-refused "partition 1 not FAT" 1 "partition 1 has type 83" "$swapped" \
-    --image "$swapped" --agent "$AGENT" --config "$WORK/agent.toml"
-unformatted=$WORK/unformatted.img
-truncate -s 200M "$unformatted"
-printf 'label: dos\nstart=8192, size=131072, type=c\nstart=139264, type=83\n' | sfdisk -q "$unformatted"
-refused "an unformatted root partition" 1 "not an ext2/3/4 file system" "$unformatted" \
-    --image "$unformatted" --agent "$AGENT" --config "$WORK/agent.toml"
+# partition_refused WHAT WANT SIZE SFDISK-SCRIPT: a blank image of SIZE with
+# that partition table (and nothing in it) is refused with WANT.
+partition_refused() {
+    local img
+    img=$WORK/$(tr -c 'a-z0-9\n' '-' <<<"$1").img
+    truncate -s "$3" "$img"
+    printf '%b' "$4" | sfdisk -q "$img"
+    refused "$1" 1 "$2" "$img" --image "$img" --agent "$AGENT" --config "$WORK/agent.toml"
+}
+partition_refused "a GPT image" "expected an MBR" 64M 'label: gpt\nsize=16M\nsize=32M\n'
+partition_refused "partition 1 not FAT" "partition 1 has type 83" 64M \
+    'label: dos\nstart=2048, size=32768, type=83\nstart=34816, type=c\n'
+partition_refused "an unformatted root partition" "not an ext2/3/4 file system" 200M \
+    'label: dos\nstart=8192, size=131072, type=c\nstart=139264, type=83\n'
 
 dirimg=$WORK/dir.img
 make_image "$dirimg"

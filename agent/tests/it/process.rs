@@ -58,6 +58,14 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// SIGTERM, then the exit status within 10 s (None: still running).
+async fn terminate(mut child: KillOnDrop) -> Option<std::process::ExitStatus> {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
+        .await
+        .unwrap()
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -124,19 +132,14 @@ async fn sigterm_stops_cleanly_within_five_seconds() {
     let broker = Broker::start().await;
     let sub = Subscriber::start(broker.sub_port, "sigterm").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = agent_cmd("pi-term", &broker.url(), dir.path(), "50ms")
+    let child = agent_cmd("pi-term", &broker.url(), dir.path(), "50ms")
         .spawn()
         .map(KillOnDrop)
         .unwrap();
     sub.wait_for(Duration::from_secs(30), "samples", |r| r.samples.len() >= 5)
         .await;
     let t = Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status =
-        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
-            .await
-            .unwrap()
-            .expect("agent exited");
+    let status = terminate(child).await.expect("agent exited");
     let took = t.elapsed();
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(5), "stopped in {took:?}");
@@ -176,17 +179,13 @@ async fn sigkill_mid_stream_loses_nothing() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let mut child = spawn();
+    let child = spawn();
     let before = sub.snapshot().seqs.iter().copied().max().unwrap();
     sub.wait_for(Duration::from_secs(60), "recovery", |r| {
         r.seqs.iter().any(|&s| s > before + 100)
     })
     .await;
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status =
-        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
-            .await
-            .unwrap();
+    let status = terminate(child).await;
     assert_eq!(status.and_then(|s| s.code()), Some(0));
 
     let r = sub.snapshot();
@@ -283,7 +282,7 @@ async fn a_first_boot_file_becomes_the_configuration() {
     std::fs::write(&first, &text).unwrap();
     let config = dir.path().join("etc/picket/agent.toml");
 
-    let mut child = agent_cmd(
+    let child = agent_cmd(
         "unused",
         "mqtt://127.0.0.1:1",
         &dir.path().join("q"),
@@ -308,11 +307,7 @@ async fn a_first_boot_file_becomes_the_configuration() {
     let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o600, "{mode:o}");
 
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status =
-        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
-            .await
-            .unwrap();
+    let status = terminate(child).await;
     assert_eq!(status.and_then(|s| s.code()), Some(0));
 }
 

@@ -37,7 +37,7 @@ pub struct Writer {
 /// `sample_new`, the fewer of its index pages a commit touches. 16,384
 /// rows is 16 s of a 1,000-device fleet at one sample a second.
 const MERGE_ROWS: usize = 16_384;
-pub const MERGE_EVERY: Duration = Duration::from_secs(10);
+const MERGE_EVERY: Duration = Duration::from_secs(10);
 
 impl Writer {
     pub(super) fn new(conn: Connection) -> Result<Self, HistoryError> {
@@ -66,7 +66,7 @@ impl Writer {
     }
 
     /// Whether `sample_new` holds rows.
-    pub fn merge_pending(&self) -> bool {
+    pub(super) fn merge_pending(&self) -> bool {
         self.staged > 0
     }
 

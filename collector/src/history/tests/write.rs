@@ -375,12 +375,15 @@ fn state_put_and_delete_survive_reopening() {
     assert!(db.snapshot.devices.is_empty());
 }
 
-#[test]
-fn the_journal_is_replayed_in_commit_order_until_a_checkpoint() {
-    let entry = |device: &str, value: &[u8]| JournalEntry {
+fn entry(device: &str, value: &[u8]) -> JournalEntry {
+    JournalEntry {
         device: dev(device),
         value: value.to_vec(),
-    };
+    }
+}
+
+#[test]
+fn the_journal_is_replayed_in_commit_order_until_a_checkpoint() {
     let mut db = Db::new();
     db.commit(WriteBatch {
         journal: vec![entry("pi-1", b"a1"), entry("pi-2", b"")],
@@ -419,10 +422,6 @@ fn the_journal_is_replayed_in_commit_order_until_a_checkpoint() {
 /// journal before its own batch, and all or nothing.
 #[test]
 fn a_group_of_batches_commits_as_if_one_after_the_other() {
-    let entry = |device: &str, value: &[u8]| JournalEntry {
-        device: dev(device),
-        value: value.to_vec(),
-    };
     let mut db = Db::new();
     let stats = db
         .writer
