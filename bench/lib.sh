@@ -1,6 +1,7 @@
 # Helpers shared by the benchmark scripts. Sourced, not run: it installs an
 # EXIT trap that stops every process started through `bg` and removes the
-# scratch directory, so an interrupted run leaves nothing behind.
+# scratch directory, so an interrupted run leaves nothing behind
+# (BENCH_KEEP=1 keeps the directory, logs and databases, and says where).
 
 BENCH_PIDS=()
 BENCH_TMP=""
@@ -13,7 +14,9 @@ bench_cleanup() {
     for pid in "${BENCH_PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    if [[ -n "$BENCH_TMP" ]]; then
+    if [[ -n "$BENCH_TMP" && ${BENCH_KEEP:-} == 1 ]]; then
+        log "kept $BENCH_TMP"
+    elif [[ -n "$BENCH_TMP" ]]; then
         rm -rf "$BENCH_TMP"
     fi
 }

@@ -172,9 +172,13 @@ impl Device {
         let (ts, unsynced) = self.stamp(&s.boot, s.ts, s.mono, s.sync);
         let points = flatten(s, names);
         if !s.hist && self.latest_ts.is_none_or(|t| ts >= t) {
-            self.latest = points.clone();
+            // In place: the same boot and the same number of points from
+            // one sample to the next, so neither allocates.
+            self.latest.clone_from(&points);
             self.latest_ts = Some(ts);
-            self.p.boot = Some(s.boot.clone());
+            if self.p.boot.as_deref() != Some(s.boot.as_str()) {
+                self.p.boot = Some(s.boot.clone());
+            }
         }
         batch.samples.push(SampleRows {
             device: id.clone(),
