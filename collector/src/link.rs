@@ -29,6 +29,8 @@ use crate::store::Committed;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkStatus {
     pub connected: bool,
+    /// When the current connection was acknowledged (None while down).
+    pub connected_at: Option<std::time::SystemTime>,
     /// Every subscription of this connection was acknowledged: from here
     /// on nothing published to the fleet's topics is missed.
     pub subscribed: bool,
@@ -193,6 +195,7 @@ impl Link {
                         info!(session_present = ack.session_present, "connected to the broker");
                         self.status.send_modify(|s| {
                             s.connected = true;
+                            s.connected_at = Some(std::time::SystemTime::now());
                             s.subscribed = false;
                             s.connects += 1;
                             s.last_error = None;
@@ -240,6 +243,7 @@ impl Link {
                         warn!(error = %msg, retry_in = ?backoff, "MQTT connection failed");
                         self.status.send_modify(|s| {
                             s.connected = false;
+                            s.connected_at = None;
                             s.subscribed = false;
                             s.last_error = Some(msg);
                         });
@@ -278,7 +282,10 @@ impl Link {
             }
         })
         .await;
-        self.status.send_modify(|s| s.connected = false);
+        self.status.send_modify(|s| {
+            s.connected = false;
+            s.connected_at = None;
+        });
     }
 }
 

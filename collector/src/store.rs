@@ -116,7 +116,7 @@ pub fn spawn(
                                 Err(_) => break,
                             }
                         }
-                        let committed = store(&mut writer, group, &counters);
+                        let committed = store(&mut writer, group, &counters, &clock);
                         if rt.block_on(done.send(committed)).is_err() {
                             warn!("acknowledgements dropped: the MQTT link has stopped");
                         }
@@ -164,7 +164,12 @@ fn merge(writer: &mut Writer) {
 /// Commit a group of batches in one transaction, retrying until it is
 /// stored: the publishes in it are not acknowledged before, so while the
 /// disk refuses (full, read-only) the broker keeps them and nothing is lost.
-fn store(writer: &mut Writer, group: Vec<Commit>, counters: &IngestCounters) -> Committed {
+fn store(
+    writer: &mut Writer,
+    group: Vec<Commit>,
+    counters: &IngestCounters,
+    clock: &Clock,
+) -> Committed {
     let mut batches = Vec::with_capacity(group.len());
     let mut committed = Committed::default();
     for c in group {
@@ -180,6 +185,9 @@ fn store(writer: &mut Writer, group: Vec<Commit>, counters: &IngestCounters) -> 
         match writer.commit_all(&batches) {
             Ok(_) => {
                 IngestCounters::add(&counters.commits, 1);
+                counters
+                    .last_commit_ms
+                    .store(clock.now(), Ordering::Relaxed);
                 return committed;
             }
             Err(e) => {

@@ -2,6 +2,7 @@
 //! gauges, a few key metrics per device, and the collector's own counters.
 
 use std::fmt::Write;
+use std::time::UNIX_EPOCH;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -27,7 +28,10 @@ pub async fn metrics(
     fleet(&mut out, &devices, &severities);
     per_device(&mut out, &devices);
     ingest(&mut out, &state.counters);
-    let connected = state.link.borrow().connected;
+    let (connected, connected_at) = {
+        let link = state.link.borrow();
+        (link.connected, link.connected_at)
+    };
     out.family(
         "picket_broker_connected",
         "gauge",
@@ -38,6 +42,19 @@ pub async fn metrics(
         &[],
         if connected { 1.0 } else { 0.0 },
     );
+    // Absent while disconnected: a time of 0 would read as 1970.
+    if let Some(at) = connected_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        out.family(
+            "picket_broker_connected_since_timestamp_seconds",
+            "gauge",
+            "Unix time the current connection to the broker was acknowledged.",
+        );
+        out.sample(
+            "picket_broker_connected_since_timestamp_seconds",
+            &[],
+            at.as_secs_f64(),
+        );
+    }
     notifications(&mut out, &state.notify);
     Ok((
         [(
@@ -311,6 +328,16 @@ fn ingest(out: &mut Exposition, c: &IngestCounters) {
         "picket_ingest_lag_seconds",
         &[],
         get(&c.lag_ms) as f64 / 1000.0,
+    );
+    out.family(
+        "picket_store_last_commit_timestamp_seconds",
+        "gauge",
+        "Unix time the last commit to SQLite returned (0: none since start).",
+    );
+    out.sample(
+        "picket_store_last_commit_timestamp_seconds",
+        &[],
+        get(&c.last_commit_ms) as f64 / 1000.0,
     );
 }
 

@@ -56,6 +56,8 @@ pub struct IngestCounters {
     refused: [AtomicU64; 5],
     pub commits: AtomicU64,
     pub commit_errors: AtomicU64,
+    /// When the last commit returned, unix milliseconds (0: none yet).
+    pub last_commit_ms: AtomicU64,
     /// Milliseconds between a live sample's timestamp and its arrival,
     /// last seen (clock-synchronised samples only).
     pub lag_ms: AtomicU64,

@@ -59,6 +59,35 @@ async fn bad_messages_are_counted_and_nothing_stops() {
     let (status, _) = collector.get("/healthz", None).await;
     assert_eq!(status, 200);
     promtool(&metrics);
+
+    // The session's start and the last commit, as unix times: between the
+    // start of this test and now, in that order (the good sample is
+    // committed after the collector connected).
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs()
+    };
+    let since = counter(&metrics, "picket_broker_connected_since_timestamp_seconds ");
+    assert!(
+        since + 120 >= unix() && since <= unix(),
+        "connected since {since}, now {}\n{metrics}",
+        unix()
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let last_commit = loop {
+        let (_, metrics) = collector.text("/metrics").await;
+        let t = counter(&metrics, "picket_store_last_commit_timestamp_seconds ");
+        if t > 0 || tokio::time::Instant::now() > deadline {
+            break t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        last_commit >= since && last_commit <= unix(),
+        "last commit {last_commit}, connected since {since}"
+    );
     collector.stop().await;
 }
 
