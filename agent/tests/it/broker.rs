@@ -98,15 +98,7 @@ impl Broker {
             b.resume().await;
             b
         } else {
-            let internal = free_port();
-            let target: SocketAddr = ([127, 0, 0, 1], internal).into();
-            std::thread::spawn(move || {
-                let mut broker = rumqttd::Broker::new(rumqttd_config(target, auth));
-                // start() only returns on failure; the test then times out
-                // connecting, which names the problem.
-                let _ = broker.start();
-            });
-            wait_listening(target).await;
+            let (internal, target) = start_rumqttd(auth).await;
             let port = free_port();
             let mut b = Broker {
                 port,
@@ -178,6 +170,32 @@ impl Drop for Broker {
             let _ = c.wait();
         }
     }
+}
+
+/// Start an embedded rumqttd on a free port; returns the port and address.
+///
+/// A free port is only free until someone binds it: another test may take
+/// it between `free_port` and rumqttd's bind. rumqttd then logs the error
+/// and its `start()` returns, while the port answers for the other test, so
+/// `wait_listening` alone would be fooled. A broker whose thread has ended
+/// is retried on another port.
+async fn start_rumqttd(auth: Auth) -> (u16, SocketAddr) {
+    for _ in 0..10 {
+        let internal = free_port();
+        let target: SocketAddr = ([127, 0, 0, 1], internal).into();
+        let thread = std::thread::spawn(move || {
+            let mut broker = rumqttd::Broker::new(rumqttd_config(target, auth));
+            // start() only returns once its listener has failed.
+            let _ = broker.start();
+        });
+        wait_listening(target).await;
+        // A failed bind ends the thread within milliseconds.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !thread.is_finished() {
+            return (internal, target);
+        }
+    }
+    panic!("rumqttd could not listen on any of 10 free ports");
 }
 
 fn rumqttd_config(listen: SocketAddr, auth: Auth) -> rumqttd::Config {
