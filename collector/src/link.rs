@@ -28,14 +28,19 @@ use crate::store::Committed;
 /// The link's state, for `/healthz` and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkStatus {
-    pub connected: bool,
-    /// When the current connection was acknowledged (None while down).
-    pub connected_at: Option<std::time::SystemTime>,
+    /// When the current connection was acknowledged; None while down.
+    pub connected_since: Option<std::time::SystemTime>,
     /// Every subscription of this connection was acknowledged: from here
     /// on nothing published to the fleet's topics is missed.
     pub subscribed: bool,
     pub connects: u64,
     pub last_error: Option<String>,
+}
+
+impl LinkStatus {
+    pub fn connected(&self) -> bool {
+        self.connected_since.is_some()
+    }
 }
 
 /// Connection settings beyond the broker section.
@@ -194,8 +199,7 @@ impl Link {
                         self.conn += 1;
                         info!(session_present = ack.session_present, "connected to the broker");
                         self.status.send_modify(|s| {
-                            s.connected = true;
-                            s.connected_at = Some(std::time::SystemTime::now());
+                            s.connected_since = Some(std::time::SystemTime::now());
                             s.subscribed = false;
                             s.connects += 1;
                             s.last_error = None;
@@ -242,8 +246,7 @@ impl Link {
                         let msg = describe(&e);
                         warn!(error = %msg, retry_in = ?backoff, "MQTT connection failed");
                         self.status.send_modify(|s| {
-                            s.connected = false;
-                            s.connected_at = None;
+                            s.connected_since = None;
                             s.subscribed = false;
                             s.last_error = Some(msg);
                         });
@@ -260,7 +263,7 @@ impl Link {
     }
 
     async fn disconnect(mut self) {
-        if !self.status.borrow().connected {
+        if !self.status.borrow().connected() {
             return;
         }
         // What the store committed before the stop is acknowledged first.
@@ -282,10 +285,7 @@ impl Link {
             }
         })
         .await;
-        self.status.send_modify(|s| {
-            s.connected = false;
-            s.connected_at = None;
-        });
+        self.status.send_modify(|s| s.connected_since = None);
     }
 }
 

@@ -28,10 +28,7 @@ pub async fn metrics(
     fleet(&mut out, &devices, &severities);
     per_device(&mut out, &devices);
     ingest(&mut out, &state.counters);
-    let (connected, connected_at) = {
-        let link = state.link.borrow();
-        (link.connected, link.connected_at)
-    };
+    let since = state.link.borrow().connected_since;
     out.family(
         "picket_broker_connected",
         "gauge",
@@ -40,10 +37,10 @@ pub async fn metrics(
     out.sample(
         "picket_broker_connected",
         &[],
-        if connected { 1.0 } else { 0.0 },
+        if since.is_some() { 1.0 } else { 0.0 },
     );
     // Absent while disconnected: a time of 0 would read as 1970.
-    if let Some(at) = connected_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+    if let Some(at) = since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
         out.family(
             "picket_broker_connected_since_timestamp_seconds",
             "gauge",

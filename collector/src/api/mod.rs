@@ -218,14 +218,14 @@ pub async fn blocking<T: Send + 'static>(
 /// (load balancers and systemd checks call it).
 async fn healthz(State(state): State<AppState>) -> Response {
     let link = state.link.borrow().clone();
-    let status = if link.connected {
+    let status = if link.connected() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if link.connected { "ok" } else { "broker unreachable" },
-        "broker_connected": link.connected,
+        "status": if link.connected() { "ok" } else { "broker unreachable" },
+        "broker_connected": link.connected(),
         "last_error": link.last_error,
         "version": env!("CARGO_PKG_VERSION"),
     });
