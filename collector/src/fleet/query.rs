@@ -60,7 +60,8 @@ pub struct KeyMetrics {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SeqCounts {
-    pub last: u64,
+    /// The highest sequence number received; null before the first.
+    pub last: Option<u64>,
     pub received: u64,
     pub duplicates: u64,
     pub missing: u64,
@@ -222,7 +223,7 @@ impl Engine {
                 .collect(),
             alerts: dev.published.clone().unwrap_or_default(),
             seq: SeqCounts {
-                last: seq.last,
+                last: (seq.received > 0).then_some(seq.last),
                 received: seq.received,
                 duplicates: seq.duplicates,
                 missing: seq.missing(),

@@ -305,7 +305,7 @@ impl SimDevice {
             let start = self.seq;
             kinds.push(EventKind::AgentStarted {
                 version: env!("CARGO_PKG_VERSION").into(),
-                seq_skipped: (start > 1).then_some((1, start)),
+                seq_skipped: (start > 0).then_some((0, start)),
             });
         }
         let raw = self.throttle_word(phase);

@@ -63,19 +63,19 @@ async fn duplicates_and_gaps_survive_a_restart() {
     let collector = Collector::start(&setup).await;
     let dev = Device::connect(collector.broker, "pi-seq", "s1").await;
     dev.birth().await;
-    let batch: Vec<_> = (1..=5).map(|s| dev.sample(s, 50.0 + s as f32)).collect();
+    let batch: Vec<_> = (0..=4).map(|s| dev.sample(s, 50.0 + s as f32)).collect();
     dev.telemetry(batch.clone()).await;
     dev.telemetry(batch).await;
-    // 6 and 7 never arrive (yet).
-    dev.telemetry(vec![dev.sample(8, 58.0), dev.sample(9, 59.0)])
+    // 5 and 6 never arrive (yet).
+    dev.telemetry(vec![dev.sample(7, 57.0), dev.sample(8, 58.0)])
         .await;
     let s = seq(&collector, 7).await;
     assert_eq!(
         (&s["last"], &s["duplicates"], &s["missing"]),
-        (&9.into(), &5.into(), &2.into()),
+        (&8.into(), &5.into(), &2.into()),
         "{s}"
     );
-    assert_eq!(s["missing_ranges"], serde_json::json!([[6, 7]]));
+    assert_eq!(s["missing_ranges"], serde_json::json!([[5, 6]]));
     assert_eq!(points(&collector, 7).await, 7);
 
     collector.stop().await;
@@ -83,8 +83,8 @@ async fn duplicates_and_gaps_survive_a_restart() {
     let s = seq(&collector, 7).await;
     assert_eq!((&s["duplicates"], &s["missing"]), (&5.into(), &2.into()));
     // A late record fills part of the gap; an old one is a duplicate.
-    dev.telemetry(vec![dev.sample(6, 56.0)]).await;
-    dev.telemetry(vec![dev.sample(3, 53.0)]).await;
+    dev.telemetry(vec![dev.sample(5, 55.0)]).await;
+    dev.telemetry(vec![dev.sample(2, 52.0)]).await;
     let s = collector
         .wait_device("pi-seq", "the duplicate counted", |d| {
             d["seq"]["duplicates"] == 6
@@ -203,18 +203,18 @@ async fn sequence_accounting_survives_a_sigkill() {
     let collector = Killable::start(dir.path(), port).await;
     let dev = Device::connect(([127, 0, 0, 1], port).into(), "pi-seq", "s1").await;
     dev.birth().await;
-    dev.telemetry((1..=3).map(|s| dev.sample(s, 50.0)).collect())
+    dev.telemetry((0..=2).map(|s| dev.sample(s, 50.0)).collect())
         .await;
     collector.committed(3, |s| s["received"] == 3).await;
-    // After the first commit: a duplicate, a gap (4 and 5 never arrive).
-    dev.telemetry(vec![dev.sample(2, 52.0), dev.sample(6, 56.0)])
+    // After the first commit: a duplicate, a gap (3 and 4 never arrive).
+    dev.telemetry(vec![dev.sample(1, 51.0), dev.sample(5, 55.0)])
         .await;
     let before = collector
         .committed(4, |s| s["received"] == 4 && s["duplicates"] == 1)
         .await;
     assert_eq!(
         (&before["last"], &before["missing"]),
-        (&6.into(), &2.into()),
+        (&5.into(), &2.into()),
         "{before}"
     );
     drop(collector); // SIGKILL
@@ -222,12 +222,12 @@ async fn sequence_accounting_survives_a_sigkill() {
     let collector = Collector::start(&setup).await;
     let s = collector
         .wait_device("pi-seq", "the state before the kill", |d| {
-            d["seq"]["last"] == 6
+            d["seq"]["last"] == 5
         })
         .await["seq"]
         .clone();
     assert_eq!(s, before, "restored exactly");
-    dev.telemetry(vec![dev.sample(5, 55.0), dev.sample(6, 56.0)])
+    dev.telemetry(vec![dev.sample(4, 54.0), dev.sample(5, 55.0)])
         .await;
     let s = collector
         .wait_device("pi-seq", "the late record and the duplicate", |d| {
