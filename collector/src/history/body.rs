@@ -28,7 +28,7 @@ use crate::varint;
 /// The largest metric id the encoding accepts: `delta << 2` must fit a u64.
 /// SQLite hands out ids from 1 upwards, one per metric name, so this is
 /// never reached by a real dictionary.
-pub(super) const MAX_ID: u64 = u64::MAX >> 2;
+pub const MAX_ID: u64 = u64::MAX >> 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("sample body: {reason} at byte {at}")]
@@ -40,7 +40,7 @@ pub struct BodyError {
 /// Append the encoding of `points` (`(metric id, value)`, ids strictly
 /// ascending, each in `1..=MAX_ID`) to `out`. Refuses ids out of order or
 /// out of range instead of writing a body that would not decode.
-pub(super) fn encode(points: &[(u64, f64)], out: &mut Vec<u8>) -> Result<(), BodyError> {
+pub fn encode(points: &[(u64, f64)], out: &mut Vec<u8>) -> Result<(), BodyError> {
     let mut previous = 0u64;
     for &(id, value) in points {
         if id <= previous || id > MAX_ID {
@@ -71,7 +71,7 @@ pub(super) fn encode(points: &[(u64, f64)], out: &mut Vec<u8>) -> Result<(), Bod
 
 /// The value of metric `id` in a body, if it has one. Stops at the first
 /// larger id: the entries are in id order.
-pub(super) fn find(body: &[u8], id: u64) -> Result<Option<f64>, BodyError> {
+pub fn find(body: &[u8], id: u64) -> Result<Option<f64>, BodyError> {
     for entry in Entries::new(body) {
         let (got, value) = entry?;
         if got == id {
@@ -119,7 +119,7 @@ fn unzigzag(z: u64) -> i64 {
 }
 
 /// The entries of a body, one `Result` each; after an error, nothing more.
-pub(super) struct Entries<'a> {
+pub struct Entries<'a> {
     body: &'a [u8],
     at: usize,
     previous: u64,
@@ -127,7 +127,7 @@ pub(super) struct Entries<'a> {
 }
 
 impl<'a> Entries<'a> {
-    pub(super) fn new(body: &'a [u8]) -> Self {
+    pub fn new(body: &'a [u8]) -> Self {
         Entries {
             body,
             at: 0,

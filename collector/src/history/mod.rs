@@ -42,6 +42,16 @@ pub use rows::{
 pub use schema::{Durability, VERSION as SCHEMA_VERSION};
 pub use writer::Writer;
 
+/// The history's byte encodings that are read back from the database, for
+/// the fuzz targets in `fuzz/` (which cannot reach private modules): not
+/// an API, nothing else uses it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::body::{BodyError, Entries, MAX_ID, encode, find};
+    pub use super::snapshot::journal_entries;
+    pub use crate::varint::{put as put_varint, read as read_varint};
+}
+
 use crate::model::Millis;
 
 #[derive(Debug, thiserror::Error)]

@@ -42,15 +42,8 @@ fn journal(conn: &Connection) -> Result<Vec<JournalEntry>, HistoryError> {
             what: "state journal",
             reason: format!("row {id}: {reason}"),
         };
-        let mut at = 0;
-        while at < body.len() {
-            let device = varint::read(&body, &mut at).map_err(corrupt)?;
-            let len = varint::read(&body, &mut at).map_err(corrupt)?;
-            let value = usize::try_from(len)
-                .ok()
-                .and_then(|len| body.get(at..at.checked_add(len)?))
-                .ok_or_else(|| corrupt("entry runs past the end"))?;
-            at += value.len();
+        for entry in journal_entries(&body) {
+            let (device, value) = entry.map_err(corrupt)?;
             if let Some(device) = i64::try_from(device).ok().and_then(|d| names.get(&d)) {
                 out.push(JournalEntry {
                     device: device.clone(),
@@ -60,6 +53,34 @@ fn journal(conn: &Connection) -> Result<Vec<JournalEntry>, HistoryError> {
         }
     }
     Ok(out)
+}
+
+/// The entries of one journal row's body, as `append_journal` writes them
+/// (`varint(device id) varint(len) value` each): device id and value, or
+/// why the body is not one. Nothing more follows an error. Pure, so the
+/// fuzz targets can reach it without a database.
+pub fn journal_entries(
+    body: &[u8],
+) -> impl Iterator<Item = Result<(u64, &[u8]), &'static str>> + '_ {
+    let mut at = 0;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || at >= body.len() {
+            return None;
+        }
+        let entry = (|| {
+            let device = varint::read(body, &mut at)?;
+            let len = varint::read(body, &mut at)?;
+            let value = usize::try_from(len)
+                .ok()
+                .and_then(|len| body.get(at..at.checked_add(len)?))
+                .ok_or("entry runs past the end")?;
+            at += value.len();
+            Ok((device, value))
+        })();
+        failed = entry.is_err();
+        Some(entry)
+    })
 }
 
 /// Devices with a record (a device only named by data rows has none).
