@@ -11,6 +11,8 @@
 //!   [`command`] (command envelope and typed arguments), [`reply`] (command
 //!   status), [`alert`] (a device's active alerts); [`docker`]: the
 //!   containers a sample and its events report.
+//! - [`check`]: range checks on a decoded message (integers a database
+//!   holds, finite floats, bounded text and lists, sane times).
 //! - [`signing`]: ed25519 signatures over a canonical encoding of a command,
 //!   and of an agent artifact (`agent.update`).
 //! - [`version`]: agent version strings, their form and order.
@@ -20,6 +22,7 @@
 
 pub mod alert;
 mod cbor;
+pub mod check;
 pub mod codec;
 pub mod command;
 pub mod docker;
@@ -35,6 +38,7 @@ pub mod version;
 mod test_util;
 
 pub use alert::{Alert, AlertSet, Severity};
+pub use check::{Invalid, check};
 pub use codec::{DecodeError, EncodeError, Format, decode, encode};
 pub use command::{
     Action, ArgError, Command, ConfigArgs, DeployArgs, GpioWriteArgs, IdentifyArgs, LogsArgs,
