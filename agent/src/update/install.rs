@@ -4,7 +4,8 @@
 //! Order: admission (version, nothing pending) → download into `bin/` under
 //! a temporary name with `update.max_bytes` enforced while streaming and the
 //! SHA-256 computed on the way → the collector's signature over that digest
-//! → an executable for this machine → (now things change) the running
+//! → an executable for this machine → run with `--version`, it reports the
+//! version the command names ([`super::probe`]) → (now things change) the running
 //! binary's backup → the new binary renamed into place → the trial recorded
 //! in `state.json`, the commit point → older backups pruned. A failure
 //! before the state is written leaves the device as it was (a stray file in
@@ -18,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use picket_protocol::UpdateArgs;
 use picket_protocol::signing::{self, PublicKey};
 
-use super::Updates;
 use super::disk::{check_executable, copy_executable};
 use super::state::Installed;
+use super::{Updates, probe};
 use crate::commands::files::{Downloader, sync_dir};
 
 /// One `agent.update` at a time in this process (commands may run side by
@@ -98,6 +99,10 @@ fn install_once(
         .and_then(|()| {
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
                 .map_err(|e| format!("{}: {e}", tmp.display()))
+        })
+        .and_then(|()| {
+            probe::check_version(&tmp, &args.version, probe::PROBE_TIMEOUT)
+                .map_err(|e| e.to_string())
         });
     if let Err(e) = checked {
         let _ = fs::remove_file(&tmp);
@@ -151,7 +156,7 @@ fn install_once(
         let _ = fs::remove_file(bin.join(file));
     }
     Ok(format!(
-        "installed {} ({bytes} bytes; sha256, signature and architecture checked); \
+        "installed {} ({bytes} bytes; sha256, signature, architecture and version checked); \
          restarting onto it",
         args.version
     ))

@@ -11,7 +11,9 @@
 //!
 //! 1. `agent.update` (on the running version): download with a size limit,
 //!    check the SHA-256 and the collector's signature, check it is an
-//!    executable for this machine — all before anything changes; copy the
+//!    executable for this machine and that, run with `--version`, it
+//!    reports the version it was sent as ([`probe`]) — all before
+//!    anything changes; copy the
 //!    running binary to `bin/` (the backup), rename the new one into
 //!    `bin/`, record the trial in `state.json` (atomically: the commit
 //!    point of the install), then re-execute the entry binary.
@@ -31,6 +33,14 @@
 //!    reply topic once connected: `succeeded`, or `failed` with
 //!    "rolled back to V: reason".
 //!
+//! Nothing stays pending: only a trial's own version commits or fails it,
+//! so any other version that finds a trial pending (its binary reports
+//! another version than it was installed as, or it never took over)
+//! decides it at once by what runs ([`state::State::decide_foreign_trial`]);
+//! a damaged state file is set aside; a state that cannot be written is
+//! retried. Otherwise a pending trial or report would refuse every later
+//! update.
+//!
 //! Broker unreachable during the trial: the new version has not proved
 //! itself, so it is rolled back like any other failure when the window
 //! passes. The version rolled back to is committed and is never tried
@@ -42,13 +52,15 @@
 //! - [`state`]: the state file and every decision on it (pure).
 //! - [`disk`]: reading and writing the state, the files in `bin/`, the
 //!   executable check.
-//! - [`install`]: the `agent.update` command's work.
+//! - [`install`]: the `agent.update` command's work; [`probe`]: asking the
+//!   downloaded binary its version.
 //! - [`launch`]: the launcher and the `post-stop` hook.
 //! - [`trial`]: the task that commits or fails a trial and sends reports.
 
 pub mod disk;
 pub mod install;
 pub mod launch;
+pub mod probe;
 pub mod state;
 pub mod trial;
 
