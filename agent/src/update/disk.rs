@@ -52,14 +52,36 @@ impl Updates {
     /// The state; a missing file is the empty state. Blocking.
     pub fn load(&self) -> Result<State, String> {
         let _g = self.lock.lock().map_err(|_| "update state lock poisoned")?;
-        Ok(read_state(&self.state_file())?.unwrap_or_default())
+        Ok(read_state(&self.state_file())
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default())
+    }
+
+    /// [`Updates::load`], but a damaged file is set aside (and the error
+    /// returned with the empty state) instead of refusing: a state nobody
+    /// can read would refuse every update until someone logs in to the
+    /// box. Blocking.
+    pub fn load_or_set_aside(&self) -> Result<(State, Option<StateError>), String> {
+        let _g = self.lock.lock().map_err(|_| "update state lock poisoned")?;
+        let path = self.state_file();
+        match read_state(&path) {
+            Ok(s) => Ok((s.unwrap_or_default(), None)),
+            Err(e @ StateError::Damaged { .. }) => {
+                set_aside(&path)
+                    .map_err(|e| format!("cannot set {} aside: {e}", path.display()))?;
+                Ok((State::default(), Some(e)))
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Change the state and write it if `f` changed it. Blocking.
     pub fn modify<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, String> {
         let _g = self.lock.lock().map_err(|_| "update state lock poisoned")?;
         let path = self.state_file();
-        let before = read_state(&path)?.unwrap_or_default();
+        let before = read_state(&path)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
         let mut state = before.clone();
         let r = f(&mut state);
         if state != before {
@@ -73,14 +95,55 @@ pub fn state_file(dir: &Path) -> PathBuf {
     dir.join(STATE_FILE)
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not JSON, or not a state this version understands.
+    #[error("{} is damaged: {source}", path.display())]
+    Damaged {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
 /// `None` when there is no state file.
-pub fn read_state(path: &Path) -> Result<Option<State>, String> {
+pub fn read_state(path: &Path) -> Result<Option<State>, StateError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{} is damaged: {e}", path.display())),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Damaged {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => Err(StateError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Move a state file nobody can read out of the way, kept beside it for
+/// inspection (`state.json.damaged`).
+pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let aside = path.with_extension("json.damaged");
+    fs::rename(path, &aside)?;
+    Ok(aside)
+}
+
+/// Whether this process runs from `file` (the same inode: a path can be
+/// replaced while the process runs). False when either cannot be looked at.
+pub fn runs_from(file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata("/proc/self/exe"), fs::metadata(file)) {
+        (Ok(me), Ok(f)) => me.dev() == f.dev() && me.ino() == f.ino(),
+        _ => false,
     }
 }
 
@@ -300,6 +363,27 @@ mod tests {
         fs::write(u.state_file(), "{\"v\":1,").unwrap();
         assert!(u.load().unwrap_err().contains("damaged"));
         assert!(u.modify(|_| ()).is_err(), "never overwritten blindly");
+        // Set aside (kept for inspection) by the one reader that may.
+        let (s, e) = u.load_or_set_aside().unwrap();
+        assert_eq!(s, State::default());
+        assert!(e.is_some_and(|e| e.to_string().contains("damaged")));
+        assert_eq!(
+            fs::read(u.state_file().with_extension("json.damaged")).unwrap(),
+            b"{\"v\":1,"
+        );
+        assert!(!u.state_file().exists());
+        assert!(u.load_or_set_aside().unwrap().1.is_none());
+    }
+
+    #[test]
+    fn this_process_runs_from_its_own_binary_only() {
+        let me = std::env::current_exe().unwrap();
+        assert!(runs_from(&me));
+        let d = tempfile::tempdir().unwrap();
+        let copy = d.path().join("copy");
+        fs::copy(&me, &copy).unwrap();
+        assert!(!runs_from(&copy), "a copy is another file");
+        assert!(!runs_from(&d.path().join("missing")));
     }
 
     #[test]

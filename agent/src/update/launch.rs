@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{error, info, warn};
 
-use super::disk::{read_state, state_file, write_state};
+use super::disk::{read_state, set_aside, state_file, write_state};
 use super::state::{Launch, Outcome, describe_stop};
 
 /// Set by the launcher for the binary it executes: the entry's path.
@@ -84,8 +84,7 @@ pub fn launch(config: Option<&Path>) {
                 // Never guess from a damaged file: the packaged binary
                 // runs, and the file is kept aside for inspection.
                 error!(error = %e, "update state unreadable: running this binary");
-                let aside = path.with_extension("json.damaged");
-                let _ = std::fs::rename(&path, aside);
+                let _ = set_aside(&path);
                 return;
             }
         };

@@ -133,6 +133,17 @@ pub enum Launch {
     Exec(Installed),
 }
 
+/// What [`State::decide_foreign_trial`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// This process is the trial's binary under another version: it failed
+    /// its trial and hands back to the launcher.
+    Failed,
+    /// The trial was rolled back to the running version (reported once
+    /// connected, like any rollback).
+    RolledBack,
+}
+
 /// Why an `agent.update` cannot start now, or at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -204,6 +215,42 @@ impl State {
             Some(c) if c.version != own => Launch::Exec(c.clone()),
             _ => Launch::Here,
         }
+    }
+
+    /// A trial is pending, but this process runs `own`, another version.
+    /// The trial is decided by what runs, at once: left pending, it would
+    /// never be decided (only its own version commits or fails it) and
+    /// would refuse every later update. `runs_trial_file`: this process
+    /// was started from the trial's binary, which reports another version
+    /// than it was installed as: the trial fails, and the launcher rolls
+    /// back at the next start. Otherwise the trial's binary is not what
+    /// runs (it never took over): the trial is rolled back to what runs.
+    /// `None` when there is no trial of another version.
+    pub fn decide_foreign_trial(&mut self, own: &str, runs_trial_file: bool) -> Option<Foreign> {
+        let t = self.trial.as_mut().filter(|t| t.to.version != own)?;
+        if runs_trial_file {
+            if t.failed.is_none() {
+                t.failed = Some(format!(
+                    "the binary installed as {} reports version {own}",
+                    t.to.version
+                ));
+            }
+            return Some(Foreign::Failed);
+        }
+        let t = self.trial.take()?;
+        let reason = format!(
+            "{own} is running instead of {} (the new version did not take over)",
+            t.to.version
+        );
+        self.report = Some(Report {
+            id: t.id,
+            outcome: Outcome::RolledBack {
+                version: t.to.version,
+                to: own.to_string(),
+                reason,
+            },
+        });
+        Some(Foreign::RolledBack)
     }
 
     /// The launcher could not execute `file`.

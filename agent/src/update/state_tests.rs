@@ -291,3 +291,184 @@ fn stops_as_systemd_reports_them() {
         assert_eq!(describe_stop(r, c, st), want);
     }
 }
+
+#[test]
+fn a_trial_of_another_version_is_decided_by_what_runs() {
+    // (running version, runs from the trial's file, expected decision,
+    // the rollback report's reason once the launcher has decided)
+    let table = [
+        (
+            "1.1.9",
+            true,
+            Foreign::Failed,
+            "the binary installed as 1.1.0 reports version 1.1.9",
+        ),
+        (
+            A,
+            false,
+            Foreign::RolledBack,
+            "1.0.0 is running instead of 1.1.0 (the new version did not take over)",
+        ),
+    ];
+    for (own, runs_trial_file, want, reason) in table {
+        let mut s = on_trial();
+        s.launch(A, "boot1");
+        assert_eq!(
+            s.decide_foreign_trial(own, runs_trial_file),
+            Some(want),
+            "{own}"
+        );
+        if want == Foreign::Failed {
+            // The binary hands back to the launcher, which rolls back.
+            assert!(s.trial.is_some());
+            assert_eq!(s.launch(A, "boot1"), Launch::Here);
+        }
+        assert_eq!(s.trial, None, "{own}: never left pending");
+        match &s.report {
+            Some(Report {
+                id,
+                outcome:
+                    Outcome::RolledBack {
+                        version, reason: r, ..
+                    },
+            }) => {
+                assert_eq!((id.as_str(), version.as_str()), ("c1", B));
+                assert_eq!(r, reason);
+            }
+            other => panic!("{own}: {other:?}"),
+        }
+        // Once reported, the next update is admitted.
+        assert!(s.reported("c1"));
+        assert_eq!(s.admit(A, "1.2.0", false), Ok(()));
+    }
+}
+
+#[test]
+fn the_trial_version_itself_is_not_foreign() {
+    let mut s = on_trial();
+    s.launch(A, "boot1");
+    assert_eq!(s.decide_foreign_trial(B, true), None);
+    assert_eq!(s.decide_foreign_trial(B, false), None);
+    assert!(s.trial.is_some());
+    assert_eq!(State::default().decide_foreign_trial(A, false), None);
+}
+
+#[test]
+fn a_failure_already_recorded_is_kept() {
+    let mut s = on_trial();
+    s.launch(A, "boot1");
+    assert!(s.fail(B, "no acknowledgement".into()));
+    assert_eq!(s.decide_foreign_trial("9.9.9", true), Some(Foreign::Failed));
+    assert_eq!(s.launch(A, "boot1"), Launch::Here);
+    assert_eq!(rolled_back_reason(&s), "no acknowledgement");
+}
+
+/// Every state `state.json` can hold, and who takes it back to one where
+/// an update is admitted, without anyone's help: no state refuses updates
+/// for longer than a trial window and a connection.
+#[test]
+fn no_state_refuses_updates_forever() {
+    type Settle = fn(&mut State);
+    let table: Vec<(&str, State, Settle)> = vec![
+        ("empty", State::default(), |_| {}),
+        (
+            "committed, reported",
+            {
+                let mut s = on_trial();
+                s.launch(A, "b");
+                s.commit(B);
+                s.reported("c1");
+                s
+            },
+            |_| {},
+        ),
+        (
+            "on trial, not started: the launcher starts it, its window fails it",
+            on_trial(),
+            |s| {
+                assert!(matches!(s.launch(A, "b"), Launch::Exec(_)));
+                assert!(s.fail(B, "window".into()));
+                s.launch(A, "b");
+            },
+        ),
+        (
+            "on trial, not started: the launcher starts it, it commits",
+            on_trial(),
+            |s| {
+                assert!(matches!(s.launch(A, "b"), Launch::Exec(_)));
+                assert!(s.commit(B));
+            },
+        ),
+        (
+            "on trial, started, crashed: the next launch rolls back",
+            {
+                let mut s = on_trial();
+                s.launch(A, "b");
+                s
+            },
+            |s| {
+                s.launch(A, "b");
+            },
+        ),
+        (
+            "on trial, running another version: decided at once",
+            {
+                let mut s = on_trial();
+                s.launch(A, "b");
+                s
+            },
+            |s| {
+                s.decide_foreign_trial(A, false);
+            },
+        ),
+        (
+            "on trial, mislabelled binary running: fails, launcher rolls back",
+            {
+                let mut s = on_trial();
+                s.launch(A, "b");
+                s
+            },
+            |s| {
+                s.decide_foreign_trial("1.0.7", true);
+                s.launch(A, "b");
+            },
+        ),
+        (
+            "failed, not yet rolled back",
+            {
+                let mut s = on_trial();
+                s.launch(A, "b");
+                s.fail(B, "window".into());
+                s
+            },
+            |s| {
+                s.launch(A, "b");
+            },
+        ),
+        (
+            "committed version's binary gone",
+            {
+                let mut s = on_trial();
+                s.launch(A, "b");
+                s.commit(B);
+                s.reported("c1");
+                s.exec_failed("picket-agent-1.1.0", "No such file or directory");
+                s
+            },
+            |_| {},
+        ),
+    ];
+    for (name, mut s, settle) in table {
+        settle(&mut s);
+        // Whatever outcome there is goes out once connected.
+        if let Some(id) = s.report.as_ref().map(|r| r.id.clone()) {
+            assert!(s.reported(&id), "{name}");
+        }
+        assert_eq!(s.trial, None, "{name}");
+        let running = match &s.current {
+            Some(c) => c.version.clone(),
+            None => A.to_string(),
+        };
+        assert_eq!(s.admit(&running, "9.0.0", false), Ok(()), "{name}");
+    }
+}

@@ -1,6 +1,9 @@
 //! The update task: on a version that is on trial, commit or fail within
-//! `update.trial_window`; on any version, send a pending outcome on the
-//! command's reply topic once connected.
+//! `update.trial_window`; on any other version, decide a trial still
+//! pending at once (by what runs: see [`State::decide_foreign_trial`]);
+//! then send a pending outcome on the command's reply topic once
+//! connected. Every state it finds is settled by it while it runs: it
+//! sets a damaged state file aside and retries what it cannot write.
 //!
 //! "Proved itself" means the whole pipeline works: a sample taken by this
 //! process went into the disk queue and the broker acknowledged it
@@ -8,7 +11,9 @@
 //! cannot reach the broker, or stops before then is rolled back: the first
 //! three by the launcher at the next start, the window by this task.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use picket_protocol::{DeviceId, Reply, ReplyState, VERSION as WIRE};
 use tokio::sync::{mpsc, watch};
@@ -16,7 +21,8 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::Updates;
-use super::state::{Outcome, Report};
+use super::disk::runs_from;
+use super::state::{Foreign, Outcome, Report, State};
 use crate::shutdown::{Shutdown, Trigger};
 use crate::store::StoreStatus;
 use crate::uplink::{Link, UplinkStatus, unix_ms};
@@ -42,32 +48,113 @@ enum Verdict {
     Stopping,
 }
 
+/// How long to wait before reading or writing the state again after an
+/// error (a full or failing card): a trial or report left undecided would
+/// refuse every later update, so this task keeps trying while it runs.
+const RETRY: Duration = Duration::from_secs(10);
+
 impl UpdateTask {
     pub async fn run(mut self) {
-        let updates = Arc::clone(&self.updates);
-        let state = match tokio::task::spawn_blocking(move || updates.load()).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                warn!(error = %e, "update state unreadable");
-                return;
-            }
-            Err(_) => return,
+        let Some(state) = self.load().await else {
+            return;
         };
-        if state
-            .trial
-            .as_ref()
-            .is_some_and(|t| t.to.version == crate::VERSION)
-        {
-            match self.trial().await {
+        match &state.trial {
+            Some(t) if t.to.version == crate::VERSION => match self.trial().await {
                 Verdict::Committed => {}
                 Verdict::Failed => {
                     self.relaunch.fire();
                     return;
                 }
                 Verdict::Stopping => return,
+            },
+            Some(t) => {
+                let trial_file = self.updates.path_of(&t.to);
+                match self.decide_foreign(trial_file).await {
+                    None => return,
+                    Some(Some(Foreign::Failed)) => {
+                        self.relaunch.fire();
+                        return;
+                    }
+                    Some(_) => {}
+                }
             }
+            None => {}
         }
         self.report().await;
+    }
+
+    /// The state, once it can be read; `None` when stopping first. A
+    /// damaged file is set aside (the launcher does the same at the next
+    /// start): an unreadable state must not refuse updates forever.
+    async fn load(&self) -> Option<State> {
+        let mut stop = self.stop.clone();
+        loop {
+            let updates = Arc::clone(&self.updates);
+            match tokio::task::spawn_blocking(move || updates.load_or_set_aside()).await {
+                Ok(Ok((state, damaged))) => {
+                    if let Some(e) = damaged {
+                        error!(error = %e, "update state set aside: starting from an empty one");
+                    }
+                    return Some(state);
+                }
+                Ok(Err(e)) => warn!(error = %e, retry_in = ?RETRY, "update state unreadable"),
+                Err(_) => return None,
+            }
+            tokio::select! {
+                () = stop.wait() => return None,
+                () = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    /// Change the state with `f` until that is written; `None` when
+    /// stopping first.
+    async fn record<R: Send + 'static>(
+        &self,
+        f: impl Fn(&mut State) -> R + Send + Sync + 'static,
+    ) -> Option<R> {
+        let f = Arc::new(f);
+        let mut stop = self.stop.clone();
+        loop {
+            let (updates, f) = (Arc::clone(&self.updates), Arc::clone(&f));
+            match tokio::task::spawn_blocking(move || updates.modify(|s| f(s))).await {
+                Ok(Ok(r)) => return Some(r),
+                Ok(Err(e)) => warn!(error = %e, retry_in = ?RETRY, "cannot write the update state"),
+                Err(_) => return None,
+            }
+            tokio::select! {
+                () = stop.wait() => return None,
+                () = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    /// A trial of another version is pending: decide it by what runs.
+    /// `None` when stopping first; `Some(None)` when it was decided
+    /// meanwhile (by another process on the same directory).
+    async fn decide_foreign(&self, trial_file: PathBuf) -> Option<Option<Foreign>> {
+        let runs_trial_file = tokio::task::spawn_blocking(move || runs_from(&trial_file))
+            .await
+            .unwrap_or(false);
+        let decided = self
+            .record(move |s| s.decide_foreign_trial(crate::VERSION, runs_trial_file))
+            .await?;
+        match decided {
+            Some(Foreign::Failed) => {
+                warn!(
+                    version = crate::VERSION,
+                    "this binary was installed under another version: failing its trial"
+                );
+            }
+            Some(Foreign::RolledBack) => {
+                warn!(
+                    version = crate::VERSION,
+                    "an update's trial was pending for another version: rolled back to this one"
+                );
+            }
+            None => {}
+        }
+        Some(decided)
     }
 
     async fn trial(&mut self) -> Verdict {
@@ -134,8 +221,7 @@ impl UpdateTask {
 
     /// Send the pending outcome, if any, once connected; then forget it.
     async fn report(&mut self) {
-        let updates = Arc::clone(&self.updates);
-        let Ok(Ok(state)) = tokio::task::spawn_blocking(move || updates.load()).await else {
+        let Some(state) = self.load().await else {
             return;
         };
         let Some(Report { id, outcome }) = state.report else {
@@ -163,12 +249,14 @@ impl UpdateTask {
             output,
             ts: unix_ms(),
         };
-        if self.replies.send(reply).await.is_err() {
-            return;
+        // The channel is drained only while connected: the stop must not
+        // wait for room in it.
+        tokio::select! {
+            () = stop.wait() => return,
+            r = self.replies.send(reply) => if r.is_err() { return },
         }
         info!(%id, outcome = %outcome.text(), "agent.update outcome reported");
-        let updates = Arc::clone(&self.updates);
-        let _ = tokio::task::spawn_blocking(move || updates.modify(|s| s.reported(&id))).await;
+        self.record(move |s| s.reported(&id)).await;
     }
 }
 

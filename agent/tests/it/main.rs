@@ -13,5 +13,7 @@ mod led;
 mod pipeline;
 mod process;
 mod recovery;
+mod stop;
 mod tls;
+mod update_state;
 mod util;

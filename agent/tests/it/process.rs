@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use crate::broker::Broker;
 use crate::util::{Subscriber, gaps};
 
-const BIN: &str = env!("CARGO_BIN_EXE_picket-agent");
+pub const BIN: &str = env!("CARGO_BIN_EXE_picket-agent");
 
-fn agent_cmd(device: &str, broker: &str, queue: &Path, interval: &str) -> Command {
+pub fn agent_cmd(device: &str, broker: &str, queue: &Path, interval: &str) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -34,7 +34,7 @@ fn agent_cmd(device: &str, broker: &str, queue: &Path, interval: &str) -> Comman
 
 /// A child process that is killed if the test panics before it ends: a
 /// failing test must not leave an agent running behind it.
-struct KillOnDrop(Child);
+pub struct KillOnDrop(pub Child);
 
 impl std::ops::Deref for KillOnDrop {
     type Target = Child;
@@ -66,7 +66,7 @@ async fn terminate(mut child: KillOnDrop) -> Option<std::process::ExitStatus> {
         .unwrap()
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {

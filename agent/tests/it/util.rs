@@ -397,3 +397,123 @@ pub fn output(replies: &[Reply]) -> String {
     );
     chunks.into_values().collect()
 }
+
+/// A command sent as a collector would (see [`command_replies`]), its
+/// replies collected as they come while the test does something else.
+pub struct CommandWatch {
+    replies: Arc<Mutex<Vec<Reply>>>,
+    task: JoinHandle<()>,
+}
+
+impl CommandWatch {
+    /// Subscribe to the reply topic, send `action` to `device` once
+    /// subscribed, and keep collecting replies.
+    pub async fn send(port: u16, device: &str, action: Action) -> CommandWatch {
+        let id = format!("t{}", rand_id());
+        let now = rand_id() / 1_000_000;
+        let cmd = picket_protocol::Command {
+            v: VERSION,
+            id: id.clone(),
+            device: DeviceId::new(device).unwrap(),
+            action,
+            issued: now,
+            expires: now + 60_000,
+            sig: None,
+        };
+        CommandWatch::start(port, device, &id, Some(cmd)).await
+    }
+
+    /// Collect the replies to command `id` (sent by someone else, or
+    /// before a restart); returns once subscribed.
+    pub async fn replies_to(port: u16, device: &str, id: &str) -> CommandWatch {
+        CommandWatch::start(port, device, id, None).await
+    }
+
+    async fn start(
+        port: u16,
+        device: &str,
+        id: &str,
+        mut cmd: Option<picket_protocol::Command>,
+    ) -> CommandWatch {
+        let device = DeviceId::new(device).unwrap();
+        let topics = Topics::default();
+        let id = id.to_string();
+        let mut opts = MqttOptions::new(format!("test-watch-{}", rand_id()), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_max_packet_size(16 << 20, 16 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 10);
+        client
+            .subscribe(topics.reply(&device, &id).unwrap(), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let replies: Arc<Mutex<Vec<Reply>>> = Arc::default();
+        let r2 = Arc::clone(&replies);
+        let (subscribed, on_suback) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut subscribed = Some(subscribed);
+            loop {
+                match eventloop.poll().await {
+                    Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed.take() {
+                            let _ = tx.send(());
+                        }
+                        let Some(cmd) = cmd.take() else { continue };
+                        let payload = encode(&cmd, Format::Json).unwrap();
+                        client
+                            .publish(
+                                topics.cmd(&device, &id).unwrap(),
+                                QoS::AtLeastOnce,
+                                false,
+                                payload,
+                            )
+                            .await
+                            .unwrap();
+                    }
+                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                        let r: Reply = decode(&p.payload, 16 << 20).unwrap();
+                        r2.lock().unwrap().push(r);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(20), on_suback)
+            .await
+            .expect("subscribed to the replies")
+            .expect("the reply watcher runs");
+        CommandWatch { replies, task }
+    }
+
+    pub fn replies(&self) -> Vec<Reply> {
+        self.replies.lock().unwrap().clone()
+    }
+
+    /// Wait until a reply satisfies `cond` and return it, or panic after
+    /// `limit`.
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&Reply) -> bool,
+    ) -> Reply {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(r) = self.replies.lock().unwrap().iter().find(|r| cond(r)) {
+                return r.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; replies {:?}",
+                self.replies()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for CommandWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
