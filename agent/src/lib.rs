@@ -130,9 +130,18 @@ pub enum Exit {
     Relaunch,
 }
 
+/// How long the agent takes at most to stop once asked (systemd's stop,
+/// Ctrl-C, a restart onto a new configuration or version): running
+/// commands get [`commands::STOP_GRACE`] of it, the uplink's goodbye and
+/// the queue's close the rest.
+pub const STOP_LIMIT: std::time::Duration = std::time::Duration::from_millis(4500);
+
 /// Run the agent until `shutdown` resolves (or a command asks for a
 /// restart), then stop sampling, let running commands finish, let the
-/// uplink say goodbye, and close the queue.
+/// uplink say goodbye, and close the queue: within [`STOP_LIMIT`]. A
+/// caller that owns the runtime should not wait for its blocking threads
+/// after this returns (`Runtime::shutdown_background`): one may still be
+/// in a download or a DNS lookup that nothing waits for any more.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, RunError> {
     run_observed(config, shutdown, |_| {}).await
 }
@@ -377,25 +386,57 @@ pub async fn run_with(
         Exit::Stopped => systemd::stopping(),
         Exit::Restart | Exit::Relaunch => systemd::restarting(),
     }
-    // Commands first, while the uplink still carries their last statuses.
-    cmd_trigger.fire();
-    commands_task.await?;
-    update_task.await?;
-    trigger.fire();
-    sampler_task.await?;
-    uplink_task.await?;
-    watchdog_task.await?;
-    led_task.await?;
-    if let Some(t) = gpio_task {
-        t.await?;
+    // The whole stop is bounded: a task that does not end (a sensor read
+    // stuck on a dead mount, a Docker engine that accepts and never
+    // answers) must not keep systemd waiting or block a restart. What is
+    // left behind is dropped with the runtime; the queue recovers from that
+    // like from a power cut.
+    // Which task the stop waits for, to name it if it is late.
+    let stage = std::sync::Mutex::new("commands");
+    let set = |name| {
+        if let Ok(mut s) = stage.lock() {
+            *s = name;
+        }
+    };
+    let stopping = async {
+        // Commands first, while the uplink still carries their last
+        // statuses.
+        cmd_trigger.fire();
+        commands_task.await?;
+        set("update");
+        update_task.await?;
+        trigger.fire();
+        set("sampler");
+        sampler_task.await?;
+        set("uplink");
+        uplink_task.await?;
+        set("watchdog");
+        watchdog_task.await?;
+        set("led");
+        led_task.await?;
+        set("gpio");
+        if let Some(t) = gpio_task {
+            t.await?;
+        }
+        set("docker");
+        if let Some(t) = docker_task {
+            t.await?;
+        }
+        set("status");
+        if let Some(t) = status_task {
+            t.await?;
+        }
+        set("store");
+        store_task.await??;
+        Ok::<(), RunError>(())
+    };
+    match tokio::time::timeout(STOP_LIMIT, stopping).await {
+        Ok(r) => r?,
+        Err(_) => {
+            let task = stage.lock().map_or("?", |s| *s);
+            warn!(task, limit = ?STOP_LIMIT, "a task did not stop in time: leaving it behind");
+        }
     }
-    if let Some(t) = docker_task {
-        t.await?;
-    }
-    if let Some(t) = status_task {
-        t.await?;
-    }
-    store_task.await??;
     info!(elapsed = ?started.elapsed(), "stopped");
     Ok(exit)
 }

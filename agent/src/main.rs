@@ -332,8 +332,44 @@ fn doctor(path: &Option<PathBuf>) -> ExitCode {
 
 fn run(config: picket_agent::Config) -> anyhow::Result<picket_agent::Exit> {
     let rt = runtime()?;
-    rt.block_on(picket_agent::run(config, signal()))
-        .context("agent failed")
+    let exit = rt.block_on(async {
+        // Listening from the start: a signal that comes while the agent is
+        // still starting is kept for `run`, not the default action (death
+        // without closing the queue or saying goodbye).
+        let stop = listen_for_stop();
+        picket_agent::run(config, stop).await
+    });
+    // Not the runtime's drop, which waits for every blocking thread: one
+    // may still be in a download, a DNS lookup or a stuck sensor read that
+    // nothing needs any more, and the stop must stay prompt.
+    rt.shutdown_background();
+    exit.context("agent failed")
+}
+
+/// SIGTERM (systemd) or SIGINT (Ctrl-C), listened for from the call on
+/// (within the runtime).
+fn listen_for_stop() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (term, int) => {
+                tracing::warn!(
+                    sigterm = term.is_ok(),
+                    sigint = int.is_ok(),
+                    "cannot listen for a stop signal; listening for what can be"
+                );
+                crate::signal().await;
+            }
+        }
+    }
 }
 
 /// SIGTERM (systemd) or SIGINT (Ctrl-C).

@@ -52,8 +52,10 @@ use admit::{Context, Rejection};
 use journal::Journal;
 
 /// How long running commands get to finish when the agent stops, before
-/// they are cancelled (their children killed) and reported failed.
-pub const STOP_GRACE: Duration = Duration::from_secs(3);
+/// they are cancelled (their children killed) and reported failed. Part of
+/// the agent's stop budget ([`crate::STOP_LIMIT`]), which the uplink's
+/// goodbye and the queue's close share.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The `[commands]` section, validated.
 #[derive(Debug, Clone)]
@@ -212,6 +214,7 @@ impl CommandService {
         let slots = Arc::new(Semaphore::new(self.ctx.cfg.concurrency));
         let mut tasks = JoinSet::new();
         let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut stop = self.stop.clone();
         if let Some(marker) = config_update::pending(&self.ctx.cfg.state_dir) {
             let settle = settle_update(
                 marker,
@@ -219,10 +222,17 @@ impl CommandService {
                 self.uplink.clone(),
                 self.replies.clone(),
             );
-            let handle = tasks.spawn(settle);
+            // It may wait for the broker for a long time: a stop ends it at
+            // once (the next start settles it), not after the grace.
+            let mut stop = stop.clone();
+            let handle = tasks.spawn(async move {
+                tokio::select! {
+                    () = stop.wait() => {}
+                    () = settle => {}
+                }
+            });
             running.insert(handle.id(), String::new());
         }
-        let mut stop = self.stop.clone();
         loop {
             tokio::select! {
                 biased;
@@ -234,7 +244,15 @@ impl CommandService {
                 }
                 msg = self.inbound.recv() => {
                     let Some(msg) = msg else { break };
-                    if let Some(cmd) = self.admit(msg).await {
+                    // With the stop too: the checks run on a blocking
+                    // thread, and the `accepted` reply waits for room in a
+                    // channel the uplink drains only while connected.
+                    let admitted = tokio::select! {
+                        biased;
+                        () = stop.wait() => break,
+                        cmd = self.admit(msg) => cmd,
+                    };
+                    if let Some(cmd) = admitted {
                         let handle = tasks.spawn(execute(
                             cmd.clone(),
                             Arc::clone(&self.ctx),
