@@ -78,6 +78,13 @@ pub enum RunError {
     BrokerStopped(String),
 }
 
+/// How long a stop waits for the database to store what was handled
+/// before leaving it to the broker's redelivery.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(2_500);
+
+/// How long a stop waits for HTTP requests in progress.
+const HTTP_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What a running collector offers to whoever started it (the demo's
 /// summary line, tests).
 #[derive(Clone)]
@@ -130,6 +137,9 @@ pub async fn run_with(
     let (done_tx, done_rx) = mpsc::channel(4);
     let (ack_tx, ack_rx) = mpsc::channel(4);
     let pace = Arc::new(store::Pace::default());
+    // Cancelled once the stop has taken STOP_GRACE: whatever still waits
+    // on the database is left unacknowledged instead of holding the stop.
+    let abandon = CancellationToken::new();
     let (notify_tx, notify_rx) = mpsc::channel(1024);
     let (status_tx, status_rx) = watch::channel(LinkStatus::default());
 
@@ -144,7 +154,8 @@ pub async fn run_with(
         query_rx,
         commit_tx,
     )
-    .paced_by(Arc::clone(&pace));
+    .paced_by(Arc::clone(&pace))
+    .abandoned_by(abandon.clone());
     let store = store::spawn(
         writer,
         commit_rx,
@@ -153,6 +164,7 @@ pub async fn run_with(
         config.retention,
         clock,
         Arc::clone(&pace),
+        store::Abandon::new(abandon.clone()),
     )
     .map_err(RunError::Thread)?;
     let notifier = Notifier::new(
@@ -241,17 +253,31 @@ pub async fn run_with(
     // Stop in dependency order: no new API calls; the engine stores what
     // it handled; the store commits it; its acknowledgements go out; only
     // then does the MQTT session close. Nothing acknowledged is unstored.
+    // A database that cannot store (disk full) gets STOP_GRACE, then is
+    // abandoned: what it held is redelivered by the broker at the next
+    // start, and the whole stop stays within systemd's patience.
     stop_http.cancel();
     stop_engine.cancel();
+    let grace = tokio::spawn({
+        let abandon = abandon.clone();
+        async move {
+            tokio::time::sleep(STOP_GRACE).await;
+            abandon.cancel();
+        }
+    });
     let _ = engine_task.await;
     let _ = tokio::task::spawn_blocking(move || store.join()).await;
     let _ = acks.await;
+    grace.abort();
     stop_link.cancel();
     let _ = link_task.await;
     // The notifier's queue is closed now; give deliveries their grace.
     stop_notify.cancel();
     let _ = notifier_task.await;
-    let _ = http.await;
+    // Requests still running (a slow client) do not hold the stop either.
+    if tokio::time::timeout(HTTP_GRACE, http).await.is_err() {
+        warn!("HTTP requests still open at stop: closed");
+    }
     info!("stopped");
     match failure {
         Some(e) => Err(e),

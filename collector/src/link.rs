@@ -55,6 +55,16 @@ pub struct LinkConfig {
     pub inflight: u16,
 }
 
+/// The largest packet MQTT can express (its remaining length is at most
+/// 268,435,455 bytes). The link accepts any: the broker's own limit
+/// (Mosquitto's `message_size_limit`) is what bounds the memory a hostile
+/// publish can take here.
+pub const MQTT_MAX_PACKET: usize = 268_435_455;
+
+/// How long the stop may spend sending the last acknowledgements and the
+/// DISCONNECT on a connection that may be stalled.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_millis(1_500);
+
 /// Publishes waiting for the engine beyond which the link warns (then at
 /// every doubling).
 const WAITING_WARN: usize = 10_000;
@@ -177,7 +187,12 @@ impl Link {
             tokio::select! {
                 _ = &mut stop => break,
                 batch = self.acks.recv(), if acks_open => match batch {
-                    Some(batch) => send_acks(&mut self.eventloop, self.conn, &batch).await,
+                    // A stalled connection must not hold a stop for the
+                    // flush timeout: unsent acknowledgements are redelivered.
+                    Some(batch) => tokio::select! {
+                        _ = send_acks(&mut self.eventloop, self.conn, &batch) => {}
+                        _ = &mut stop => break,
+                    },
                     None => acks_open = false,
                 },
                 permit = self.inbound.reserve(), if !waiting.is_empty() => match permit {
@@ -266,6 +281,17 @@ impl Link {
         if !self.status.borrow().connected() {
             return;
         }
+        let status = self.status.clone();
+        if tokio::time::timeout(DISCONNECT_TIMEOUT, self.flush_and_disconnect())
+            .await
+            .is_err()
+        {
+            warn!("the broker did not take the DISCONNECT in time: the connection is dropped");
+        }
+        status.send_modify(|s| s.connected_since = None);
+    }
+
+    async fn flush_and_disconnect(&mut self) {
         // What the store committed before the stop is acknowledged first.
         while let Ok(batch) = self.acks.try_recv() {
             send_acks(&mut self.eventloop, self.conn, &batch).await;
@@ -274,18 +300,14 @@ impl Link {
             return;
         }
         // Let the event loop send what is queued (the last acks) and the
-        // DISCONNECT, but do not hang on a dead connection.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                // After DISCONNECT rumqttc reports an error once the
-                // socket is flushed and closed: only then is it all sent.
-                if self.eventloop.poll().await.is_err() {
-                    break;
-                }
+        // DISCONNECT; the caller's timeout covers a dead connection.
+        loop {
+            // After DISCONNECT rumqttc reports an error once the socket is
+            // flushed and closed: only then is it all sent.
+            if self.eventloop.poll().await.is_err() {
+                break;
             }
-        })
-        .await;
-        self.status.send_modify(|s| s.connected_since = None);
+        }
     }
 }
 

@@ -15,10 +15,12 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, mpsc};
 use tracing::{error, info, warn};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::fleet::Commit;
 use crate::fleet::clock::Clock;
-use crate::fleet::counters::IngestCounters;
-use crate::history::Writer;
+use crate::fleet::counters::{IngestCounters, Refused};
+use crate::history::{WriteBatch, Writer};
 use crate::model::Millis;
 use crate::notify::Notification;
 
@@ -81,6 +83,7 @@ pub fn spawn(
     retention: Duration,
     clock: Clock,
     pace: Arc<Pace>,
+    abandon: Abandon,
 ) -> std::io::Result<JoinHandle<()>> {
     let rt = Handle::current();
     std::thread::Builder::new()
@@ -116,7 +119,11 @@ pub fn spawn(
                                 Err(_) => break,
                             }
                         }
-                        let committed = store(&mut writer, group, &counters, &clock);
+                        let Some(committed) =
+                            store(&mut writer, group, &counters, &clock, &abandon)
+                        else {
+                            break;
+                        };
                         if rt.block_on(done.send(committed)).is_err() {
                             warn!("acknowledgements dropped: the MQTT link has stopped");
                         }
@@ -161,15 +168,25 @@ fn merge(writer: &mut Writer) {
     }
 }
 
-/// Commit a group of batches in one transaction, retrying until it is
-/// stored: the publishes in it are not acknowledged before, so while the
-/// disk refuses (full, read-only) the broker keeps them and nothing is lost.
+/// Commit a group of batches, in order, as one transaction when it can.
+///
+/// - A failure of the store itself (disk full, I/O error, read-only file
+///   system: [`HistoryError::is_store_failure`]) is retried until it
+///   passes: the publishes are not acknowledged before, so the broker keeps
+///   them and nothing is lost. `/healthz` says why meanwhile, and the
+///   retries end when `abandon` is cancelled (the collector stopping):
+///   then `None`, nothing acknowledged, all redelivered at the next start.
+/// - A row the database refuses is one message's fault: the group is
+///   stored batch by batch, and the batch holding the row is stored
+///   without it (the row goes to the quarantine), so no message blocks
+///   the others.
 fn store(
     writer: &mut Writer,
     group: Vec<Commit>,
     counters: &IngestCounters,
     clock: &Clock,
-) -> Committed {
+    abandon: &Abandon,
+) -> Option<Committed> {
     let mut batches = Vec::with_capacity(group.len());
     let mut committed = Committed::default();
     for c in group {
@@ -180,22 +197,106 @@ fn store(
         committed.commands.extend(c.commands);
         committed.published.extend(c.published);
     }
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match writer.commit_all(&batches) {
-            Ok(_) => {
-                IngestCounters::add(&counters.commits, 1);
-                counters
-                    .last_commit_ms
-                    .store(clock.now(), Ordering::Relaxed);
-                return committed;
+    let mut rest: &[WriteBatch] = &batches;
+    // Whole group first; one batch at a time once a row was refused.
+    let mut whole = true;
+    let mut delay = RETRY_FIRST;
+    while !rest.is_empty() {
+        let attempt = if whole {
+            writer.commit_all(rest).map(|_| rest.len())
+        } else {
+            writer.commit(&rest[0]).map(|_| 1)
+        };
+        let err = match attempt {
+            Ok(n) => {
+                rest = &rest[n..];
+                recovered(counters, &mut delay);
+                continue;
+            }
+            Err(e) => e,
+        };
+        if err.is_store_failure() {
+            IngestCounters::add(&counters.commit_errors, 1);
+            error!(error = %err, retry_in = ?delay, "the database cannot store; nothing is acknowledged until it can");
+            counters.set_store_failure(Some(err.to_string()));
+            if abandon.wait(delay) {
+                warn!("stopping with a commit not stored: the broker redelivers its messages");
+                return None;
+            }
+            delay = (delay * 2).min(RETRY_MAX);
+            continue;
+        }
+        if whole {
+            warn!(error = %err, batches = rest.len(), "a row of this group was refused; storing its batches one by one");
+            whole = false;
+            continue;
+        }
+        match writer.commit_salvaging(&rest[0], clock.now()) {
+            Ok((_, dropped)) => {
+                for d in &dropped {
+                    counters.refuse(Refused::StoreRefused);
+                    warn!(device = %d.device, row = %d.what, error = %d.error, "row refused by the database: quarantined, the rest of its batch stored");
+                }
+                rest = &rest[1..];
+                recovered(counters, &mut delay);
             }
             Err(e) => {
+                // Only the store itself fails a salvage (each row has its
+                // own savepoint): retried like any store failure.
                 IngestCounters::add(&counters.commit_errors, 1);
-                error!(error = %e, retry_in = ?delay, "storing a batch failed; its messages stay unacknowledged");
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(10));
+                error!(error = %e, retry_in = ?delay, "the database cannot store; nothing is acknowledged until it can");
+                counters.set_store_failure(Some(e.to_string()));
+                if abandon.wait(delay) {
+                    return None;
+                }
+                delay = (delay * 2).min(RETRY_MAX);
             }
         }
+    }
+    IngestCounters::add(&counters.commits, 1);
+    counters
+        .last_commit_ms
+        .store(clock.now(), Ordering::Relaxed);
+    Some(committed)
+}
+
+/// A commit went through: a store failure, if there was one, is over.
+fn recovered(counters: &IngestCounters, delay: &mut Duration) {
+    if *delay != RETRY_FIRST || counters.store_failure().is_some() {
+        info!("the database stores again");
+        counters.set_store_failure(None);
+        *delay = RETRY_FIRST;
+    }
+}
+
+/// First and longest wait between attempts at a commit the database failed.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Cancelled when the collector stops for good: the store gives up
+/// retrying (what it holds stays unacknowledged) instead of holding the
+/// stop up.
+#[derive(Clone)]
+pub struct Abandon {
+    token: CancellationToken,
+    rt: Handle,
+}
+
+impl Abandon {
+    pub fn new(token: CancellationToken) -> Abandon {
+        Abandon {
+            token,
+            rt: Handle::current(),
+        }
+    }
+
+    /// Wait `delay` on this (non-runtime) thread; true if abandoned first.
+    fn wait(&self, delay: Duration) -> bool {
+        self.rt.block_on(async {
+            tokio::select! {
+                _ = self.token.cancelled() => true,
+                _ = tokio::time::sleep(delay) => false,
+            }
+        })
     }
 }

@@ -1,5 +1,5 @@
-//! Fleet-wide views: `/api/stats` (the fleet at a glance) and
-//! `/api/alerts`.
+//! Fleet-wide views: `/api/stats` (the fleet at a glance), `/api/alerts`
+//! and the ingest quarantine, `/api/ingest/refused`.
 
 use axum::Json;
 use axum::extract::{Query as QueryParams, State};
@@ -11,7 +11,7 @@ use serde_json::json;
 use picket_protocol::{DeviceId, Severity};
 
 use super::params::{self, Params};
-use super::{ApiError, AppState, Peer, ask, blocking, reading};
+use super::{ApiError, AppState, Peer, Role, ask, authorize, blocking, reading};
 use crate::fleet::query::{DeviceSummary, Query};
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -132,6 +132,40 @@ pub async fn alerts(
             .collect();
     }
     Ok(Json(json!({ "active": active, "resolved": resolved })).into_response())
+}
+
+/// Admin: `GET /api/ingest/refused?limit=`, the quarantine, newest first:
+/// each refused message's topic, reason, time, size and the first 4 KiB
+/// of its payload (as text when it is UTF-8, always as hex).
+pub async fn refused(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<Params>,
+) -> Result<Response, ApiError> {
+    authorize(&state.auth, &headers, peer.0, Role::Admin)?;
+    params::only(&p, &["limit"])?;
+    let limit = params::limit(&p, 100, crate::history::REFUSED_KEEP_ROWS)?;
+    let reader = state.history.clone();
+    let rows = blocking(move || reader.refused(limit)).await?;
+    let refused: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            let text = std::str::from_utf8(&r.payload).ok().map(str::to_owned);
+            let hex: String = r.payload.iter().map(|b| format!("{b:02x}")).collect();
+            json!({
+                "ts": r.ts,
+                "topic": r.topic,
+                "device": r.device,
+                "reason": r.reason,
+                "detail": r.detail,
+                "size": r.size,
+                "payload_text": text,
+                "payload_hex": hex,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "refused": refused })).into_response())
 }
 
 #[cfg(test)]

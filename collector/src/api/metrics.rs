@@ -271,7 +271,7 @@ fn ingest(out: &mut Exposition, c: &IngestCounters) {
     out.family(
         "picket_ingest_refused_total",
         "counter",
-        "Messages refused, by reason (they are acknowledged and dropped).",
+        "Messages refused, by reason (acknowledged, kept in the quarantine: GET /api/ingest/refused).",
     );
     for why in Refused::ALL {
         out.sample(
@@ -280,6 +280,16 @@ fn ingest(out: &mut Exposition, c: &IngestCounters) {
             c.refused(why) as f64,
         );
     }
+    out.family(
+        "picket_store_failing",
+        "gauge",
+        "1 while the database cannot store (disk full, I/O error, read-only): nothing is acknowledged meanwhile.",
+    );
+    out.sample(
+        "picket_store_failing",
+        &[],
+        f64::from(u8::from(c.store_failure().is_some())),
+    );
     let counters = [
         (
             "picket_ingest_records_total",

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/commands/{id}", get(commands::one))
         .route("/api/stats", get(fleet::stats))
         .route("/api/alerts", get(fleet::alerts))
+        .route("/api/ingest/refused", get(fleet::refused))
         .fallback(not_found)
         .with_state(state)
 }
@@ -214,22 +215,32 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("history query failed: {e}")))
 }
 
-/// `200` while the broker link is up, `503` otherwise; never needs a token
-/// (load balancers and systemd checks call it).
+/// `200` while the broker link is up and the database stores, `503`
+/// otherwise, saying why; never needs a token (load balancers and systemd
+/// checks call it).
 async fn healthz(State(state): State<AppState>) -> Response {
     let link = state.link.borrow().clone();
-    let status = if link.connected() {
+    let store_error = state.counters.store_failure();
+    let status = match (&store_error, link.connected()) {
+        (Some(_), _) => "database failing",
+        (None, false) => "broker unreachable",
+        (None, true) => "ok",
+    };
+    let code = if status == "ok" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if link.connected() { "ok" } else { "broker unreachable" },
+        "status": status,
         "broker_connected": link.connected(),
         "last_error": link.last_error,
+        // While the database cannot store (disk full, I/O error, read-only
+        // file system) nothing is acknowledged; ingest resumes by itself.
+        "store_error": store_error,
         "version": env!("CARGO_PKG_VERSION"),
     });
-    (status, Json(body)).into_response()
+    (code, Json(body)).into_response()
 }
 
 /// The peer address, for the loopback-only rule.

@@ -88,7 +88,11 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     }
     let link = LinkConfig {
         broker,
-        max_packet: max_payload + 64 * 1024,
+        // Whatever its size, a publish is taken off the broker and refused
+        // by the decoder (counted, quarantined, acknowledged): a client
+        // limit below the broker's would drop the connection on it, and
+        // the broker would redeliver it to the session forever.
+        max_packet: crate::link::MQTT_MAX_PACKET,
         inflight: b.inflight,
     };
 

@@ -1,6 +1,7 @@
 //! Ingest counters, shared with `/metrics` (atomics: the engine writes,
 //! the API reads, nobody waits).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Why a message was refused. Each has its own counter and label value.
@@ -16,15 +17,24 @@ pub enum Refused {
     Malformed,
     /// The payload names another device than its topic.
     DeviceMismatch,
+    /// Decoded, but a value is out of range (an integer the store cannot
+    /// hold, a float that is not finite, a time past the year 9999, text
+    /// or a list over its bound).
+    Invalid,
+    /// A row the database refused although the message passed every check
+    /// (its batch was stored without it).
+    StoreRefused,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 5] = [
+    pub const ALL: [Refused; 7] = [
         Refused::UnknownTopic,
         Refused::Oversized,
         Refused::WrongVersion,
         Refused::Malformed,
         Refused::DeviceMismatch,
+        Refused::Invalid,
+        Refused::StoreRefused,
     ];
 
     pub fn label(self) -> &'static str {
@@ -34,6 +44,8 @@ impl Refused {
             Refused::WrongVersion => "wrong_version",
             Refused::Malformed => "malformed",
             Refused::DeviceMismatch => "device_mismatch",
+            Refused::Invalid => "invalid",
+            Refused::StoreRefused => "store_refused",
         }
     }
 }
@@ -53,7 +65,7 @@ pub struct IngestCounters {
     /// Sequence numbers found missing when a gap opened.
     pub gap_records: AtomicU64,
     pub stale_wills: AtomicU64,
-    refused: [AtomicU64; 5],
+    refused: [AtomicU64; Refused::ALL.len()],
     pub commits: AtomicU64,
     pub commit_errors: AtomicU64,
     /// When the last commit returned, unix milliseconds (0: none yet).
@@ -61,6 +73,10 @@ pub struct IngestCounters {
     /// Milliseconds between a live sample's timestamp and its arrival,
     /// last seen (clock-synchronised samples only).
     pub lag_ms: AtomicU64,
+    /// Why the store cannot write (disk full, I/O error, read-only file
+    /// system), while it cannot: nothing is acknowledged meanwhile, and
+    /// `/healthz` says so.
+    store_failure: Mutex<Option<String>>,
 }
 
 impl IngestCounters {
@@ -70,6 +86,17 @@ impl IngestCounters {
 
     pub fn refused(&self, why: Refused) -> u64 {
         self.refused[why as usize].load(Relaxed)
+    }
+
+    pub fn set_store_failure(&self, why: Option<String>) {
+        *self.store_failure.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    pub fn store_failure(&self) -> Option<String> {
+        self.store_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -1,12 +1,15 @@
 //! From an MQTT publish to records: topic, decoding, refusals.
 //!
 //! A bad message is counted under its reason, logged at a limited rate,
-//! and acknowledged like any other (redelivering it would not make it
-//! better); it never stops the engine.
+//! kept in the quarantine (`refused` table, bounded) and acknowledged like
+//! any other (redelivering it would not make it better); it never stops
+//! the engine. A message that decodes is range-checked before anything is
+//! taken from it, so what reaches the store fits it.
 
 use rumqttc::Publish;
 
 use crate::link::{Ack, Delivery};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
@@ -19,6 +22,7 @@ use super::counters::{IngestCounters, Refused};
 use super::device::Record;
 use super::presence::Input;
 use super::{Engine, Millis};
+use crate::history::{REFUSED_KEEP_BYTES, RefusedRow};
 use crate::model::event_points;
 use crate::rules::Observation;
 
@@ -29,8 +33,8 @@ const WARN_EVERY: Millis = 10_000;
 /// then one per period with the number suppressed meanwhile.
 #[derive(Debug, Default)]
 pub struct WarnLimit {
-    last: [Millis; 5],
-    suppressed: [u64; 5],
+    last: [Millis; Refused::ALL.len()],
+    suppressed: [u64; Refused::ALL.len()],
 }
 
 impl WarnLimit {
@@ -66,19 +70,47 @@ impl Engine {
         self.pending.acks.push(Ack::of(&delivery));
     }
 
-    fn refuse(&mut self, why: Refused, now: Millis, topic: &str, detail: &str) {
+    /// Count, log (rate-limited) and quarantine a refused message; it is
+    /// acknowledged with its batch like any other.
+    fn refuse(
+        &mut self,
+        why: Refused,
+        now: Millis,
+        p: &Publish,
+        device: Option<&DeviceId>,
+        detail: &str,
+    ) {
         self.counters.refuse(why);
-        self.warn_limit.warn(why, now, topic, detail);
+        self.warn_limit.warn(why, now, &p.topic, detail);
+        let kept = p.payload.len().min(REFUSED_KEEP_BYTES);
+        self.pending.batch.refused.push(RefusedRow {
+            ts: now,
+            topic: Some(p.topic.clone()),
+            device: device.map(ToString::to_string),
+            reason: why.label().into(),
+            detail: detail.into(),
+            size: p.payload.len() as u64,
+            payload: p.payload[..kept].to_vec(),
+        });
     }
 
-    fn decode<T: DeserializeOwned>(&mut self, p: &Publish, now: Millis) -> Option<T> {
-        match picket_protocol::decode::<T>(&p.payload, self.cfg.max_payload) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                self.refuse(classify(&e), now, &p.topic, &e.to_string());
-                None
-            }
-        }
+    /// Decode the payload and check its values: what passes can be stored
+    /// whole (see [`picket_protocol::check`]).
+    fn decode<T: DeserializeOwned + Serialize>(
+        &mut self,
+        p: &Publish,
+        device: &DeviceId,
+        now: Millis,
+    ) -> Option<T> {
+        let refused = match picket_protocol::decode::<T>(&p.payload, self.cfg.max_payload) {
+            Ok(m) => match picket_protocol::check(&m) {
+                Ok(()) => return Some(m),
+                Err(e) => (Refused::Invalid, e.to_string()),
+            },
+            Err(e) => (classify(&e), e.to_string()),
+        };
+        self.refuse(refused.0, now, p, Some(device), &refused.1);
+        None
     }
 
     /// The payload must speak of the device its topic names.
@@ -93,7 +125,7 @@ impl Engine {
             return true;
         }
         let detail = format!("payload is from device {payload}, topic names {topic}");
-        self.refuse(Refused::DeviceMismatch, now, &p.topic, &detail);
+        self.refuse(Refused::DeviceMismatch, now, p, Some(topic), &detail);
         false
     }
 
@@ -101,7 +133,7 @@ impl Engine {
         let topic = match self.cfg.topics.parse(&p.topic) {
             Ok(t) => t,
             Err(e) => {
-                self.refuse(Refused::UnknownTopic, now, &p.topic, &e.to_string());
+                self.refuse(Refused::UnknownTopic, now, p, None, &e.to_string());
                 return;
             }
         };
@@ -114,7 +146,7 @@ impl Engine {
                     return;
                 }
                 IngestCounters::add(&self.counters.state_messages, 1);
-                let Some(st) = self.decode::<State>(p, now) else {
+                let Some(st) = self.decode::<State>(p, &id, now) else {
                     return;
                 };
                 if !self.check_device(&id, &st.device, p, now) {
@@ -124,7 +156,7 @@ impl Engine {
             }
             TopicKind::Telemetry => {
                 IngestCounters::add(&self.counters.telemetry_messages, 1);
-                let Some(t) = self.decode::<Telemetry>(p, now) else {
+                let Some(t) = self.decode::<Telemetry>(p, &id, now) else {
                     return;
                 };
                 if !self.check_device(&id, &t.device, p, now) {
@@ -135,7 +167,7 @@ impl Engine {
             }
             TopicKind::Event => {
                 IngestCounters::add(&self.counters.event_messages, 1);
-                let Some(b) = self.decode::<EventBatch>(p, now) else {
+                let Some(b) = self.decode::<EventBatch>(p, &id, now) else {
                     return;
                 };
                 if !self.check_device(&id, &b.device, p, now) {
@@ -146,7 +178,7 @@ impl Engine {
             }
             TopicKind::Reply(_) => {
                 IngestCounters::add(&self.counters.reply_messages, 1);
-                let Some(r) = self.decode::<Reply>(p, now) else {
+                let Some(r) = self.decode::<Reply>(p, &id, now) else {
                     return;
                 };
                 if !self.check_device(&id, &r.device, p, now) {
@@ -162,7 +194,8 @@ impl Engine {
                 self.refuse(
                     Refused::UnknownTopic,
                     now,
-                    &p.topic,
+                    p,
+                    Some(&id),
                     "commands are not ingested",
                 );
             }

@@ -139,6 +139,9 @@ pub struct Engine {
     names: MetricNames,
     /// The store's pace (None: hand every turn's work over at once).
     pace: Option<Arc<crate::store::Pace>>,
+    /// Cancelled when a stop gives up on the store: a hand-over waiting
+    /// for room in its queue is dropped (unacknowledged, redelivered).
+    abandon: tokio_util::sync::CancellationToken,
 }
 
 impl Engine {
@@ -169,6 +172,7 @@ impl Engine {
             warn_limit: ingest::WarnLimit::default(),
             names: MetricNames::default(),
             pace: None,
+            abandon: tokio_util::sync::CancellationToken::new(),
         };
         engine.restore(snapshot);
         engine
@@ -234,6 +238,13 @@ impl Engine {
     /// every turn (see [`crate::store::Pace`]).
     pub fn paced_by(mut self, pace: Arc<crate::store::Pace>) -> Self {
         self.pace = Some(pace);
+        self
+    }
+
+    /// Give up handing work over once `abandon` is cancelled (see
+    /// [`Engine::flush`]).
+    pub fn abandoned_by(mut self, abandon: tokio_util::sync::CancellationToken) -> Self {
+        self.abandon = abandon;
         self
     }
 
@@ -373,8 +384,16 @@ impl Engine {
         if commit.is_empty() {
             return;
         }
-        if self.commits.send(commit).await.is_err() {
-            warn!("the store has stopped: nothing more can be stored");
+        // The store's queue is full while the database cannot write: the
+        // engine waits (the broker's in-flight window then holds the rest
+        // back), unless the collector is stopping and gave up on it.
+        tokio::select! {
+            sent = self.commits.send(commit) => if sent.is_err() {
+                warn!("the store has stopped: nothing more can be stored");
+            },
+            _ = self.abandon.cancelled() => {
+                warn!("stopping: work not stored is left to the broker's redelivery");
+            }
         }
     }
 

@@ -323,7 +323,11 @@ mod tests {
     #[test]
     fn compact_encoding_round_trips_and_refuses_garbage() {
         let mut trackers = vec![SeqTracker::default()];
-        for seqs in [&[0u64, 1, 2, 5, 9, 3][..], &[u64::MAX - 1], &[300, 0, 70_000]] {
+        for seqs in [
+            &[0u64, 1, 2, 5, 9, 3][..],
+            &[u64::MAX - 1],
+            &[300, 0, 70_000],
+        ] {
             let mut t = SeqTracker::default();
             for &s in seqs {
                 t.observe(s);

@@ -36,11 +36,16 @@ pub use commands::{CommandLog, CommandRow, StatusRow, state_str};
 pub use reader::Reader;
 pub use rows::{
     AlertRow, CommitStats, Correction, DeviceRecord, DeviceRow, EventRecord, EventRow,
-    HistoryPoint, JournalEntry, PresenceRow, SampleRows, Snapshot, StateEntry, StateRow, Unsynced,
-    WriteBatch,
+    HistoryPoint, JournalEntry, PresenceRow, RefusedRow, SampleRows, Snapshot, StateEntry,
+    StateRow, Unsynced, WriteBatch,
 };
 pub use schema::{Durability, VERSION as SCHEMA_VERSION};
-pub use writer::Writer;
+pub use writer::{Dropped, Writer};
+
+/// The quarantine keeps this many refused messages, the newest.
+pub const REFUSED_KEEP_ROWS: usize = 1_000;
+/// And this much of each one's payload.
+pub const REFUSED_KEEP_BYTES: usize = 4 * 1024;
 
 /// The history's byte encodings that are read back from the database, for
 /// the fuzz targets in `fuzz/` (which cannot reach private modules): not
@@ -63,8 +68,16 @@ pub enum HistoryError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("{path} is not an SQLite database")]
+    #[error(
+        "{path} is not an SQLite database (damaged, or another file): restore it from a \
+         backup, or move it aside to start a new history; it is never replaced"
+    )]
     NotADatabase { path: PathBuf },
+    #[error(
+        "{path} is damaged ({detail}): restore it from a backup, or move it aside to start \
+         a new history; it is never replaced"
+    )]
+    Damaged { path: PathBuf, detail: String },
     #[error("{path} is not a picket history database: {reason}")]
     NotHistory { path: PathBuf, reason: String },
     #[error(
@@ -84,6 +97,28 @@ pub enum HistoryError {
     Corrupt { what: &'static str, reason: String },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+impl HistoryError {
+    /// Whether the database itself failed (disk full, I/O error, read-only
+    /// file system, locked, damaged...), as opposed to refusing what one
+    /// row holds. The first stops acknowledging until the cause is gone;
+    /// the second is one message's fault, and only that message is set aside.
+    pub fn is_store_failure(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            HistoryError::Sqlite(e) => match e.sqlite_error_code() {
+                Some(TooBig | ConstraintViolation | TypeMismatch | ParameterOutOfRange) => false,
+                Some(_) => true,
+                // rusqlite's own refusals (a value it cannot bind or
+                // read): about the row, not the database.
+                None => false,
+            },
+            HistoryError::OutOfRange { .. } | HistoryError::Query(_) => false,
+            HistoryError::Corrupt { .. } => false,
+            _ => true,
+        }
+    }
 }
 
 impl From<body::BodyError> for HistoryError {

@@ -10,7 +10,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::bucket::Buckets;
-use super::rows::{AlertRow, DeviceRecord, EventRecord, HistoryPoint, PresenceRow, Unsynced};
+use super::rows::{
+    AlertRow, DeviceRecord, EventRecord, HistoryPoint, PresenceRow, RefusedRow, Unsynced,
+};
 use super::snapshot;
 use super::{HistoryError, body, device_id, from_i64, millis, parse_severity, schema, to_i64};
 use crate::model::{Metric, Millis};
@@ -301,6 +303,41 @@ impl Reader {
     /// Every device the engine recorded, by id.
     pub fn devices(&self) -> Result<Vec<DeviceRecord>, HistoryError> {
         self.with(snapshot::devices)
+    }
+
+    /// The quarantine, newest first, at most `limit` entries.
+    pub fn refused(&self, limit: usize) -> Result<Vec<RefusedRow>, HistoryError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT ts, topic, device, reason, detail, size, payload FROM refused
+                 ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([sql_limit(limit)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (ts, topic, device, reason, detail, size, payload) = row?;
+                out.push(RefusedRow {
+                    ts: millis(ts)?,
+                    topic,
+                    device,
+                    reason,
+                    detail,
+                    size: from_i64("payload size", size)?,
+                    payload,
+                });
+            }
+            Ok(out)
+        })
     }
 }
 

@@ -32,6 +32,8 @@ pub struct WriteBatch {
     pub commands: Vec<super::CommandRow>,
     pub statuses: Vec<super::StatusRow>,
     pub forget: Vec<DeviceId>,
+    /// Messages (or rows) refused, kept in the bounded quarantine.
+    pub refused: Vec<RefusedRow>,
 }
 
 impl WriteBatch {
@@ -48,7 +50,29 @@ impl WriteBatch {
             && self.commands.is_empty()
             && self.statuses.is_empty()
             && self.forget.is_empty()
+            && self.refused.is_empty()
     }
+}
+
+/// A message the collector refused (or a row the database refused), as
+/// kept in the quarantine and listed by `GET /api/ingest/refused`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedRow {
+    /// When it was refused, unix milliseconds.
+    pub ts: Millis,
+    /// The MQTT topic it came on (None for a row the database refused).
+    pub topic: Option<String>,
+    /// The device it names, when known.
+    pub device: Option<String>,
+    /// The refusal's counter label (`malformed`, `invalid`, ...).
+    pub reason: String,
+    /// What was wrong, in words.
+    pub detail: String,
+    /// The payload's size in bytes.
+    pub size: u64,
+    /// Its first [`super::REFUSED_KEEP_BYTES`] bytes.
+    #[serde(skip)]
+    pub payload: Vec<u8>,
 }
 
 /// Where a sample or event taken before the device's clock was synchronised

@@ -35,6 +35,9 @@
 //!   checkpoints of `state`, one row per commit (see
 //!   [`super::JournalEntry`]): a commit of N devices' messages writes one
 //!   small row here instead of N rows of JSON into `state`.
+//! - `refused`: the quarantine, the last [`super::REFUSED_KEEP_ROWS`]
+//!   messages refused at ingest (or rows the database refused), each with
+//!   the first [`super::REFUSED_KEEP_BYTES`] of its payload.
 //! - `command`, `command_status`: the command log — every command sent
 //!   (by the API or a rule's remedy) and every status its device replied,
 //!   in arrival order (a device's replies arrive in the order it sent
@@ -173,6 +176,18 @@ CREATE TABLE sample_new (
 );
 CREATE UNIQUE INDEX sample_new_key ON sample_new (device_id, ts, seq);
 "#,
+    r#"
+CREATE TABLE refused (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    topic TEXT,
+    device TEXT,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes and reads.
@@ -253,6 +268,7 @@ pub(super) fn open_writer(path: &Path, durability: Durability) -> Result<Connect
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+    quick_check(&conn, path)?;
     migrate(&conn, path)?;
     Ok(conn)
 }
@@ -279,6 +295,28 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, HistoryError> {
     Ok(conn)
 }
 
+/// SQLite's `quick_check` (the B-trees and their pages, without matching
+/// indexes to tables): a damaged file is said at start, naming it, instead
+/// of failing commits one by one later. It reads the whole file, at disk
+/// speed (`bench/RESULTS.md` has its time on a large history).
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), HistoryError> {
+    let damaged = |detail: String| HistoryError::Damaged {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut stmt = conn
+        .prepare("PRAGMA quick_check(5)")
+        .map_err(|e| damaged(e.to_string()))?;
+    let found: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| damaged(e.to_string()))?;
+    match found.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        problems => Err(damaged(problems.join("; "))),
+    }
+}
+
 fn check_directory(path: &Path) -> Result<(), HistoryError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -294,15 +332,19 @@ fn check_directory(path: &Path) -> Result<(), HistoryError> {
 }
 
 fn open_error(path: &Path, source: rusqlite::Error) -> HistoryError {
-    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
-        HistoryError::NotADatabase {
+    match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => HistoryError::NotADatabase {
             path: path.to_path_buf(),
-        }
-    } else {
-        HistoryError::Open {
+        },
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => HistoryError::Damaged {
+            path: path.to_path_buf(),
+            detail: source.to_string(),
+        },
+        _ => 
+HistoryError::Open {
             path: path.to_path_buf(),
             source,
-        }
+        },
     }
 }
 

@@ -8,10 +8,10 @@ use picket_protocol::DeviceId;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::rows::{
-    AlertRow, CommitStats, Correction, DeviceRow, EventRow, JournalEntry, PresenceRow, SampleRows,
-    StateRow, WriteBatch,
+    AlertRow, CommitStats, Correction, DeviceRow, EventRow, JournalEntry, PresenceRow, RefusedRow,
+    SampleRows, StateRow, WriteBatch,
 };
-use super::{HistoryError, body, commands, severity_str, to_i64};
+use super::{HistoryError, REFUSED_KEEP_BYTES, REFUSED_KEEP_ROWS, body, commands, severity_str, to_i64};
 use crate::varint;
 
 /// Owns the only read-write connection. Dictionary ids are cached: this is
@@ -116,7 +116,7 @@ impl Writer {
     /// (group commit: the store takes every batch that queued while it
     /// was writing the previous one).
     pub fn commit_all(&mut self, batches: &[WriteBatch]) -> Result<CommitStats, HistoryError> {
-        let result = self.commit_inner(batches);
+        let result = self.commit_inner(batches, None);
         if result.is_err() {
             self.devices.clear();
             self.metrics.clear();
@@ -124,7 +124,33 @@ impl Writer {
         result
     }
 
-    fn commit_inner(&mut self, batches: &[WriteBatch]) -> Result<CommitStats, HistoryError> {
+    /// Apply `batch` in one transaction, setting aside each row the
+    /// database refuses (a value out of its range, a constraint) instead of
+    /// failing the whole batch: every other row is stored, and the refused
+    /// ones are returned and kept in the quarantine. Only a failure of the
+    /// store itself ([`HistoryError::is_store_failure`]) fails it.
+    ///
+    /// Slower than [`Writer::commit`] (a savepoint a row): for the batch a
+    /// commit found one bad row in, not for every batch.
+    pub fn commit_salvaging(
+        &mut self,
+        batch: &WriteBatch,
+        now: crate::model::Millis,
+    ) -> Result<(CommitStats, Vec<Dropped>), HistoryError> {
+        let mut dropped = Vec::new();
+        let result = self.commit_inner(std::slice::from_ref(batch), Some((&mut dropped, now)));
+        if result.is_err() {
+            self.devices.clear();
+            self.metrics.clear();
+        }
+        result.map(|stats| (stats, dropped))
+    }
+
+    fn commit_inner(
+        &mut self,
+        batches: &[WriteBatch],
+        salvage: Option<(&mut Vec<Dropped>, crate::model::Millis)>,
+    ) -> Result<CommitStats, HistoryError> {
         let Writer {
             conn,
             devices,
@@ -140,10 +166,16 @@ impl Writer {
             devices,
             metrics,
             body,
+            salvage,
         };
         let mut stats = CommitStats::default();
         for batch in batches {
             apply(&mut ids, batch, &mut stats)?;
+        }
+        if let Some((dropped, now)) = ids.salvage.take() {
+            // Kept beside the rows that were stored, in the same commit.
+            let rows: Vec<RefusedRow> = dropped.iter().map(|d| d.quarantined(now)).collect();
+            insert_refused(&mut ids, &rows)?;
         }
         tx.commit()?;
         self.staged = self.staged.saturating_add(stats.samples);
@@ -151,32 +183,61 @@ impl Writer {
     }
 }
 
+/// A row the database refused while salvaging a batch
+/// ([`Writer::commit_salvaging`]): what it was and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dropped {
+    pub device: DeviceId,
+    /// The row, e.g. `sample seq 12`.
+    pub what: String,
+    pub error: String,
+}
+
+impl Dropped {
+    fn quarantined(&self, now: crate::model::Millis) -> RefusedRow {
+        RefusedRow {
+            ts: now,
+            topic: None,
+            device: Some(self.device.to_string()),
+            reason: "store_refused".into(),
+            detail: format!("{}: {}", self.what, self.error),
+            size: 0,
+            payload: Vec::new(),
+        }
+    }
+}
+
 /// One batch's rows, in the order its fields promise (a checkpoint drops
-/// the journal written before this batch's own entries).
+/// the journal written before this batch's own entries). Each row goes
+/// through [`row`], which sets it aside when salvaging.
 fn apply(
     ids: &mut Ids<'_>,
     batch: &WriteBatch,
     stats: &mut CommitStats,
 ) -> Result<(), HistoryError> {
     for d in &batch.devices {
-        upsert_device(ids, d)?;
+        row(ids, &d.device, || "device record".into(), |ids| upsert_device(ids, d))?;
     }
     for s in &batch.samples {
-        let points = insert_sample(ids, s)?;
-        stats.points += points;
-        stats.samples += usize::from(points > 0);
+        let what = || format!("sample seq {}", s.seq);
+        if let Some(points) = row(ids, &s.device, what, |ids| insert_sample(ids, s))? {
+            stats.points += points;
+            stats.samples += usize::from(points > 0);
+        }
     }
     for e in &batch.events {
-        stats.events += insert_event(ids, e)?;
+        let what = || format!("event seq {}", e.seq);
+        stats.events += row(ids, &e.device, what, |ids| insert_event(ids, e))?.unwrap_or(0);
     }
     for p in &batch.presence {
-        insert_presence(ids, p)?;
+        row(ids, &p.device, || "presence change".into(), |ids| insert_presence(ids, p))?;
     }
     for a in &batch.alerts {
-        insert_alert(ids, a)?;
+        let what = || format!("alert {} {}", a.rule, a.change);
+        row(ids, &a.device, what, |ids| insert_alert(ids, a))?;
     }
     for s in &batch.state {
-        put_state(ids, s)?;
+        row(ids, &s.device, || format!("state {}", s.kind), |ids| put_state(ids, s))?;
     }
     if batch.checkpoint {
         ids.tx
@@ -187,17 +248,84 @@ fn apply(
         append_journal(ids, &batch.journal)?;
     }
     for c in &batch.commands {
-        commands::insert_command(ids, c)?;
+        let what = || format!("command {}", c.id);
+        row(ids, &c.device, what, |ids| commands::insert_command(ids, c))?;
     }
     for s in &batch.statuses {
-        commands::insert_status(ids, s)?;
+        let what = || format!("command status {}", s.command);
+        row(ids, &s.device, what, |ids| commands::insert_status(ids, s))?;
     }
     for c in &batch.corrections {
-        stats.corrected += correct(ids, c)?;
+        let what = || format!("time correction of boot {}", c.boot);
+        stats.corrected += row(ids, &c.device, what, |ids| correct(ids, c))?.unwrap_or(0);
     }
     for d in &batch.forget {
         stats.forgotten += forget(ids, d)?;
     }
+    if !batch.refused.is_empty() {
+        insert_refused(ids, &batch.refused)?;
+    }
+    Ok(())
+}
+
+/// Write one row. When salvaging, the row gets a savepoint: if the
+/// database refuses what it holds, it is rolled back alone and recorded
+/// as dropped (`None`); a failure of the store itself is returned as ever.
+fn row<T>(
+    ids: &mut Ids<'_>,
+    device: &DeviceId,
+    what: impl FnOnce() -> String,
+    write: impl FnOnce(&mut Ids<'_>) -> Result<T, HistoryError>,
+) -> Result<Option<T>, HistoryError> {
+    if ids.salvage.is_none() {
+        return write(ids).map(Some);
+    }
+    ids.tx.execute_batch("SAVEPOINT picket_row")?;
+    match write(ids) {
+        Ok(v) => {
+            ids.tx.execute_batch("RELEASE picket_row")?;
+            Ok(Some(v))
+        }
+        Err(e) if e.is_store_failure() => Err(e),
+        Err(e) => {
+            ids.tx
+                .execute_batch("ROLLBACK TO picket_row; RELEASE picket_row")?;
+            // Ids the rolled-back row created are gone again.
+            ids.devices.clear();
+            ids.metrics.clear();
+            if let Some((dropped, _)) = ids.salvage.as_mut() {
+                dropped.push(Dropped {
+                    device: device.clone(),
+                    what: what(),
+                    error: e.to_string(),
+                });
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Append to the quarantine and keep only its newest rows.
+fn insert_refused(ids: &mut Ids<'_>, rows: &[RefusedRow]) -> Result<(), HistoryError> {
+    let mut insert = ids.tx.prepare_cached(
+        "INSERT INTO refused (ts, topic, device, reason, detail, size, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for r in rows {
+        let kept = &r.payload[..r.payload.len().min(REFUSED_KEEP_BYTES)];
+        insert.execute(params![
+            to_i64("refusal time", r.ts)?,
+            r.topic,
+            r.device,
+            r.reason,
+            r.detail,
+            to_i64("payload size", r.size)?,
+            kept
+        ])?;
+    }
+    ids.tx
+        .prepare_cached("DELETE FROM refused WHERE id <= (SELECT max(id) FROM refused) - ?1")?
+        .execute([REFUSED_KEEP_ROWS as i64])?;
     Ok(())
 }
 
@@ -208,6 +336,9 @@ pub(super) struct Ids<'a> {
     devices: &'a mut HashMap<DeviceId, i64>,
     metrics: &'a mut HashMap<String, u64>,
     body: &'a mut Vec<u8>,
+    /// Salvaging: the rows set aside so far, and the time to quarantine
+    /// them under.
+    salvage: Option<(&'a mut Vec<Dropped>, crate::model::Millis)>,
 }
 
 impl Ids<'_> {
