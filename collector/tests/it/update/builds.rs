@@ -5,7 +5,8 @@
 //! downloaded by the agents: 16 MiB instead of 110). The first build of a
 //! checkout compiles the agent's dependencies into that directory (1 min
 //! 50 s measured on the 2-core CI machine); after that each version is an
-//! incremental rebuild of the agent crate (about 3 s).
+//! incremental rebuild of the agent crate (about 3 s). A third binary,
+//! [`Builds::crash`], is a few lines compiled with `rustc`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,10 +15,16 @@ use std::time::Instant;
 
 pub const A: &str = "1.0.0";
 pub const B: &str = "1.1.0";
+/// The version [`Builds::crash`] reports.
+pub const CRASH: &str = "1.1.1";
 
 pub struct Builds {
     pub a: PathBuf,
     pub b: PathBuf,
+    /// An executable for this machine that answers `--version` as a
+    /// picket-agent [`CRASH`] does, and exits with status 1 when run: a new
+    /// version that passes every check before install and dies at start.
+    pub crash: PathBuf,
 }
 
 static BUILDS: OnceLock<Builds> = OnceLock::new();
@@ -95,5 +102,35 @@ fn build_both() -> Builds {
     }
     let b = paths.pop().expect("two builds");
     let a = paths.pop().expect("two builds");
-    Builds { a, b }
+    let crash = build_crash(&out);
+    Builds { a, b, crash }
+}
+
+/// [`Builds::crash`], compiled with `rustc` from a few lines (a second).
+fn build_crash(out: &Path) -> PathBuf {
+    let src = out.join("crash.rs");
+    std::fs::write(
+        &src,
+        format!(
+            "fn main() {{\n    \
+             if std::env::args().nth(1).as_deref() == Some(\"--version\") {{\n        \
+             println!(\"picket-agent {CRASH}\");\n    \
+             }} else {{\n        std::process::exit(1);\n    }}\n}}\n"
+        ),
+    )
+    .expect("write crash.rs");
+    let dest = out.join(format!("crash-{CRASH}"));
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let result = Command::new(rustc)
+        .args(["--edition", "2021", "-o"])
+        .arg(&dest)
+        .arg(&src)
+        .output()
+        .expect("run rustc");
+    assert!(
+        result.status.success(),
+        "building the crashing binary failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    dest
 }

@@ -5,8 +5,10 @@
 //! HTTPS by the test, signed with the collector's `sign-artifact`.
 
 mod builds;
+mod mislabelled;
 mod rollout;
 mod single;
+mod stopping;
 mod supervisor;
 
 use std::collections::HashMap;
@@ -17,15 +19,16 @@ use serde_json::{Value, json};
 
 use crate::commands::file_server::{File, FileServer};
 use crate::commands::stack::Stack;
-pub use builds::{A, B, Builds, builds};
+pub use builds::{A, B, Builds, CRASH, builds};
 pub use supervisor::Supervisor;
 
 const COLLECTOR: &str = env!("CARGO_BIN_EXE_picket-collector");
 
 /// A broker and collector, the two builds, and an HTTPS server with the
 /// artifacts: `/b` (version B), `/b-streamed` (the same, without a
-/// length), `/false` (`/bin/false`: an executable that exits 1 at once),
-/// `/script` (a shell script).
+/// length), `/crash` ([`Builds::crash`]: reports version [`CRASH`], exits
+/// 1 when run), `/false` (`/bin/false`: an executable that is not an
+/// agent), `/script` (a shell script).
 pub struct World {
     pub stack: Stack,
     pub builds: &'static Builds,
@@ -42,6 +45,7 @@ impl World {
         let builds = builds().await;
         let b = std::fs::read(&builds.b).expect("read build B");
         let f = std::fs::read("/bin/false").expect("read /bin/false");
+        let crash = std::fs::read(&builds.crash).expect("read the crashing build");
         let (release, held) = tokio::sync::watch::channel(true);
         let server = FileServer::start_held(
             HashMap::from([
@@ -57,6 +61,13 @@ impl World {
                     File {
                         body: b,
                         length: false,
+                    },
+                ),
+                (
+                    "/crash",
+                    File {
+                        body: crash,
+                        length: true,
                     },
                 ),
                 (

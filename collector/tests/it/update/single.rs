@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::supervisor::Notifications;
-use super::{A, B, Device, World, args, final_reason};
+use super::{A, B, CRASH, Device, World, args, final_reason};
 use crate::commands::file_server::sha256_hex;
 use crate::commands::stack::states;
 use crate::harness::Proxy;
@@ -96,10 +96,8 @@ async fn a_good_update_runs_the_new_version_commits_and_keeps_a_backup() {
 async fn a_new_version_that_crashes_at_start_is_rolled_back_and_reported() {
     let w = World::start("pi-upd-crash").await;
     let d = w.device("pi-upd-crash", &w.stack.broker_url(), &[]).await;
-    let (sha, sig) = w.sign(std::path::Path::new("/bin/false"));
-    let id = w
-        .update(&d, args(w.url("/false"), &sha, "1.1.1", &sig))
-        .await;
+    let (sha, sig) = w.sign(&w.builds.crash);
+    let id = w.update(&d, args(w.url("/crash"), &sha, CRASH, &sig)).await;
     let view = w.settled(&id, &d).await;
     assert_eq!(view["state"], "failed", "{view}");
     assert_eq!(
@@ -219,6 +217,7 @@ async fn refused_artifacts_change_nothing() {
     std::fs::write(&script, super::SCRIPT).unwrap();
     let (sha_b, sig_b) = w.sign(&w.builds.b);
     let (sha_script, sig_script) = w.sign(&script);
+    let (sha_false, sig_false) = w.sign(std::path::Path::new("/bin/false"));
     let other_key = picket_protocol::signing::private_key([42; 32]);
     let digest: [u8; 32] = picket_protocol::signing::from_hex(&sha_script)
         .unwrap()
@@ -252,6 +251,11 @@ async fn refused_artifacts_change_nothing() {
             "the artifact is not an ELF executable",
         ),
         (
+            args(w.url("/false"), &sha_false, "1.1.1", &sig_false),
+            "failed",
+            "the artifact's --version failed (exit status: 1)",
+        ),
+        (
             args(w.url("/b"), &sha_b, "0.9.0", &sig_b),
             "rejected",
             "version 0.9.0 is not newer than the running 1.0.0",
@@ -282,7 +286,7 @@ async fn refused_artifacts_change_nothing() {
 }
 
 /// Nothing installed, nothing on trial, A still the same process.
-async fn unchanged(d: &Device, pid: Option<u32>, w: &World) {
+pub(super) async fn unchanged(d: &Device, pid: Option<u32>, w: &World) {
     assert!(d.state().is_null(), "no update state: {}", d.state());
     let left: Vec<_> = std::fs::read_dir(d.home.join("update/bin"))
         .map(|r| r.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
