@@ -300,3 +300,76 @@ impl Abandon {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{SampleRows, WriteBatch};
+    use crate::model::{Metric, Point};
+
+    fn batch(device: &str, seqs: &[u64]) -> WriteBatch {
+        WriteBatch {
+            samples: seqs
+                .iter()
+                .map(|&seq| SampleRows {
+                    device: device.parse().expect("device id"),
+                    seq,
+                    ts: 1_000 + (seq % 1_000),
+                    points: vec![Point {
+                        metric: Metric::parse("cpu").expect("metric"),
+                        value: 1.0,
+                    }],
+                    unsynced: None,
+                })
+                .collect(),
+            ..WriteBatch::default()
+        }
+    }
+
+    /// A group whose second batch holds a row the database refuses: every
+    /// batch is stored (that one without the row), in order, and what
+    /// follows the commit (here the alert sets) is passed on for all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn one_refused_row_does_not_block_its_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.db");
+        let (mut writer, _) = crate::history::open(&path).expect("open");
+        let group: Vec<Commit> = [
+            batch("pi-1", &[0, 1]),
+            batch("pi-2", &[0, 1 << 63, 2]),
+            batch("pi-3", &[0]),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| Commit {
+            batch: b,
+            alerts: vec![(format!("alert/{i}"), Vec::new())],
+            ..Commit::default()
+        })
+        .collect();
+        let counters = IngestCounters::default();
+        let abandon = Abandon::new(CancellationToken::new());
+        let committed = tokio::task::spawn_blocking(move || {
+            let c = store(&mut writer, group, &counters, &Clock::system(), &abandon);
+            (c, counters)
+        })
+        .await
+        .expect("store thread");
+        let (committed, counters) = committed;
+        let committed = committed.expect("stored");
+        let topics: Vec<&str> = committed.alerts.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(topics, ["alert/0", "alert/1", "alert/2"]);
+        assert_eq!(counters.refused(Refused::StoreRefused), 1);
+        assert_eq!(IngestCounters::get(&counters.commits), 1);
+        assert_eq!(counters.store_failure(), None);
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM sample_new", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 5);
+        let refused: String = conn
+            .query_row("SELECT detail FROM refused", [], |r| r.get(0))
+            .expect("quarantined");
+        assert!(refused.contains("9223372036854775808"), "{refused}");
+    }
+}

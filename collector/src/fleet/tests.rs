@@ -186,7 +186,7 @@ async fn work_gathers_while_the_store_is_busy_and_goes_over_when_it_is_idle() {
     for seq in 1..=10 {
         h.send(telemetry(seq, 40.0)).await;
         // A query answered is a turn of the loop finished.
-        assert_eq!(h.detail().await.seq.last, seq);
+        assert_eq!(h.detail().await.seq.last, Some(seq));
     }
     assert!(
         h.drain().is_empty(),
@@ -212,7 +212,7 @@ async fn work_gathers_while_the_store_is_busy_and_goes_over_when_it_is_idle() {
 async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_both() {
     let mut h = start();
     h.send(state(Presence::Online, "s1")).await;
-    h.send(telemetry(1, 50.0)).await;
+    h.send(telemetry(0, 50.0)).await;
     h.detail().await;
     // A new device is written whole at once.
     let first = h.drain();
@@ -220,7 +220,7 @@ async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_
     assert_eq!(whole.len(), 1, "{first:?}");
 
     // Between checkpoints a sample costs a journal entry, no JSON.
-    h.send(telemetry(2, 50.0)).await;
+    h.send(telemetry(1, 50.0)).await;
     h.detail().await;
     let quiet = h.drain();
     assert!(
@@ -232,7 +232,7 @@ async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_
     // row, and journals it too: replayed over the rows, an older entry must
     // never be the device's last.
     h.send(state(Presence::Online, "s2")).await;
-    h.send(telemetry(4, 50.0)).await;
+    h.send(telemetry(3, 50.0)).await;
     h.detail().await;
     let with_birth = h.drain();
     let rows: Vec<&Commit> = with_birth
@@ -250,7 +250,7 @@ async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_
     let last = SeqTracker::decode(&journal.last().expect("journaled").value).expect("decodes");
     assert_eq!(
         (last.last, last.received, last.missing_ranges()),
-        (4, 3, &[(3, 3)][..])
+        (3, 3, &[(2, 2)][..])
     );
 
     // A quiet fleet still gets its checkpoint: whole rows, no journal.
@@ -277,8 +277,8 @@ async fn sequence_accounting_is_journaled_between_checkpoints_and_restored_from_
     snapshot.journal = journal;
     let h = start_from(&[], snapshot);
     let d = h.detail().await;
-    assert_eq!((d.seq.last, d.seq.received), (4, 3));
-    assert_eq!(d.seq.missing_ranges, vec![(3, 3)]);
+    assert_eq!((d.seq.last, d.seq.received), (Some(3), 3));
+    assert_eq!(d.seq.missing_ranges, vec![(2, 2)]);
     h.stop.cancel();
 }
 
@@ -297,7 +297,7 @@ async fn numbers_an_agent_declares_skipped_are_neither_missing_nor_counted() {
             hist: false,
             kind: picket_protocol::EventKind::AgentStarted {
                 version: "0.1.0".into(),
-                seq_skipped: Some((1, 5_000)),
+                seq_skipped: Some((0, 5_000)),
             },
         }],
     };
@@ -306,7 +306,7 @@ async fn numbers_an_agent_declares_skipped_are_neither_missing_nor_counted() {
     // A real gap after it still counts.
     h.send(telemetry(5_003, 50.0)).await;
     let d = h.detail().await;
-    assert_eq!((d.seq.last, d.seq.received), (5_003, 2));
+    assert_eq!((d.seq.last, d.seq.received), (Some(5_003), 2));
     assert_eq!(d.seq.missing_ranges, vec![(5_001, 5_002)]);
     assert_eq!(IngestCounters::get(&h.counters.gap_records), 2);
     h.stop.cancel();

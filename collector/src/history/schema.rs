@@ -340,8 +340,7 @@ fn open_error(path: &Path, source: rusqlite::Error) -> HistoryError {
             path: path.to_path_buf(),
             detail: source.to_string(),
         },
-        _ => 
-HistoryError::Open {
+        _ => HistoryError::Open {
             path: path.to_path_buf(),
             source,
         },

@@ -11,7 +11,9 @@ use super::rows::{
     AlertRow, CommitStats, Correction, DeviceRow, EventRow, JournalEntry, PresenceRow, RefusedRow,
     SampleRows, StateRow, WriteBatch,
 };
-use super::{HistoryError, REFUSED_KEEP_BYTES, REFUSED_KEEP_ROWS, body, commands, severity_str, to_i64};
+use super::{
+    HistoryError, REFUSED_KEEP_BYTES, REFUSED_KEEP_ROWS, body, commands, severity_str, to_i64,
+};
 use crate::varint;
 
 /// Owns the only read-write connection. Dictionary ids are cached: this is
@@ -216,7 +218,12 @@ fn apply(
     stats: &mut CommitStats,
 ) -> Result<(), HistoryError> {
     for d in &batch.devices {
-        row(ids, &d.device, || "device record".into(), |ids| upsert_device(ids, d))?;
+        row(
+            ids,
+            &d.device,
+            || "device record".into(),
+            |ids| upsert_device(ids, d),
+        )?;
     }
     for s in &batch.samples {
         let what = || format!("sample seq {}", s.seq);
@@ -230,14 +237,24 @@ fn apply(
         stats.events += row(ids, &e.device, what, |ids| insert_event(ids, e))?.unwrap_or(0);
     }
     for p in &batch.presence {
-        row(ids, &p.device, || "presence change".into(), |ids| insert_presence(ids, p))?;
+        row(
+            ids,
+            &p.device,
+            || "presence change".into(),
+            |ids| insert_presence(ids, p),
+        )?;
     }
     for a in &batch.alerts {
         let what = || format!("alert {} {}", a.rule, a.change);
         row(ids, &a.device, what, |ids| insert_alert(ids, a))?;
     }
     for s in &batch.state {
-        row(ids, &s.device, || format!("state {}", s.kind), |ids| put_state(ids, s))?;
+        row(
+            ids,
+            &s.device,
+            || format!("state {}", s.kind),
+            |ids| put_state(ids, s),
+        )?;
     }
     if batch.checkpoint {
         ids.tx

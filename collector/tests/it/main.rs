@@ -16,6 +16,7 @@ mod docker;
 #[path = "../../../agent/tests/it/dockerd.rs"]
 mod dockerd;
 mod harness;
+mod hostile;
 mod http_sink;
 mod notify;
 mod presence;

@@ -111,3 +111,42 @@ fn refuses_times_sqlite_cannot_hold() {
     let err = db.writer.prune(u64::MAX, 10).expect_err("out of range");
     assert!(matches!(err, HistoryError::OutOfRange { .. }), "{err:?}");
 }
+
+#[test]
+fn a_damaged_database_is_a_clear_error_and_never_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("h.db");
+    let (mut writer, _) = open(&path).expect("open");
+    for i in 0..200 {
+        writer
+            .commit(&WriteBatch {
+                samples: vec![sample(&format!("pi-{i}"), 1, 1_000, &[("cpu", 1.0)])],
+                ..WriteBatch::default()
+            })
+            .expect("commit");
+    }
+    drop(writer);
+    // Everything in the database file (no WAL left after a clean close),
+    // then a page in the middle overwritten, as a bad sector would.
+    let mut bytes = std::fs::read(&path).expect("read");
+    assert!(bytes.len() > 4 * 4096, "{} bytes", bytes.len());
+    for b in &mut bytes[2 * 4096..3 * 4096] {
+        *b = 0x5a;
+    }
+    std::fs::write(&path, &bytes).expect("damage");
+
+    let err = open(&path).map(|_| ()).expect_err("damaged");
+    assert!(matches!(err, HistoryError::Damaged { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("restore it from a backup"), "{text}");
+    assert_eq!(std::fs::read(&path).expect("read"), bytes, "left as it was");
+
+    // A header that is not SQLite's: the same advice.
+    std::fs::write(&path, vec![0x42; 8192]).expect("garbage");
+    let err = open(&path).map(|_| ()).expect_err("not a database");
+    assert!(
+        err.to_string().contains("restore it from a backup"),
+        "{err}"
+    );
+}

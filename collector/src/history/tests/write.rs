@@ -601,3 +601,82 @@ impl Db {
         open(&self.path()).expect("open").1.pending
     }
 }
+
+#[test]
+fn a_row_the_database_refuses_is_set_aside_and_the_rest_of_its_batch_stored() {
+    let mut db = Db::new();
+    let batch = WriteBatch {
+        samples: vec![
+            sample("pi-1", 1, 1_000, &[("cpu", 1.0)]),
+            // A seq SQLite cannot hold (the decoder refuses it first; this
+            // is the store's own line of defence).
+            sample("pi-1", 1 << 63, 2_000, &[("cpu", 2.0)]),
+            sample("pi-2", 1, 1_000, &[("cpu", 3.0)]),
+        ],
+        events: vec![event("pi-1", 2, 1_500, "clock_synced")],
+        ..WriteBatch::default()
+    };
+    let err = db.writer.commit(&batch).expect_err("one row out of range");
+    assert!(!err.is_store_failure(), "{err}");
+    assert_eq!(db.rows(), (0, 0), "all or nothing");
+
+    let (stats, dropped) = db.writer.commit_salvaging(&batch, 9_000).expect("salvaged");
+    assert_eq!((stats.samples, stats.events), (2, 1));
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0].device, dev("pi-1"));
+    assert_eq!(dropped[0].what, format!("sample seq {}", 1u64 << 63));
+    assert!(dropped[0].error.contains("out of range"), "{dropped:?}");
+    assert_eq!(db.rows(), (0, 2));
+    let refused = db.reader().refused(10).expect("quarantine");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        (
+            refused[0].ts,
+            refused[0].reason.as_str(),
+            refused[0].device.as_deref()
+        ),
+        (9_000, "store_refused", Some("pi-1"))
+    );
+    // The dictionaries are right after the rolled-back row: later commits
+    // land on the right devices.
+    db.commit(WriteBatch {
+        samples: vec![sample("pi-3", 1, 1_000, &[("temp", 4.0)])],
+        ..WriteBatch::default()
+    });
+    let r = db.reader();
+    assert_eq!(series(&r, "pi-3", "temp"), [(1_000, 4.0)]);
+    assert_eq!(series(&r, "pi-2", "cpu"), [(1_000, 3.0)]);
+}
+
+#[test]
+fn the_quarantine_keeps_its_newest_rows() {
+    let mut db = Db::new();
+    let row = |i: usize| crate::history::RefusedRow {
+        ts: i as Millis,
+        topic: Some("picket/v1/x/telemetry".into()),
+        device: Some("x".into()),
+        reason: "malformed".into(),
+        detail: format!("refusal {i}"),
+        size: 10_000,
+        payload: vec![b'x'; 10_000],
+    };
+    let total = crate::history::REFUSED_KEEP_ROWS + 7;
+    for chunk in (0..total).collect::<Vec<_>>().chunks(100) {
+        db.commit(WriteBatch {
+            refused: chunk.iter().map(|&i| row(i)).collect(),
+            ..WriteBatch::default()
+        });
+    }
+    let kept = db.reader().refused(usize::MAX).expect("quarantine");
+    assert_eq!(kept.len(), crate::history::REFUSED_KEEP_ROWS);
+    assert_eq!(
+        kept[0].detail,
+        format!("refusal {}", total - 1),
+        "newest first"
+    );
+    assert_eq!(kept.last().map(|r| r.ts), Some(7));
+    assert!(
+        kept.iter()
+            .all(|r| r.payload.len() == crate::history::REFUSED_KEEP_BYTES && r.size == 10_000)
+    );
+}

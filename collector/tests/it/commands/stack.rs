@@ -69,7 +69,8 @@ pub struct Stack {
     pub broker: u16,
     pub device: String,
     /// Killed with the stack.
-    _collector: Proc,
+    collector: Option<Proc>,
+    collector_config: PathBuf,
     pub agent: Option<Proc>,
     _mosquitto: Option<Mosquitto>,
     /// Extra agent environment, kept for restarts.
@@ -124,7 +125,14 @@ impl Stack {
     /// Broker (Mosquitto when asked, else the collector's embedded one)
     /// and the collector; the agent is started by [`Stack::start_agent`].
     pub async fn start(device: &str, collector_extra: &str) -> Stack {
+        Stack::start_with(device, collector_extra, None).await
+    }
+
+    /// [`Stack::start`] with the collector's database at `db` (default:
+    /// `collector.db` in the stack's directory).
+    pub async fn start_with(device: &str, collector_extra: &str, db: Option<PathBuf>) -> Stack {
         let dir = tempfile::tempdir().unwrap();
+        let db = db.unwrap_or_else(|| dir.path().join("collector.db"));
         scripts(dir.path());
         std::fs::create_dir_all(dir.path().join("files")).unwrap();
         let keys = dir.path().join("keys");
@@ -147,15 +155,39 @@ impl Stack {
             "[broker]\n{broker_cfg}\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
              [api]\nadmin_token = \"{TOKEN}\"\n[storage]\npath = \"{db}\"\n\
              [commands]\nprivate_key_file = \"{key}\"\n{collector_extra}",
-            db = dir.path().join("collector.db").display(),
+            db = db.display(),
             key = keys.join("command.key").display(),
         );
         let path = dir.path().join("collector.toml");
         std::fs::write(&path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("collector.log")).unwrap();
+        let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
+        let mut stack = Stack {
+            dir,
+            http,
+            broker,
+            device: device.to_string(),
+            collector: None,
+            collector_config: path,
+            agent: None,
+            _mosquitto: mosquitto,
+            agent_env: Vec::new(),
+            agent_config: None,
+        };
+        stack.start_collector().await;
+        stack
+    }
+
+    /// Start the collector process (again) and wait until it is healthy.
+    pub async fn start_collector(&mut self) {
+        assert!(self.collector.is_none(), "collector already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("collector.log"))
+            .unwrap();
         let child = Command::new(COLLECTOR)
             .arg("--config")
-            .arg(&path)
+            .arg(&self.collector_config)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info,rumqttd=off")
@@ -164,22 +196,20 @@ impl Stack {
             .stderr(log)
             .spawn()
             .unwrap();
-        let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
-        let mut stack = Stack {
-            dir,
-            http,
-            broker,
-            device: device.to_string(),
-            _collector: Proc(child),
-            agent: None,
-            _mosquitto: mosquitto,
-            agent_env: Vec::new(),
-            agent_config: None,
-        };
-        wait_listening(http).await;
-        wait_listening(([127, 0, 0, 1], broker).into()).await;
-        stack.wait_healthy().await;
-        stack
+        self.collector = Some(Proc(child));
+        wait_listening(self.http).await;
+        wait_listening(([127, 0, 0, 1], self.broker).into()).await;
+        self.wait_healthy().await;
+    }
+
+    /// SIGTERM the collector; how long it took to exit, and its status.
+    pub fn terminate_collector(&mut self) -> (Duration, std::process::ExitStatus) {
+        let mut p = self.collector.take().expect("collector running");
+        let start = std::time::Instant::now();
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
+        let status = p.0.wait().unwrap();
+        (start.elapsed(), status)
     }
 
     async fn wait_healthy(&mut self) {
