@@ -506,8 +506,20 @@ async fn a_full_disk_stops_acknowledging_and_ingest_resumes_with_nothing_lost() 
     );
     let failing = counter(&metrics(&stack).await, "picket_store_failing ");
     assert_eq!(failing, 1);
-    // A few more samples taken while it is full.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Records arrive that cannot be stored meanwhile.
+    let stored = *stored_seqs(&db, "pi-disk").last().expect("stored");
+    for _ in 0..600 {
+        let (_, dev) = stack.get("/api/devices/pi-disk").await;
+        if dev["seq"]["last"].as_u64().is_some_and(|l| l > stored + 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        *stored_seqs(&db, "pi-disk").last().expect("stored"),
+        stored,
+        "stored while the disk is full"
+    );
 
     // Space returns: ingest resumes by itself.
     std::fs::remove_file(&filler).expect("free the space");
