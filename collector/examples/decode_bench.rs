@@ -1,7 +1,9 @@
 //! The engine's per-message decoding cost, alone: 5,000 telemetry messages
 //! of the simulator's fleet (1,000 devices x 5 samples, CBOR as the agent
-//! sends them) decoded five times over, and optionally flattened into
-//! points as the engine does. Prints the mean time per message.
+//! sends them) decoded five times over, and optionally range-checked
+//! (`picket_protocol::check`, as the engine does before taking anything
+//! from a message) or flattened into points as the engine does. Prints
+//! the mean time per message.
 //!
 //! Wall time on a shared machine moves by ±20% from run to run; the
 //! instruction count does not, so compare changes with
@@ -10,7 +12,7 @@
 //!
 //! ```text
 //! cargo build --release -p picket-collector --example decode_bench
-//! target/release/examples/decode_bench decode|flatten|none
+//! target/release/examples/decode_bench decode|check|flatten|none
 //! ```
 
 use std::time::Instant;
@@ -28,9 +30,9 @@ const T0: u64 = 1_700_000_000_000;
 fn main() -> anyhow::Result<()> {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "decode".into());
     let rounds = match mode.as_str() {
-        "decode" | "flatten" => ROUNDS,
+        "decode" | "check" | "flatten" => ROUNDS,
         "none" => 0,
-        other => anyhow::bail!("unknown mode {other:?}: decode, flatten or none"),
+        other => anyhow::bail!("unknown mode {other:?}: decode, check, flatten or none"),
     };
     let mut messages = Vec::with_capacity(DEVICES * SAMPLES as usize);
     for i in 0..DEVICES {
@@ -62,6 +64,9 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..rounds {
         for m in &messages {
             let t: Telemetry = decode(m, 1 << 20).context("decoding")?;
+            if mode == "check" {
+                picket_protocol::check(&t).context("checking")?;
+            }
             if mode == "flatten" {
                 for s in &t.samples {
                     points += flatten(s, &mut names).len();

@@ -65,9 +65,10 @@ use notify::{Notifier, NotifyCounters};
 pub enum RunError {
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
-    #[error("cannot open the database: {0}")]
+    // The cause is the error's source: `{:#}` prints the chain once.
+    #[error("cannot open the database")]
     History(#[from] history::HistoryError),
-    #[error("cannot listen for HTTP on {addr}: {source}")]
+    #[error("cannot listen for HTTP on {addr}")]
     Http {
         addr: SocketAddr,
         source: std::io::Error,
@@ -156,16 +157,16 @@ pub async fn run_with(
     )
     .paced_by(Arc::clone(&pace))
     .abandoned_by(abandon.clone());
-    let store = store::spawn(
+    let store = store::spawn(store::Store {
         writer,
-        commit_rx,
-        done_tx,
-        Arc::clone(&counters),
-        config.retention,
+        commits: commit_rx,
+        done: done_tx,
+        counters: Arc::clone(&counters),
+        retention: config.retention,
         clock,
-        Arc::clone(&pace),
-        store::Abandon::new(abandon.clone()),
-    )
+        pace: Arc::clone(&pace),
+        abandon: store::Abandon::new(abandon.clone()),
+    })
     .map_err(RunError::Thread)?;
     let notifier = Notifier::new(
         config.notify.clone(),

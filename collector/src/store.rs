@@ -75,16 +75,34 @@ const PRUNE_CHUNK: usize = 5_000;
 const GROUP_MAX_BATCHES: usize = 16;
 const GROUP_MAX_PUBLISHES: usize = 4096;
 
-pub fn spawn(
-    mut writer: Writer,
-    mut commits: mpsc::Receiver<Commit>,
-    done: mpsc::Sender<Committed>,
-    counters: Arc<IngestCounters>,
-    retention: Duration,
-    clock: Clock,
-    pace: Arc<Pace>,
-    abandon: Abandon,
-) -> std::io::Result<JoinHandle<()>> {
+/// The store thread's parts: the writer, its channels, and what it shares
+/// with the engine and the stop.
+pub struct Store {
+    pub writer: Writer,
+    /// The engine's batches, in order.
+    pub commits: mpsc::Receiver<Commit>,
+    /// What follows each stored group (acknowledgements first).
+    pub done: mpsc::Sender<Committed>,
+    pub counters: Arc<IngestCounters>,
+    pub retention: Duration,
+    pub clock: Clock,
+    pub pace: Arc<Pace>,
+    pub abandon: Abandon,
+}
+
+/// Start the store thread; it ends when the engine's channel closes or
+/// the stop abandons a commit the database cannot take.
+pub fn spawn(store_parts: Store) -> std::io::Result<JoinHandle<()>> {
+    let Store {
+        mut writer,
+        mut commits,
+        done,
+        counters,
+        retention,
+        clock,
+        pace,
+        abandon,
+    } = store_parts;
     let rt = Handle::current();
     std::thread::Builder::new()
         .name("picket-store".into())
