@@ -58,6 +58,8 @@ row "samples stored" samples
 row "points stored" points
 row "database size (bytes)" db_bytes
 row "bytes per point" bytes_per_point
+row "open (integrity check), cold cache, ms" open_cold_ms
+row "open (integrity check), warm cache, ms" open_warm_ms
 row "fill, points/s" fill_points_per_sec
 row "ingest (20 points/sample), samples/s" ingest_samples_per_sec
 row "ingest, points/s" ingest_points_per_sec

@@ -2,8 +2,8 @@
 //! (time order, every device in turn, 500 samples per transaction), then
 //! measures ingest into the full database, 24 h queries of one metric of one
 //! device (raw and in 5-minute steps, with a warm and a cold page cache),
-//! commit cost with `synchronous = FULL` and `NORMAL`, pruning, and the
-//! size on disk. Used by `bench/history-query.sh`; prints `key=value` lines.
+//! commit cost with `synchronous = FULL` and `NORMAL`, pruning, the
+//! size on disk and the time to open it (its integrity check). Used by `bench/history-query.sh`; prints `key=value` lines.
 //!
 //! A full fleet (1,000 devices x 20 metrics x 24 h every 10 s) is 173M
 //! points. `--targets` devices get all 20 metrics for the whole day; the
@@ -141,6 +141,19 @@ fn main() -> anyhow::Result<()> {
     println!("samples={}", fill.samples + live.samples);
     println!("points={points}");
     println!("bytes_per_point={:.1}", db_bytes as f64 / points as f64);
+
+    // Opening for writing runs SQLite's quick_check over the whole file
+    // (a damaged database is refused at start): its cost, from a cold and
+    // a warm page cache.
+    for cache in ["cold", "warm"] {
+        if cache == "cold" {
+            evict(&path)?;
+        }
+        let started = Instant::now();
+        let opened = history::open(&path)?;
+        println!("open_{cache}_ms={:.0}", ms(started.elapsed()));
+        drop(opened);
+    }
 
     let reader = Reader::open(&path)?;
     let from = end - DAY;

@@ -83,6 +83,10 @@ pub enum RunError {
 /// before leaving it to the broker's redelivery.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(2_500);
 
+/// The whole stop, at most: within systemd's patience and the 5 s an
+/// operator expects.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_millis(4_000);
+
 /// How long a stop waits for HTTP requests in progress.
 const HTTP_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -266,18 +270,27 @@ pub async fn run_with(
             abandon.cancel();
         }
     });
-    let _ = engine_task.await;
-    let _ = tokio::task::spawn_blocking(move || store.join()).await;
-    let _ = acks.await;
-    grace.abort();
-    stop_link.cancel();
-    let _ = link_task.await;
-    // The notifier's queue is closed now; give deliveries their grace.
-    stop_notify.cancel();
-    let _ = notifier_task.await;
-    // Requests still running (a slow client) do not hold the stop either.
-    if tokio::time::timeout(HTTP_GRACE, http).await.is_err() {
-        warn!("HTTP requests still open at stop: closed");
+    let stopping = async {
+        let _ = engine_task.await;
+        let _ = tokio::task::spawn_blocking(move || store.join()).await;
+        let _ = acks.await;
+        grace.abort();
+        stop_link.cancel();
+        let _ = link_task.await;
+        // The notifier's queue is closed now; give deliveries their grace
+        // (within what is left of STOP_LIMIT).
+        stop_notify.cancel();
+        let _ = notifier_task.await;
+        // Requests still running (a slow client) do not hold the stop.
+        if tokio::time::timeout(HTTP_GRACE, http).await.is_err() {
+            warn!("HTTP requests still open at stop: closed");
+        }
+    };
+    // Whatever still runs at the limit (a database call that blocks, a
+    // webhook that does not answer) is left behind: nothing that was not
+    // stored has been acknowledged, so nothing is lost by exiting.
+    if tokio::time::timeout(STOP_LIMIT, stopping).await.is_err() {
+        warn!(limit = ?STOP_LIMIT, "stop still unfinished at its limit: the rest is abandoned");
     }
     info!("stopped");
     match failure {

@@ -345,10 +345,10 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            report(runtime().and_then(|rt| {
-                rt.block_on(picket_collector::run(config, signal()))
-                    .context("collector failed")
-            }))
+            report(
+                block_on(picket_collector::run(config, signal()))
+                    .and_then(|r| r.context("collector failed")),
+            )
         }
         Command::Demo {
             devices,
@@ -361,10 +361,10 @@ fn main() -> ExitCode {
                 interval,
                 http,
             };
-            report(runtime().and_then(|rt| {
-                rt.block_on(picket_collector::demo::run(opts, signal()))
-                    .context("demo failed")
-            }))
+            report(
+                block_on(picket_collector::demo::run(opts, signal()))
+                    .and_then(|r| r.context("demo failed")),
+            )
         }
         Command::Simulate {
             devices,
@@ -393,10 +393,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            report(runtime().and_then(|rt| {
-                rt.block_on(picket_collector::simulate::cli::run(sim, signal()))
-                    .context("simulation failed")
-            }))
+            report(
+                block_on(picket_collector::simulate::cli::run(sim, signal()))
+                    .and_then(|r| r.context("simulation failed")),
+            )
         }
     }
 }
@@ -429,11 +429,18 @@ fn load(path: &Option<PathBuf>) -> Result<Config, ExitCode> {
 
 /// Multi-threaded: SQLite readers, the HTTP server and the MQTT loop share
 /// it; the store has its own thread.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Run `f` on a new multi-threaded runtime. The runtime is then shut down
+/// without waiting for blocking threads still running (a history query, a
+/// webhook call, a database call a stop left behind at its limit): the
+/// stop is bounded by the future alone.
+fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")
+        .context("cannot start the async runtime")?;
+    let out = rt.block_on(f);
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    Ok(out)
 }
 
 /// SIGTERM (systemd) or SIGINT (Ctrl-C).

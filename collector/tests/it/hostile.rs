@@ -571,3 +571,48 @@ async fn a_full_disk_stops_acknowledging_and_ingest_resumes_with_nothing_lost() 
     assert_eq!(dev["seq"]["received"], json!(n), "{dev}");
     eprintln!("pi-disk: {n} records, seqs 0..={last}, none lost or doubled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_collector_promptly_with_a_webhook_that_never_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A webhook server that takes the connection and never answers: the
+    // delivery waits for its 30 s timeout, the notifier's grace is 5 s.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hook_addr = hook.local_addr().expect("address");
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    std::thread::spawn({
+        let accepted = std::sync::Arc::clone(&accepted);
+        move || {
+            for s in hook.incoming().flatten() {
+                accepted.lock().expect("lock").push(s);
+            }
+        }
+    });
+    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let broker: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = format!(
+        "broker.listen = \"{broker}\"\nhttp.listen = \"{http}\"\nstorage.path = \"{}\"\n\
+         [webhook]\nurl = \"http://{hook_addr}/hook\"\ntimeout = \"30s\"\n\
+         [[rules]]\nname = \"temperature\"\nfor = \"1s\"\n",
+        dir.path().join("collector.db").display()
+    );
+    let (mut child, _) = spawn_collector(dir.path(), &config);
+    crate::harness::wait_listening(http).await;
+    crate::harness::wait_listening(broker).await;
+    let dev = crate::harness::Device::connect(broker, "pi-hot", "s1").await;
+    dev.birth().await;
+    let mut seq = 0;
+    let start = Instant::now();
+    while accepted.lock().expect("lock").is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no webhook call");
+        dev.telemetry(vec![dev.sample(seq, 90.0)]).await;
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = terminate(&mut child);
+    eprintln!("webhook hanging: stopped in {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "webhook hanging: stop took {took:?}"
+    );
+}

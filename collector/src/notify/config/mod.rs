@@ -15,8 +15,9 @@ use ureq::tls::{Certificate, PemItem, RootCerts, parse_pem};
 /// Notifications waiting per channel before new ones are dropped for it.
 pub const DEFAULT_QUEUE: usize = 64;
 
-/// How long in-flight deliveries may finish after shutdown is requested.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// How long in-flight deliveries may finish after shutdown is requested:
+/// part of the collector's whole stop, which stays under 5 s.
+pub const DEFAULT_GRACE: Duration = Duration::from_millis(1_500);
 
 /// The longest wait between two attempts, whatever `backoff` and the
 /// number of retries say.
