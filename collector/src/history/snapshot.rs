@@ -189,3 +189,36 @@ fn presence_row_at(
         session: r.get(first + 3)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(body: &[u8]) -> Vec<Result<(u64, &[u8]), &'static str>> {
+        journal_entries(body).collect()
+    }
+
+    #[test]
+    fn journal_bodies() {
+        assert_eq!(entries(&[]), vec![]);
+        assert_eq!(
+            entries(&[1, 2, 0xaa, 0xbb, 0x80, 0x01, 0]),
+            vec![Ok((1, &[0xaa, 0xbb][..])), Ok((128, &[][..]))]
+        );
+        // After an error, nothing more: the rest of the row is not trusted.
+        let table: [(&[u8], &str); 4] = [
+            (&[1], "truncated varint"),
+            (&[1, 3, 0xaa], "entry runs past the end"),
+            (&[0xff; 11], "varint overflows 64 bits"),
+            (
+                &[
+                    1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+                "entry runs past the end",
+            ),
+        ];
+        for (body, reason) in table {
+            assert_eq!(entries(body), vec![Err(reason)], "{body:02x?}");
+        }
+    }
+}

@@ -127,10 +127,25 @@ fn a_damaged_database_is_a_clear_error_and_never_replaced() {
     }
     drop(writer);
     // Everything in the database file (no WAL left after a clean close),
-    // then a page in the middle overwritten, as a bad sector would.
+    // then the device dictionary's root page overwritten, as a bad sector
+    // would.
+    let (root, page): (i64, i64) = {
+        let conn = Connection::open(&path).expect("sqlite");
+        let root = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_schema WHERE name = 'device'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("root page");
+        let page = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .expect("page size");
+        (root, page)
+    };
+    let (root, page) = (root as usize, page as usize);
     let mut bytes = std::fs::read(&path).expect("read");
-    assert!(bytes.len() > 4 * 4096, "{} bytes", bytes.len());
-    for b in &mut bytes[2 * 4096..3 * 4096] {
+    for b in &mut bytes[(root - 1) * page..root * page] {
         *b = 0x5a;
     }
     std::fs::write(&path, &bytes).expect("damage");
