@@ -79,7 +79,7 @@ UNEXPECTED=()
 
 ours() { # ours PID: a live child of this shell (not yet a zombie)
     local stat state ppid
-    { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
     read -r state ppid _ <<<"${stat##*) }"
     [[ $state != Z && $ppid == "$$" ]]
 }
@@ -110,6 +110,8 @@ gauntlet_cleanup() {
     done
     for name in "${!PIDS[@]}"; do wait "${PIDS[$name]}" 2>/dev/null || true; done
     for m in "${MOUNTS[@]}"; do
+        # A kept run keeps the agents' queues too (their tmpfs goes).
+        [[ ${BENCH_KEEP:-} == 1 ]] && cp -a "$m" "$m.kept" 2>/dev/null
         umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done
     bench_cleanup
@@ -234,6 +236,14 @@ python3 bench/gauntlet_plan.py --seed "$SEED" --faults "$FAULTS" --agents "$AGEN
 
 broker_start
 collector_start
+# The collector's session must exist before the first record is published:
+# the broker keeps nothing for a subscriber it has never seen.
+for ((k = 0; k < 300; k++)); do
+    [[ $(metric picket_broker_connected || true) == 1 ]] && break
+    sleep 0.1
+done
+[[ $(metric picket_broker_connected || true) == 1 ]] || die "the collector did not connect (see $T/collector.log)"
+sleep 1
 for ((i = 0; i < AGENTS; i++)); do
     agent_setup "$i"
     agent_start "$i"
@@ -243,14 +253,19 @@ sleep 5
 
 declare -A UP=([broker]=1 [collector]=1)
 for ((i = 0; i < AGENTS; i++)); do UP[agent$i]=1; done
-# Restart whatever died without being asked to (an agent that cannot open
-# its queue on a full disk exits, as it would under systemd).
+# Restart whatever died without being asked to, at most once a second
+# each, as systemd would (an agent that cannot open its queue on a full
+# disk exits with status 1).
+declare -A RESTARTED=()
 supervise() {
-    local name pid rc
+    local name pid rc now
     for name in "${!UP[@]}"; do
         [[ ${UP[$name]} == 1 ]] || continue
         pid=${PIDS[$name]:-}
         [[ -n $pid ]] && ours "$pid" && continue
+        now=${EPOCHREALTIME%.*}
+        (( now > ${RESTARTED[$name]:-0} )) || continue
+        RESTARTED[$name]=$now
         rc=0
         [[ -n $pid ]] && { wait "$pid" 2>/dev/null || rc=$?; }
         UNEXPECTED+=("$(printf '%.1f' "$(elapsed)") $name exited with status $rc")
@@ -295,7 +310,7 @@ while read -r when action arg1 arg2 <&3; do
     if (( done_actions % 200 == 0 )); then
         log "$(elapsed)s: $done_actions actions, ${#UNEXPECTED[@]} unexpected exits"
     fi
-done 3<"$T/plan"
+done 3<"$T/plan" 2> >(grep -v ' Killed  ' >&2) # bash's notes on the processes we SIGKILLed
 FAULT_SECS=$(elapsed)
 supervise
 log "faults over after ${FAULT_SECS}s; draining"
@@ -303,20 +318,25 @@ log "faults over after ${FAULT_SECS}s; draining"
 # --- drain ----------------------------------------------------------------
 # Every fault is repaired by now (the plan ends each one); only the clocks
 # keep their last offsets. Wait for every agent's queue to be empty and
-# connected, then for the collector to stop receiving.
+# connected (the collector has what the broker holds for it after the
+# agents stop).
 DRAIN_START=$EPOCHREALTIME
+# (An agent samples every second: a record or two younger than 3 s is the
+# steady state, not a backlog.)
 drained() {
     local i s
     for ((i = 0; i < AGENTS; i++)); do
-        s=$(agent_status "$i") || return 1
-        python3 -c 'import json, sys
+        s=$(agent_status "$i") || { DRAIN_WAITS_FOR="agent$i: no status"; return 1; }
+        DRAIN_WAITS_FOR="agent$i: $(python3 -c 'import json, sys
 s = json.loads(sys.argv[1])
-sys.exit(0 if s["queue_records"] == 0 and s["link"] == "connected" else 1)' "$s" || return 1
+print(s["link"], s["queue_records"], "records, oldest", s["oldest_unsent_ms"], "ms old")
+sys.exit(0 if s["link"] == "connected" and (s["oldest_unsent_ms"] or 0) < 3000 else 1)' "$s")" || return 1
     done
 }
-for ((k = 0; k < 600; k++)); do
+for ((k = 1; k <= 600; k++)); do
     supervise
     drained && break
+    (( k % 20 == 0 )) && log "draining: waiting for $DRAIN_WAITS_FOR"
     sleep 0.5
 done
 drained || die "the agents' queues did not drain within 5 minutes (see $T)"
@@ -335,11 +355,11 @@ quiet() { # until the collector has stored nothing new for 5 s
     done
     (( still >= 10 )) || die "the collector did not settle (see $T/collector.log)"
 }
-quiet
 DRAIN_SECS=$(awk -v a="$DRAIN_START" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
 
 # Clean stops: each agent sends its agent_stopping event and closes its
-# queue (exact next seq in its meta file); the collector stores that too.
+# queue (exact next seq in its meta file); then the collector stores
+# whatever the broker still holds and goes quiet.
 for ((i = 0; i < AGENTS; i++)); do UP[agent$i]=0; done
 for ((i = 0; i < AGENTS; i++)); do signal_and_wait "agent$i" TERM 10; done
 quiet
@@ -368,7 +388,9 @@ printf 'faults by kind:'
 awk '{printf " %s %s,", $1, $2}' "$T/plan.kinds" | sed 's/,$//'
 printf '\nproxy: %s cuts, %s stalls handled; unexpected exits: %d\n' \
     "$(grep -c ' cut ' "$T/proxy.log" || true)" "$(grep -c ' stall ' "$T/proxy.log" || true)" "${#UNEXPECTED[@]}"
-for u in "${UNEXPECTED[@]}"; do printf '  %s s: %s\n' "${u%% *}" "${u#* }"; done
+# Grouped ("agent2 exited with status 1: 17 times"); each one is in faults.log.
+for u in "${UNEXPECTED[@]}"; do echo "${u#* }"; done | sort | uniq -c |
+    awk '{n = $1; $1 = ""; printf "  %s: %d times\n", substr($0, 2), n}'
 printf 'duplicates counted by the collector (/metrics, summed over its %d lifetimes): %d\n\n' \
     "$(( $(grep -c ' collector_start' "$T/faults.log" || true) + 1 ))" "$DUPS_METRICS"
 rc=0

@@ -19,8 +19,9 @@ here: that loss is by design and only visible as a gap in time.
 
 Per device: assigned = [0, next_floor) minus the declared ranges; a seq
 assigned and acknowledged (<= acked) but in none of `sample`,
-`sample_new`, `event` is lost; assigned above `acked` is still pending in
-the agent's queue (not lost: the next run sends it); rows beyond the
+`sample_new`, `event` is lost; assigned above `acked`, not stored and
+found in a valid frame of the agent's segment files is pending (not
+lost: the next run sends it), and lost if it is not there; rows beyond the
 count of distinct seqs are stored twice; a stored seq that was never
 assigned is a phantom. Exit 1 on any loss, double store, phantom, cap
 drop or quarantine.
@@ -32,6 +33,7 @@ import re
 import sqlite3
 import struct
 import sys
+import zlib
 from pathlib import Path
 
 
@@ -49,6 +51,23 @@ def read_meta(path):
         "dropped": dropped,
         "quarantined": quarantined,
     }
+
+
+def queued_seqs(qdir):
+    """The seqs of the valid frames in the queue's segment files (format in
+    agent/src/queue/segment.rs): what the agent still holds to send."""
+    seqs = set()
+    for seg in sorted(Path(qdir).glob("*.seg")):
+        b = seg.read_bytes()
+        off = 20
+        while off + 25 <= len(b):
+            (length, crc) = struct.unpack_from("<II", b, off)
+            end = off + 25 + length
+            if end > len(b) or zlib.crc32(b[off : off + 4] + b[off + 8 : end]) != crc:
+                break
+            seqs.add(struct.unpack_from("<Q", b, off + 8)[0])
+            off = end
+    return seqs
 
 
 def ranges(seqs):
@@ -92,7 +111,8 @@ def main():
         if not m["clean"]:
             problems.append(f"{dev}: the queue was not closed cleanly: its next seq is not exact")
         declared = []
-        for line in Path(log).read_text(errors="replace").splitlines():
+        text = re.sub(r"\x1b\[[0-9;]*m", "", Path(log).read_text(errors="replace"))
+        for line in text.splitlines():
             if "sequence numbers skipped" in line:
                 f = re.search(r"from=(\d+)", line)
                 t = re.search(r"to=(\d+)", line)
@@ -121,8 +141,11 @@ def main():
             skipped.update(range(f, t))
         acked = m["acked"] if m["acked"] is not None else -1
         assigned = [s for s in range(m["next"]) if s not in skipped]
-        lost = [s for s in assigned if s <= acked and s not in counts]
-        pending = [s for s in assigned if s > acked]
+        # Above the ack cursor and not stored: still queued on the agent's
+        # disk (sent by its next run), or lost if its queue does not hold it.
+        queued = queued_seqs(qdir)
+        lost = [s for s in assigned if s not in counts and (s <= acked or s not in queued)]
+        pending = [s for s in assigned if s > acked and s not in counts and s in queued]
         phantom = sorted(s for s in counts if s >= m["next"] or s in skipped)
         dup_rows = sum(n - 1 for n in counts.values() if n > 1)
         twice = sorted(s for s, n in counts.items() if n > 1)
@@ -157,7 +180,7 @@ def main():
                 f"{m['quarantined']} segments: their records are lost"
             )
         if pending:
-            details.append(f"{dev}: pending in its queue after the clean stop: {fmt_ranges(ranges(pending))}")
+            details.append(f"{dev}: still in its queue after the clean stop: {fmt_ranges(ranges(pending))}")
         v = view.get(dev)
         if v and v.get("missing"):
             details.append(f"{dev}: the collector counts {v['missing']} missing: {v.get('missing_ranges')}")
