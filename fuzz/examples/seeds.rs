@@ -64,8 +64,16 @@ fn device() -> DeviceId {
 }
 
 fn both<T: serde::Serialize>(out: &mut Out, target: &str, name: &str, msg: &T) {
-    out.put(target, &format!("{name}.cbor"), &encode(msg, Format::Cbor).expect("cbor"));
-    out.put(target, &format!("{name}.json"), &encode(msg, Format::Json).expect("json"));
+    out.put(
+        target,
+        &format!("{name}.cbor"),
+        &encode(msg, Format::Cbor).expect("cbor"),
+    );
+    out.put(
+        target,
+        &format!("{name}.json"),
+        &encode(msg, Format::Json).expect("json"),
+    );
 }
 
 fn protocol(out: &mut Out) {
@@ -79,12 +87,19 @@ fn protocol(out: &mut Out) {
             let t = sim.tick(NOW + tick * 10_000);
             let batches = enc.encode(t.records, tick == 2).expect("encode");
             for (n, (_, bytes)) in batches.into_iter().enumerate() {
-                out.put("protocol_decode", &format!("sim-{format:?}-{tick}-{n}"), &bytes);
+                out.put(
+                    "protocol_decode",
+                    &format!("sim-{format:?}-{tick}-{n}"),
+                    &bytes,
+                );
             }
         }
         let stop = sim.stopping(NOW + 40_000);
         let batch = enc
-            .encode(vec![picket_collector::simulate::device::Record::Event(stop)], false)
+            .encode(
+                vec![picket_collector::simulate::device::Record::Event(stop)],
+                false,
+            )
             .expect("encode");
         for (_, bytes) in batch {
             out.put("protocol_decode", &format!("sim-{format:?}-stop"), &bytes);
@@ -193,7 +208,12 @@ fn signed_commands() -> Vec<Command> {
 
 fn commands(out: &mut Out) {
     for (i, cmd) in signed_commands().iter().enumerate() {
-        both(out, "command_envelope", &format!("{}-{i}", cmd.action.name()), cmd);
+        both(
+            out,
+            "command_envelope",
+            &format!("{}-{i}", cmd.action.name()),
+            cmd,
+        );
     }
     let mut unsigned = signed_commands().swap_remove(0);
     unsigned.sig = None;
@@ -206,7 +226,9 @@ fn pack(settings: u8, dir: &Path, hot: Option<&Path>, ops: &[u8]) -> Vec<u8> {
     let mut input = vec![settings];
     for (tag, d) in [(TAG_DIR, Some(dir)), (TAG_HOT, hot)] {
         let Some(d) = d else { continue };
-        let Ok(entries) = fs::read_dir(d) else { continue };
+        let Ok(entries) = fs::read_dir(d) else {
+            continue;
+        };
         let mut names: Vec<_> = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -273,7 +295,12 @@ fn queue(out: &mut Out) {
             drop(q);
         }
         let settings = u8::from(hot) * SETTING_HOT | u8::from(closed) * SETTING_CLOSE;
-        let packed = pack(settings, &dir, hot.then_some(hot_dir.as_path()), &[3, 0x41, 7, 0x80]);
+        let packed = pack(
+            settings,
+            &dir,
+            hot.then_some(hot_dir.as_path()),
+            &[3, 0x41, 7, 0x80],
+        );
         out.put("queue_recover", &format!("queue-{i}"), &packed);
     }
 }
@@ -282,17 +309,30 @@ fn journal(out: &mut Out) {
     let scratch = picket_fuzz::scratch();
     let mut j = Journal::open(scratch.path(), 16, 0).expect("journal");
     for i in 0..6u64 {
-        j.record(&format!("c-{i}"), 100 + i, 500 + i * 200, 0).expect("record");
+        j.record(&format!("c-{i}"), 100 + i, 500 + i * 200, 0)
+            .expect("record");
     }
     drop(j);
     let file = fs::read(scratch.path().join("journal")).expect("read");
     // Settings byte: capacity 16, time 0; then capacity 4 at 700 ms, which
     // expires some and compacts.
-    out.put("command_journal", "appended", &[&[0x0f][..], &file].concat());
-    out.put("command_journal", "expiring", &[&[0x73][..], &file].concat());
+    out.put(
+        "command_journal",
+        "appended",
+        &[&[0x0f][..], &file].concat(),
+    );
+    out.put(
+        "command_journal",
+        "expiring",
+        &[&[0x73][..], &file].concat(),
+    );
     let _ = Journal::open(scratch.path(), 16, 700).expect("compact");
     let file = fs::read(scratch.path().join("journal")).expect("read");
-    out.put("command_journal", "compacted", &[&[0x0f][..], &file].concat());
+    out.put(
+        "command_journal",
+        "compacted",
+        &[&[0x0f][..], &file].concat(),
+    );
     out.put(
         "command_journal",
         "torn",
@@ -364,7 +404,12 @@ fn collector(out: &mut Out) {
     // A state row of an online device with learnt clock offsets, written
     // by serde as the engine stores it.
     let mut presence = Seen::default();
-    presence.apply(Input::Birth { session: "0123456789abcdef" }, NOW);
+    presence.apply(
+        Input::Birth {
+            session: "0123456789abcdef",
+        },
+        NOW,
+    );
     presence.apply(Input::Message, NOW + 5_000);
     let busy = Persisted {
         seq: trackers[1].clone(),

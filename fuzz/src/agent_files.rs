@@ -30,7 +30,11 @@ pub fn journal(data: &[u8]) {
     drop(j);
     // Opening compacted what needed it: a second open sees the same.
     let mut j = Journal::open(dir, max, now).expect("reopen");
-    assert_eq!((j.len(), j.floor()), (len, floor), "reopen changed the journal");
+    assert_eq!(
+        (j.len(), j.floor()),
+        (len, floor),
+        "reopen changed the journal"
+    );
 
     let mut recorded = Vec::new();
     for (i, id) in IDS.iter().enumerate() {
@@ -88,10 +92,16 @@ pub fn update_state(data: &[u8]) {
                 Launch::Exec(i) => {
                     let from_trial = before.trial.as_ref().is_some_and(|t| t.to == i);
                     let current = s.current.as_ref() == Some(&i);
-                    assert!(from_trial || current, "launch runs {i:?}, neither trial nor current");
+                    assert!(
+                        from_trial || current,
+                        "launch runs {i:?}, neither trial nor current"
+                    );
                 }
             }
-            assert!(s.trial.is_none() || before.trial.is_some(), "launch made a trial");
+            assert!(
+                s.trial.is_none() || before.trial.is_some(),
+                "launch made a trial"
+            );
             round_trip(&s);
             let _ = s.commit(own);
             let _ = s.fail(own, "failed".into());
@@ -107,7 +117,11 @@ pub fn update_state(data: &[u8]) {
         for other in versions.iter().take(6) {
             let _ = version::is_valid(other);
             let ab = version::compare(own, other);
-            assert_eq!(ab.reverse(), version::compare(other, own), "{own} vs {other}");
+            assert_eq!(
+                ab.reverse(),
+                version::compare(other, own),
+                "{own} vs {other}"
+            );
             if own == other {
                 assert_eq!(ab, Ordering::Equal);
             }
@@ -115,7 +129,12 @@ pub fn update_state(data: &[u8]) {
     }
 
     let mut s = state.clone();
-    s.install("u1", Installed::named("9.9.9"), "1.0.0", Some(Installed::named("1.0.0")));
+    s.install(
+        "u1",
+        Installed::named("9.9.9"),
+        "1.0.0",
+        Some(Installed::named("1.0.0")),
+    );
     round_trip(&s);
     for keep in 0..3 {
         let mut s = state.clone();

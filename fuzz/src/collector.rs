@@ -27,9 +27,21 @@ pub fn seq_tracker(data: &[u8]) {
 /// After each: the holes stay ordered, disjoint and below the mark, the
 /// counts add up, and the encoding round-trips.
 fn exercise(mut t: SeqTracker) {
-    let mut seqs = vec![0, 1, t.last, t.last.saturating_add(1), t.last.saturating_add(5)];
+    let mut seqs = vec![
+        0,
+        1,
+        t.last,
+        t.last.saturating_add(1),
+        t.last.saturating_add(5),
+    ];
     for &(a, b) in t.missing_ranges().iter().take(8) {
-        seqs.extend([a, b, a + (b - a) / 2, a.saturating_sub(1), b.saturating_add(1)]);
+        seqs.extend([
+            a,
+            b,
+            a + (b - a) / 2,
+            a.saturating_sub(1),
+            b.saturating_add(1),
+        ]);
     }
     let skips: Vec<(u64, u64)> = t
         .missing_ranges()
@@ -41,9 +53,9 @@ fn exercise(mut t: SeqTracker) {
         let before = t.clone();
         let (seen, gap) = t.observe(seq);
         match seen {
-            Seen::New => assert_eq!(t.received, before.received + 1),
+            Seen::New => assert_eq!(t.received, before.received.saturating_add(1)),
             Seen::Duplicate => {
-                assert_eq!(t.duplicates, before.duplicates + 1);
+                assert_eq!(t.duplicates, before.duplicates.saturating_add(1));
                 assert!(gap.is_none());
             }
         }
@@ -63,7 +75,11 @@ fn exercise(mut t: SeqTracker) {
 fn check(t: &SeqTracker) {
     let mut floor = 0u64;
     for &(a, b) in t.missing_ranges() {
-        assert!(a >= floor && a <= b && b < t.last, "{:?}", t.missing_ranges());
+        assert!(
+            a >= floor && a <= b && b < t.last,
+            "{:?}",
+            t.missing_ranges()
+        );
         floor = b.saturating_add(2);
     }
     let mut bytes = Vec::new();
@@ -138,7 +154,10 @@ pub fn history_body(data: &[u8]) {
     };
     let mut body = Vec::new();
     encode(&points, &mut body).expect("decoded points encode");
-    assert!(body.len() <= data.len(), "the encoder's forms are the shortest");
+    assert!(
+        body.len() <= data.len(),
+        "the encoder's forms are the shortest"
+    );
     let back: Vec<(u64, f64)> = Entries::new(&body)
         .collect::<Result<_, _>>()
         .expect("own body decodes");

@@ -2,9 +2,7 @@
 
 use picket_agent::commands::admit::{Context, admit};
 use picket_protocol::signing::{self, PrivateKey};
-use picket_protocol::{
-    Action, Command, DEFAULT_MAX_PAYLOAD, DeviceId, Format, decode, encode,
-};
+use picket_protocol::{Action, Command, DEFAULT_MAX_PAYLOAD, DeviceId, Format, decode, encode};
 
 /// The key the seed corpus signs with (`seeds` example): mutations of a
 /// seed start from envelopes that pass the signature check.

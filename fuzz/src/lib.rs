@@ -23,7 +23,9 @@ use std::path::Path;
 pub fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     let dir = if shm.is_dir() {
-        tempfile::Builder::new().prefix("picket-fuzz-").tempdir_in(shm)
+        tempfile::Builder::new()
+            .prefix("picket-fuzz-")
+            .tempdir_in(shm)
     } else {
         tempfile::Builder::new().prefix("picket-fuzz-").tempdir()
     };

@@ -99,7 +99,10 @@ fn fix_segment_crcs(b: &mut [u8]) {
     let mut pos = SEGMENT_HEADER;
     while pos + FRAME_HEADER <= b.len() {
         let len = u32::from_le_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]) as usize;
-        let Some(end) = (pos + FRAME_HEADER).checked_add(len).filter(|&e| e <= b.len()) else {
+        let Some(end) = (pos + FRAME_HEADER)
+            .checked_add(len)
+            .filter(|&e| e <= b.len())
+        else {
             return;
         };
         let crc = crc32(&[&b[pos..pos + 4], &b[pos + 8..end]].concat());
@@ -157,7 +160,12 @@ fn read_all(q: &mut Queue) -> Model {
     let mut previous = None;
     for r in records {
         assert!(previous.is_none_or(|p| r.seq > p), "seqs ascend");
-        assert!(r.seq < q.next_seq(), "seq {} not below next {}", r.seq, q.next_seq());
+        assert!(
+            r.seq < q.next_seq(),
+            "seq {} not below next {}",
+            r.seq,
+            q.next_seq()
+        );
         previous = Some(r.seq);
         out.insert(r.seq, (r.kind, r.payload));
     }
@@ -235,7 +243,11 @@ pub fn run(data: &[u8]) {
             _ => q.sync().expect("sync"),
         }
     }
-    assert_eq!(read_all(&mut q), model, "records after the appends and acks");
+    assert_eq!(
+        read_all(&mut q),
+        model,
+        "records after the appends and acks"
+    );
     let next = q.next_seq();
     let closed = input.settings & SETTING_CLOSE != 0;
     if closed {
@@ -248,7 +260,10 @@ pub fn run(data: &[u8]) {
     // (after a crash, maybe some acknowledged ones again).
     let (mut q, report) = Queue::open(cfg, BOOT).expect("reopen");
     assert_eq!(report.truncated_bytes, 0, "reopen truncated: {report:?}");
-    assert!(report.quarantined.is_empty(), "reopen quarantined: {report:?}");
+    assert!(
+        report.quarantined.is_empty(),
+        "reopen quarantined: {report:?}"
+    );
     assert_eq!(q.next_seq(), next, "next seq after reopen");
     let back = read_all(&mut q);
     if closed {

@@ -22,6 +22,7 @@ pub enum Seen {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Unchecked")]
 pub struct SeqTracker {
     /// Highest sequence number received; meaningful once `received > 0`
     /// (0 is a sequence number like any other: a fresh agent's first).
@@ -32,6 +33,31 @@ pub struct SeqTracker {
     pub duplicates: u64,
     /// Missing ranges below `last`, inclusive, ascending, disjoint.
     missing: Vec<(u64, u64)>,
+}
+
+/// The serde form of a [`SeqTracker`], checked on the way in: a device's
+/// state row comes back from the database, and `observe` and `missing`
+/// rely on the ranges' order (a reversed one overflowed `missing`).
+#[derive(Deserialize)]
+struct Unchecked {
+    last: u64,
+    received: u64,
+    duplicates: u64,
+    missing: Vec<(u64, u64)>,
+}
+
+impl TryFrom<Unchecked> for SeqTracker {
+    type Error = &'static str;
+
+    fn try_from(u: Unchecked) -> Result<Self, Self::Error> {
+        let t = SeqTracker {
+            last: u.last,
+            received: u.received,
+            duplicates: u.duplicates,
+            missing: u.missing,
+        };
+        t.check().map(|()| t)
+    }
 }
 
 /// A hole found in the sequence: `from..=to` did not arrive (yet).
@@ -67,7 +93,9 @@ impl SeqTracker {
                 }
             }
             self.last = seq;
-            self.received += 1;
+            // Saturating, here and below: the counts come back from the
+            // database, where a damaged journal value may hold u64::MAX.
+            self.received = self.received.saturating_add(1);
             return (Seen::New, gap);
         }
         // At or below the high-water mark: new only if it fills a hole.
@@ -85,11 +113,11 @@ impl SeqTracker {
                         self.missing.insert(i + 1, (seq + 1, b));
                     }
                 }
-                self.received += 1;
+                self.received = self.received.saturating_add(1);
                 (Seen::New, None)
             }
             None => {
-                self.duplicates += 1;
+                self.duplicates = self.duplicates.saturating_add(1);
                 (Seen::Duplicate, None)
             }
         }
@@ -157,27 +185,40 @@ impl SeqTracker {
         if n > MAX_RANGES as u64 {
             return None;
         }
-        // Nothing received: nothing can be known missing either.
-        if received == 0 && (last != 0 || n != 0) {
-            return None;
-        }
         let mut missing = Vec::with_capacity(n as usize);
-        let mut floor = 0;
         for _ in 0..n {
             let a = next()?;
-            let b = a.checked_add(next()?)?;
-            if a < floor || b >= last {
-                return None;
-            }
-            missing.push((a, b));
-            floor = b.checked_add(2)?;
+            missing.push((a, a.checked_add(next()?)?));
         }
-        (at == bytes.len()).then_some(SeqTracker {
+        let t = SeqTracker {
             last,
             received,
             duplicates,
             missing,
-        })
+        };
+        (at == bytes.len() && t.check().is_ok()).then_some(t)
+    }
+
+    /// What `observe` keeps true: nothing missing before a record arrived;
+    /// at most [`MAX_RANGES`] ranges, ascending, disjoint, not adjacent and
+    /// below `last`.
+    fn check(&self) -> Result<(), &'static str> {
+        if self.received == 0 && (self.last != 0 || !self.missing.is_empty()) {
+            return Err("nothing received, yet a high-water mark or missing ranges");
+        }
+        if self.missing.len() > MAX_RANGES {
+            return Err("more missing ranges than are kept");
+        }
+        let mut floor = 0u64;
+        for &(a, b) in &self.missing {
+            if a < floor || b < a || b >= self.last {
+                return Err("missing ranges out of order or not below the last seq");
+            }
+            // Saturating: a range may end at u64::MAX - 1, below a last
+            // of u64::MAX, and nothing can follow it.
+            floor = b.saturating_add(2);
+        }
+        Ok(())
     }
 }
 
@@ -458,5 +499,56 @@ mod tests {
                 prop_assert_eq!(t.missing(), missing);
             }
         }
+    }
+
+    /// Found by the `seq_tracker` fuzz target: a journal value whose
+    /// counts are at their limit decodes, and an arrival must not overflow
+    /// them.
+    #[test]
+    fn counts_at_their_limit_saturate() {
+        let bytes = [
+            0x44, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0xef, 0xfb, 0x00,
+            0x00,
+        ];
+        let mut t = SeqTracker::decode(&bytes).expect("decodes");
+        assert_eq!((t.last, t.received), (0x44, u64::MAX));
+        assert_eq!(t.observe(0x45), (Seen::New, None));
+        assert_eq!(t.received, u64::MAX);
+        t.duplicates = u64::MAX;
+        assert_eq!(t.observe(0x45), (Seen::Duplicate, None));
+        assert_eq!(t.duplicates, u64::MAX);
+    }
+
+    /// Found by the `fleet_state` fuzz target: a state row's tracker is
+    /// checked like a journal value, so a reversed range cannot overflow
+    /// `missing`.
+    #[test]
+    fn stored_state_is_checked() {
+        let ok = r#"{"last":9,"received":5,"duplicates":0,"missing":[[2,3],[5,7]]}"#;
+        assert!(serde_json::from_str::<SeqTracker>(ok).is_ok());
+        for bad in [
+            r#"{"last":9,"received":5,"duplicates":0,"missing":[[4,2]]}"#,
+            r#"{"last":9,"received":5,"duplicates":0,"missing":[[5,7],[2,3]]}"#,
+            r#"{"last":9,"received":5,"duplicates":0,"missing":[[2,3],[4,5]]}"#,
+            r#"{"last":9,"received":5,"duplicates":0,"missing":[[2,9]]}"#,
+            r#"{"last":9,"received":0,"duplicates":0,"missing":[]}"#,
+        ] {
+            assert!(serde_json::from_str::<SeqTracker>(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A hole right below `u64::MAX` encodes and decodes like any other.
+    #[test]
+    fn a_hole_below_the_last_seq_round_trips() {
+        let mut t = SeqTracker::default();
+        t.observe(u64::MAX - 3);
+        t.observe(u64::MAX);
+        assert_eq!(
+            t.missing_ranges(),
+            &[(0, u64::MAX - 4), (u64::MAX - 2, u64::MAX - 1)]
+        );
+        let mut bytes = Vec::new();
+        t.encode(&mut bytes);
+        assert_eq!(SeqTracker::decode(&bytes), Some(t));
     }
 }
