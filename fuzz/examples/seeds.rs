@@ -294,7 +294,7 @@ fn queue(out: &mut Out) {
         } else {
             drop(q);
         }
-        let settings = u8::from(hot) * SETTING_HOT | u8::from(closed) * SETTING_CLOSE;
+        let settings = (u8::from(hot) * SETTING_HOT) | (u8::from(closed) * SETTING_CLOSE);
         let packed = pack(
             settings,
             &dir,
