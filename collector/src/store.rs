@@ -259,8 +259,10 @@ fn store(
                 recovered(counters, &mut delay);
             }
             Err(e) => {
-                // Only the store itself fails a salvage (each row has its
-                // own savepoint): retried like any store failure.
+                // Each row of a message has its own savepoint, so only the
+                // store itself fails a salvage (or a bug in what the engine
+                // writes unguarded: the journal, a forget): retried like a
+                // store failure, shown on /healthz, nothing acknowledged.
                 IngestCounters::add(&counters.commit_errors, 1);
                 error!(error = %e, retry_in = ?delay, "the database cannot store; nothing is acknowledged until it can");
                 counters.set_store_failure(Some(e.to_string()));
