@@ -519,9 +519,8 @@ mod tests {
         assert_eq!(t.duplicates, u64::MAX);
     }
 
-    /// Found by the `fleet_state` fuzz target: a state row's tracker is
-    /// checked like a journal value, so a reversed range cannot overflow
-    /// `missing`.
+    /// A state row's tracker is checked like a journal value, so a
+    /// reversed range cannot overflow `missing`.
     #[test]
     fn stored_state_is_checked() {
         let ok = r#"{"last":9,"received":5,"duplicates":0,"missing":[[2,3],[5,7]]}"#;
