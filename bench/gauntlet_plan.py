@@ -49,14 +49,19 @@ def main():
     p.add_argument("--faults", type=int, required=True)
     p.add_argument("--agents", type=int, required=True)
     p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--exclude", default="", help="kinds left out, comma-separated")
     a = p.parse_args()
+    excluded = {k for k in a.exclude.split(",") if k}
+    unknown = excluded - set(KINDS)
+    if unknown or excluded == set(KINDS):
+        sys.exit(f"--exclude: unknown kinds {sorted(unknown)} or nothing left")
     rng = random.Random(a.seed)
     gap = a.seconds / a.faults
     busy = {}  # resource -> time it is repaired
     clock = [0] * a.agents  # each agent's offset, seconds
     actions = []
-    counts = {k: 0 for k in KINDS}
-    kinds, weights = list(KINDS), list(KINDS.values())
+    counts = {k: 0 for k in KINDS if k not in excluded}
+    kinds, weights = list(counts), [KINDS[k] for k in counts]
     t = 0.0
     for _ in range(a.faults):
         # Exponential gaps: faults sometimes come in quick succession.
