@@ -22,6 +22,17 @@ use picket_protocol::{
     State, Telemetry, Thermal, VERSION,
 };
 
+/// The value of the first `/metrics` line starting with `line_start`
+/// (0 when there is none).
+pub fn counter(metrics: &str, line_start: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 pub fn free_port() -> u16 {
     let l = StdListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()

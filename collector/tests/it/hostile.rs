@@ -17,7 +17,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
 use crate::commands::stack::Stack;
-use crate::harness::{free_port, now_ms};
+use crate::harness::{counter, free_port, now_ms};
 
 const COLLECTOR: &str = env!("CARGO_BIN_EXE_picket-collector");
 
@@ -117,15 +117,6 @@ impl Hostile {
             .await
             .unwrap_or_else(|_| panic!("no PUBACK for {topic}"));
     }
-}
-
-fn counter(metrics: &str, line_start: &str) -> u64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 async fn metrics(stack: &Stack) -> String {
@@ -453,6 +444,19 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Wait (30 s at most) until `/healthz` answers `code`; its body.
+async fn healthz(stack: &Stack, code: u16) -> Value {
+    let mut last = (0, Value::Null);
+    for _ in 0..600 {
+        last = stack.get("/healthz").await;
+        if last.0 == code {
+            return last.1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("/healthz never answered {code}: last {} {}", last.0, last.1);
+}
+
 /// What the agent assigned (0 to the last stored seq, every one) against
 /// the database: nothing missing, nothing twice.
 fn reconcile(db: &Path, device: &str) -> (usize, u64) {
@@ -487,16 +491,7 @@ async fn a_full_disk_stops_acknowledging_and_ingest_resumes_with_nothing_lost() 
     // The disk fills: commits fail, /healthz says why, nothing is
     // acknowledged (the broker keeps the messages for the session).
     let filler = fs.fill();
-    let mut health = Value::Null;
-    let mut code = 0;
-    for _ in 0..600 {
-        (code, health) = stack.get("/healthz").await;
-        if code == 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(code, 503, "{health}");
+    let health = healthz(&stack, 503).await;
     assert_eq!(health["status"], "database failing", "{health}");
     assert!(
         health["store_error"]
@@ -523,26 +518,12 @@ async fn a_full_disk_stops_acknowledging_and_ingest_resumes_with_nothing_lost() 
 
     // Space returns: ingest resumes by itself.
     std::fs::remove_file(&filler).expect("free the space");
-    for _ in 0..600 {
-        (code, health) = stack.get("/healthz").await;
-        if code == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(code, 200, "{health}");
+    healthz(&stack, 200).await;
 
     // SIGTERM while the database cannot store: prompt, and what it held
     // arrives again after the restart.
     let filler = fs.fill();
-    for _ in 0..600 {
-        (code, health) = stack.get("/healthz").await;
-        if code == 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(code, 503, "{health}");
+    healthz(&stack, 503).await;
     let (took, exit) = stack.terminate_collector();
     eprintln!("disk full: stopped in {took:?}");
     assert!(

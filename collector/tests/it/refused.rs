@@ -1,16 +1,7 @@
 //! Bad payloads on every topic: the collector keeps serving, counts each
 //! under its reason, and `/metrics` stays valid Prometheus text.
 
-use crate::harness::{Collector, Device, Mosquitto, Setup};
-
-fn counter(metrics: &str, line_start: &str) -> u64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
+use crate::harness::{Collector, Device, Mosquitto, Setup, counter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_counted_and_nothing_stops() {
