@@ -141,7 +141,12 @@ pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
 /// replaced while the process runs). False when either cannot be looked at.
 pub fn runs_from(file: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (fs::metadata("/proc/self/exe"), fs::metadata(file)) {
+    // Opened, not stat'ed: the open reaches the running binary on any
+    // kernel, and also under user-mode emulation (qemu-user, where the
+    // agent's aarch64 tests run), which answers a stat of /proc/self/exe
+    // with the emulator's own file.
+    let me = fs::File::open("/proc/self/exe").and_then(|f| f.metadata());
+    match (me, fs::metadata(file)) {
         (Ok(me), Ok(f)) => me.dev() == f.dev() && me.ino() == f.ino(),
         _ => false,
     }
