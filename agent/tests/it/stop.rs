@@ -15,7 +15,7 @@ use picket_protocol::{Action, DeployArgs, LogsArgs, ReplyState};
 
 use crate::broker::{Broker, free_port};
 use crate::process::{KillOnDrop, agent_cmd, wait_exit};
-use crate::util::CommandWatch;
+use crate::util::{CommandWatch, Subscriber};
 
 /// The promise: stopped within this after the signal.
 const PROMPT: Duration = Duration::from_secs(5);
@@ -192,12 +192,27 @@ fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+/// Wait until the agent is connected and subscribed to its commands: it
+/// publishes its birth after the subscription on the same connection, so
+/// once the birth is at the broker a command sent now is delivered (one
+/// sent just after "connected" may reach the broker first and be lost, as
+/// commands are never retained: seen on a loaded qemu run).
+async fn subscribed(births: &Subscriber, log: &Log) {
+    log.wait_for("connected", 1, Duration::from_secs(30)).await;
+    births
+        .wait_for(Duration::from_secs(30), "the birth", |r| {
+            !r.states.is_empty()
+        })
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_a_command_runs_cancels_it_and_its_child() {
     let broker = Broker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let journalctl = endless_journalctl(dir.path());
     let device = "pi-stop-command";
+    let births = Subscriber::start(broker.sub_port, "pi-stop-command").await;
     let (child, log) = spawn(
         agent_cmd(device, &broker.url(), &dir.path().join("q"), "100ms")
             .env("PICKET_UPDATE_DIR", dir.path().join("update"))
@@ -206,7 +221,7 @@ async fn sigterm_while_a_command_runs_cancels_it_and_its_child() {
             .env("PICKET_COMMANDS_JOURNALCTL", &journalctl)
             .env("PICKET_COMMANDS_TRUST_CLOCK", "true"),
     );
-    log.wait_for("connected", 1, Duration::from_secs(30)).await;
+    subscribed(&births, &log).await;
     let watch = CommandWatch::send(
         broker.sub_port,
         device,
@@ -273,6 +288,7 @@ async fn sigterm_while_a_download_stalls() {
     let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = stall.local_addr().unwrap().port();
     let device = "pi-stop-download";
+    let births = Subscriber::start(broker.sub_port, "pi-stop-download").await;
     let (child, log) = spawn(
         agent_cmd(device, &broker.url(), &dir.path().join("q"), "100ms")
             .env("PICKET_UPDATE_DIR", dir.path().join("update"))
@@ -281,7 +297,7 @@ async fn sigterm_while_a_download_stalls() {
             .env("PICKET_COMMANDS_FILE_CA_FILE", &ca)
             .env("PICKET_COMMANDS_TRUST_CLOCK", "true"),
     );
-    log.wait_for("connected", 1, Duration::from_secs(30)).await;
+    subscribed(&births, &log).await;
     let watch = CommandWatch::send(
         broker.sub_port,
         device,
