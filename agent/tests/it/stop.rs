@@ -308,10 +308,16 @@ async fn sigterm_while_a_download_stalls() {
         }),
     )
     .await;
-    let (_held, _) = tokio::time::timeout(Duration::from_secs(30), stall.accept())
-        .await
-        .expect("the download starts")
-        .unwrap();
+    // Generous: under qemu-user with the whole suite running, the agent's
+    // TLS set-up (the system's CA bundle parsed in emulation) is slow.
+    let (_held, _) = match tokio::time::timeout(Duration::from_secs(120), stall.accept()).await {
+        Ok(accepted) => accepted.unwrap(),
+        Err(_) => panic!(
+            "the download never started: replies {:?}\n{}",
+            watch.replies(),
+            log.text()
+        ),
+    };
     watch
         .wait_for(Duration::from_secs(30), "running", |r| {
             r.state == ReplyState::Running
