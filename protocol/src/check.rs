@@ -354,49 +354,28 @@ impl Seq<'_> {
     }
 }
 
-impl ser::SerializeSeq for Seq<'_> {
-    type Ok = ();
-    type Error = Invalid;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Invalid> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Invalid> {
-        self.finish()
-    }
+/// The four list-like serde traits, all items of a [`Seq`].
+macro_rules! list_like {
+    ($($trait:ident::$method:ident),*) => {$(
+        impl ser::$trait for Seq<'_> {
+            type Ok = ();
+            type Error = Invalid;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Invalid> {
+                self.item(value)
+            }
+            fn end(self) -> Result<(), Invalid> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Seq<'_> {
-    type Ok = ();
-    type Error = Invalid;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Invalid> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Invalid> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq<'_> {
-    type Ok = ();
-    type Error = Invalid;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Invalid> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Invalid> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Seq<'_> {
-    type Ok = ();
-    type Error = Invalid;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Invalid> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Invalid> {
-        self.finish()
-    }
-}
+list_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for &mut Checker {
     type Ok = ();
@@ -420,37 +399,28 @@ impl ser::SerializeMap for &mut Checker {
     }
 }
 
-impl ser::SerializeStruct for &mut Checker {
-    type Ok = ();
-    type Error = Invalid;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Invalid> {
-        self.nested(Seg::Field(key), value)
-    }
-    fn end(self) -> Result<(), Invalid> {
-        self.leave();
-        Ok(())
-    }
+/// Structs and struct variants: each field named in the path.
+macro_rules! struct_like {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for &mut Checker {
+            type Ok = ();
+            type Error = Invalid;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Invalid> {
+                self.nested(Seg::Field(key), value)
+            }
+            fn end(self) -> Result<(), Invalid> {
+                self.leave();
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for &mut Checker {
-    type Ok = ();
-    type Error = Invalid;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Invalid> {
-        self.nested(Seg::Field(key), value)
-    }
-    fn end(self) -> Result<(), Invalid> {
-        self.leave();
-        Ok(())
-    }
-}
+struct_like!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {

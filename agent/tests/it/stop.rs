@@ -92,6 +92,13 @@ fn assert_prompt(took: Duration, status: ExitStatus, what: &str, log: &Log) {
     assert!(log.text().contains("stopped"), "{what}: {}", log.text());
 }
 
+/// The agent of `device` with its queue and update directories in `dir`.
+fn agent_in(dir: &Path, device: &str, broker: &str, interval: &str) -> std::process::Command {
+    let mut cmd = agent_cmd(device, broker, &dir.join("q"), interval);
+    cmd.env("PICKET_UPDATE_DIR", dir.join("update"));
+    cmd
+}
+
 fn spawn(cmd: &mut std::process::Command) -> (KillOnDrop, Log) {
     let mut child = cmd.env("RUST_LOG", "info").spawn().map(KillOnDrop).unwrap();
     let log = Log::follow(&mut child);
@@ -102,15 +109,12 @@ fn spawn(cmd: &mut std::process::Command) -> (KillOnDrop, Log) {
 async fn sigterm_while_backing_off_from_a_broker_that_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (child, log) = spawn(
-        agent_cmd(
-            "pi-stop-refused",
-            &format!("mqtt://127.0.0.1:{port}"),
-            &dir.path().join("q"),
-            "100ms",
-        )
-        .env("PICKET_UPDATE_DIR", dir.path().join("update")),
-    );
+    let (child, log) = spawn(&mut agent_in(
+        dir.path(),
+        "pi-stop-refused",
+        &format!("mqtt://127.0.0.1:{port}"),
+        "100ms",
+    ));
     // Two failed attempts: it is between them, backing off.
     log.wait_for("cannot connect", 2, Duration::from_secs(30))
         .await;
@@ -125,15 +129,12 @@ async fn sigint_while_connecting_to_a_broker_that_never_answers() {
     // for its CONNACK (10 s before it gives up on the attempt).
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = silent.local_addr().unwrap().port();
-    let (child, log) = spawn(
-        agent_cmd(
-            "pi-stop-silent",
-            &format!("mqtt://127.0.0.1:{port}"),
-            &dir.path().join("q"),
-            "100ms",
-        )
-        .env("PICKET_UPDATE_DIR", dir.path().join("update")),
-    );
+    let (child, log) = spawn(&mut agent_in(
+        dir.path(),
+        "pi-stop-silent",
+        &format!("mqtt://127.0.0.1:{port}"),
+        "100ms",
+    ));
     let (_held, _) = tokio::time::timeout(Duration::from_secs(30), silent.accept())
         .await
         .expect("the agent connects")
@@ -147,13 +148,12 @@ async fn sigterm_with_the_queue_full_and_no_broker() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let (child, log) = spawn(
-        agent_cmd(
+        agent_in(
+            dir.path(),
             "pi-stop-full",
             &format!("mqtt://127.0.0.1:{port}"),
-            &dir.path().join("q"),
             "10ms",
         )
-        .env("PICKET_UPDATE_DIR", dir.path().join("update"))
         .env("PICKET_QUEUE_SEGMENT_BYTES", "4KiB")
         .env("PICKET_QUEUE_MAX_BYTES", "8KiB"),
     );
@@ -214,8 +214,7 @@ async fn sigterm_while_a_command_runs_cancels_it_and_its_child() {
     let device = "pi-stop-command";
     let births = Subscriber::start(broker.sub_port, "pi-stop-command").await;
     let (child, log) = spawn(
-        agent_cmd(device, &broker.url(), &dir.path().join("q"), "100ms")
-            .env("PICKET_UPDATE_DIR", dir.path().join("update"))
+        agent_in(dir.path(), device, &broker.url(), "100ms")
             .env("PICKET_COMMANDS_ALLOWED", "service.logs")
             .env("PICKET_COMMANDS_SERVICES", "kiosk.service")
             .env("PICKET_COMMANDS_JOURNALCTL", &journalctl)
@@ -297,8 +296,7 @@ async fn sigterm_while_a_download_stalls() {
     let device = "pi-stop-download";
     let births = Subscriber::start(broker.sub_port, "pi-stop-download").await;
     let (child, log) = spawn(
-        agent_cmd(device, &broker.url(), &dir.path().join("q"), "100ms")
-            .env("PICKET_UPDATE_DIR", dir.path().join("update"))
+        agent_in(dir.path(), device, &broker.url(), "100ms")
             .env("PICKET_COMMANDS_ALLOWED", "file.deploy")
             .env("PICKET_COMMANDS_FILE_DIRS", &files)
             .env("PICKET_COMMANDS_FILE_CA_FILE", &ca)

@@ -320,64 +320,18 @@ pub async fn command_replies(
     action: Action,
     limit: Duration,
 ) -> Vec<Reply> {
-    let device = DeviceId::new(device).unwrap();
-    let topics = Topics::default();
-    let id = format!("t{}", rand_id());
-    let mut opts = MqttOptions::new(format!("test-sender-{}", rand_id()), "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    opts.set_max_packet_size(16 << 20, 16 << 20);
-    let (client, mut eventloop) = AsyncClient::new(opts, 10);
-    client
-        .subscribe(topics.reply(&device, &id).unwrap(), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let now = rand_id() / 1_000_000;
-    let cmd = picket_protocol::Command {
-        v: VERSION,
-        id: id.clone(),
-        device: device.clone(),
-        action,
-        issued: now,
-        expires: now + 60_000,
-        sig: None,
+    let final_state = |r: &Reply| {
+        matches!(
+            r.state,
+            ReplyState::Succeeded | ReplyState::Failed | ReplyState::Rejected
+        )
     };
-    let mut sent = false;
-    let mut replies = Vec::new();
-    tokio::time::timeout(limit, async {
-        loop {
-            match eventloop.poll().await {
-                Ok(MqttEvent::Incoming(Packet::SubAck(_))) if !sent => {
-                    sent = true;
-                    let payload = encode(&cmd, Format::Json).unwrap();
-                    client
-                        .publish(
-                            topics.cmd(&device, &id).unwrap(),
-                            QoS::AtLeastOnce,
-                            false,
-                            payload,
-                        )
-                        .await
-                        .unwrap();
-                }
-                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    let r: Reply = decode(&p.payload, 16 << 20).unwrap();
-                    let done = matches!(
-                        r.state,
-                        ReplyState::Succeeded | ReplyState::Failed | ReplyState::Rejected
-                    );
-                    replies.push(r);
-                    if done {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => panic!("test sender: {e}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no final reply within {limit:?}; got {replies:?}"));
-    let _ = client.disconnect().await;
+    let watch = CommandWatch::send(port, device, action).await;
+    watch.wait_for(limit, "a final reply", final_state).await;
+    let mut replies = watch.replies();
+    if let Some(end) = replies.iter().position(final_state) {
+        replies.truncate(end + 1);
+    }
     replies
 }
 

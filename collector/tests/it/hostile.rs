@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
-use crate::commands::stack::Stack;
-use crate::harness::{counter, free_port, now_ms};
+use crate::commands::stack::{Proc, Publisher, Stack};
+use crate::harness::{counter, free_port, now_ms, until};
 
 const COLLECTOR: &str = env!("CARGO_BIN_EXE_picket-collector");
 
@@ -45,80 +44,6 @@ fn stored_seqs(db: &Path, device: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Wait until `f` holds, polling every 50 ms; panics with `what` after
-/// `patience`. Returns how long it took.
-async fn within(patience: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < patience,
-            "{what}: not within {patience:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A client that may publish anything of any size (rumqttc's default
-/// limit is 10 KiB), QoS 1, and waits for each PUBACK.
-struct Hostile {
-    client: AsyncClient,
-    acks: tokio::sync::mpsc::Receiver<()>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-impl Hostile {
-    async fn connect(port: u16) -> Hostile {
-        let mut opts = MqttOptions::new(
-            format!("hostile-{}", rand::random::<u32>()),
-            "127.0.0.1",
-            port,
-        );
-        opts.set_max_packet_size(8 << 20, 8 << 20);
-        let (client, mut el) = AsyncClient::new(opts, 64);
-        let (tx, acks) = tokio::sync::mpsc::channel(64);
-        let (up_tx, up) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut up_tx = Some(up_tx);
-            loop {
-                match el.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        if let Some(t) = up_tx.take() {
-                            let _ = t.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        let _ = tx.send(()).await;
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), up)
-            .await
-            .expect("hostile client connected")
-            .expect("connection task");
-        Hostile {
-            client,
-            acks,
-            _task: task,
-        }
-    }
-
-    async fn publish(&mut self, topic: &str, payload: Vec<u8>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .expect("queue the publish");
-        tokio::time::timeout(Duration::from_secs(20), self.acks.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no PUBACK for {topic}"));
-    }
-}
-
 async fn metrics(stack: &Stack) -> String {
     let (status, body) = stack.get("/metrics").await;
     assert_eq!(status, 200);
@@ -131,7 +56,7 @@ async fn a_fresh_agents_first_record_is_stored() {
     stack.agent_online().await;
     let db = stack.path("collector.db");
     // A few records in: the first (seq 0, the agent's start) among them.
-    within(Duration::from_secs(30), "three records stored", || {
+    until(Duration::from_secs(30), "three records stored", || {
         stored_seqs(&db, "pi-fresh").len() >= 3
     })
     .await;
@@ -154,7 +79,7 @@ async fn a_fresh_agents_first_record_is_stored() {
     stack.stop_agent();
     stack.agent_online().await;
     let before = stored_seqs(&db, "pi-fresh").len();
-    within(Duration::from_secs(30), "records after the restart", || {
+    until(Duration::from_secs(30), "records after the restart", || {
         stored_seqs(&db, "pi-fresh").len() >= before + 3
     })
     .await;
@@ -234,13 +159,13 @@ async fn poison_on_every_topic_kind_does_not_stop_a_healthy_device() {
     } else {
         (1 << 20) + 1_000
     };
-    let mut hostile = Hostile::connect(stack.broker).await;
+    let hostile = Publisher::connect(stack.broker).await;
     let mut sent = 0;
     // On the healthy device's own topics and on another device's.
     for device in ["pi-good", "pi-evil"] {
         for (kind, payload, _) in poisons(device, big) {
             hostile
-                .publish(&format!("picket/v1/{device}/{kind}"), payload)
+                .publish_acked(&format!("picket/v1/{device}/{kind}"), payload)
                 .await;
             sent += 1;
         }
@@ -248,12 +173,14 @@ async fn poison_on_every_topic_kind_does_not_stop_a_healthy_device() {
     // From the last PUBACK on, the healthy device's new samples are
     // stored within 2 s.
     let before = stored_seqs(&db, "pi-good").len();
-    let took = within(
+    let start = Instant::now();
+    until(
         Duration::from_secs(2),
         "a sample of pi-good stored after the poison",
         || stored_seqs(&db, "pi-good").len() > before,
     )
     .await;
+    let took = start.elapsed();
     eprintln!("pi-good stored again {took:?} after {sent} poison messages");
 
     // Every one refused under its reason, counted, and quarantined.
@@ -317,7 +244,7 @@ async fn poison_on_every_topic_kind_does_not_stop_a_healthy_device() {
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
     stack.start_collector().await;
     let before = stored_seqs(&db, "pi-good").len();
-    within(
+    until(
         Duration::from_secs(30),
         "pi-good stored after the restart",
         || stored_seqs(&db, "pi-good").len() > before,
@@ -337,7 +264,7 @@ async fn poison_on_every_topic_kind_does_not_stop_a_healthy_device() {
 }
 
 /// The collector binary with `config`, its stderr into `log`.
-fn spawn_collector(dir: &Path, config: &str) -> (std::process::Child, PathBuf) {
+fn spawn_collector(dir: &Path, config: &str) -> (Proc, PathBuf) {
     let path = dir.join("collector.toml");
     std::fs::write(&path, config).expect("config");
     let log = dir.join("collector.log");
@@ -350,16 +277,12 @@ fn spawn_collector(dir: &Path, config: &str) -> (std::process::Child, PathBuf) {
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("collector process");
-    (child, log)
+    (Proc(child), log)
 }
 
-/// SIGTERM `child`; how long it took to exit.
-fn terminate(child: &mut std::process::Child) -> Duration {
-    let start = Instant::now();
-    // SAFETY: signalling our own child by its pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().expect("wait");
-    let took = start.elapsed();
+/// SIGTERM the collector; how long it took to exit (cleanly).
+fn terminate(collector: Proc) -> Duration {
+    let (took, status) = collector.terminate();
     assert!(status.success(), "exit {status}");
     took
 }
@@ -375,16 +298,16 @@ async fn sigterm_stops_the_collector_promptly_with_the_broker_unreachable_or_the
         free_port(),
         dir.path().join("collector.db").display()
     );
-    let (mut child, log) = spawn_collector(dir.path(), &config);
+    let (child, log) = spawn_collector(dir.path(), &config);
     crate::harness::wait_listening(http).await;
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    within(
+    until(
         Duration::from_secs(20),
         "a failed connection logged",
         || read_log().contains("MQTT connection failed"),
     )
     .await;
-    let took = terminate(&mut child);
+    let took = terminate(child);
     assert!(
         took < Duration::from_secs(5),
         "broker unreachable: stop took {took:?}"
@@ -393,7 +316,7 @@ async fn sigterm_stops_the_collector_promptly_with_the_broker_unreachable_or_the
 
     // API busy: clients that opened requests and never finish them, and
     // others waiting in line.
-    let (mut child, _) = spawn_collector(dir.path(), &config);
+    let (child, _) = spawn_collector(dir.path(), &config);
     crate::harness::wait_listening(http).await;
     let mut open = Vec::new();
     for _ in 0..50 {
@@ -402,7 +325,7 @@ async fn sigterm_stops_the_collector_promptly_with_the_broker_unreachable_or_the
             .expect("half a request");
         open.push(s);
     }
-    let took = terminate(&mut child);
+    let took = terminate(child);
     assert!(
         took < Duration::from_secs(5),
         "API busy: stop took {took:?}"
@@ -444,19 +367,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Wait (30 s at most) until `/healthz` answers `code`; its body.
-async fn healthz(stack: &Stack, code: u16) -> Value {
-    let mut last = (0, Value::Null);
-    for _ in 0..600 {
-        last = stack.get("/healthz").await;
-        if last.0 == code {
-            return last.1;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("/healthz never answered {code}: last {} {}", last.0, last.1);
-}
-
 /// What the agent assigned (0 to the last stored seq, every one) against
 /// the database: nothing missing, nothing twice.
 fn reconcile(db: &Path, device: &str) -> (usize, u64) {
@@ -483,7 +393,7 @@ async fn a_full_disk_stops_acknowledging_and_ingest_resumes_with_nothing_lost() 
     let db = fs.0.join("collector.db");
     let mut stack = Stack::start_with("pi-disk", "", Some(db.clone())).await;
     stack.agent_online().await;
-    within(Duration::from_secs(30), "records stored", || {
+    until(Duration::from_secs(30), "records stored", || {
         stored_seqs(&db, "pi-disk").len() >= 3
     })
     .await;
@@ -491,7 +401,7 @@ async fn a_full_disk_stops_acknowledging_and_ingest_resumes_with_nothing_lost() 
     // The disk fills: commits fail, /healthz says why, nothing is
     // acknowledged (the broker keeps the messages for the session).
     let filler = fs.fill();
-    let health = healthz(&stack, 503).await;
+    let health = stack.health(503, Duration::from_secs(30)).await;
     assert_eq!(health["status"], "database failing", "{health}");
     assert!(
         health["store_error"]
@@ -518,12 +428,12 @@ async fn a_full_disk_stops_acknowledging_and_ingest_resumes_with_nothing_lost() 
 
     // Space returns: ingest resumes by itself.
     std::fs::remove_file(&filler).expect("free the space");
-    healthz(&stack, 200).await;
+    stack.health(200, Duration::from_secs(30)).await;
 
     // SIGTERM while the database cannot store: prompt, and what it held
     // arrives again after the restart.
     let filler = fs.fill();
-    healthz(&stack, 503).await;
+    stack.health(503, Duration::from_secs(30)).await;
     let (took, exit) = stack.terminate_collector();
     eprintln!("disk full: stopped in {took:?}");
     assert!(
@@ -538,7 +448,7 @@ async fn a_full_disk_stops_acknowledging_and_ingest_resumes_with_nothing_lost() 
     // stored exactly once.
     stack.stop_agent();
     let mut last_seen = None;
-    within(Duration::from_secs(60), "every record stored", || {
+    until(Duration::from_secs(60), "every record stored", || {
         let seqs = stored_seqs(&db, "pi-disk");
         let complete = seqs.last().is_some_and(|&l| seqs.len() as u64 == l + 1);
         let settled = last_seen == Some(seqs.len());
@@ -577,7 +487,7 @@ async fn sigterm_stops_the_collector_promptly_with_a_webhook_that_never_answers(
          [[rules]]\nname = \"temperature\"\nfor = \"1s\"\n",
         dir.path().join("collector.db").display()
     );
-    let (mut child, _) = spawn_collector(dir.path(), &config);
+    let (child, _) = spawn_collector(dir.path(), &config);
     crate::harness::wait_listening(http).await;
     crate::harness::wait_listening(broker).await;
     let dev = crate::harness::Device::connect(broker, "pi-hot", "s1").await;
@@ -590,7 +500,7 @@ async fn sigterm_stops_the_collector_promptly_with_a_webhook_that_never_answers(
         seq += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let took = terminate(&mut child);
+    let took = terminate(child);
     eprintln!("webhook hanging: stopped in {took:?}");
     assert!(
         took < Duration::from_secs(5),

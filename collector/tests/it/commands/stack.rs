@@ -43,16 +43,17 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    /// SIGTERM, then wait for the exit.
-    pub fn terminate(mut self) {
+    /// SIGTERM, then wait for the exit (20 s at most); how long it took,
+    /// and the exit status.
+    pub fn terminate(mut self) -> (Duration, std::process::ExitStatus) {
+        let start = std::time::Instant::now();
         // SAFETY: signalling our own child by its pid.
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return (start.elapsed(), status);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
         panic!("process {} did not stop on SIGTERM", self.0.id());
     }
@@ -199,27 +200,33 @@ impl Stack {
         self.collector = Some(Proc(child));
         wait_listening(self.http).await;
         wait_listening(([127, 0, 0, 1], self.broker).into()).await;
-        self.wait_healthy().await;
+        self.health(200, Duration::from_secs(10)).await;
+    }
+
+    /// Wait until `/healthz` answers `code` and return its body; panics
+    /// with the collector's log after `patience`.
+    pub async fn health(&self, code: u16, patience: Duration) -> Value {
+        let end = tokio::time::Instant::now() + patience;
+        loop {
+            let (status, body) = self.get("/healthz").await;
+            if status == code {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "/healthz never answered {code} (last {status} {body}):\n{}",
+                self.log("collector.log")
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// SIGTERM the collector; how long it took to exit, and its status.
     pub fn terminate_collector(&mut self) -> (Duration, std::process::ExitStatus) {
-        let mut p = self.collector.take().expect("collector running");
-        let start = std::time::Instant::now();
-        // SAFETY: signalling our own child by its pid.
-        unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
-        let status = p.0.wait().unwrap();
-        (start.elapsed(), status)
-    }
-
-    async fn wait_healthy(&mut self) {
-        for _ in 0..400 {
-            if self.get("/healthz").await.0 == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("collector not healthy:\n{}", self.log("collector.log"));
+        self.collector
+            .take()
+            .expect("collector running")
+            .terminate()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -499,9 +506,12 @@ async fn http(method: &str, url: String, body: Option<Value>) -> (u16, Value) {
     .unwrap()
 }
 
-/// A plain MQTT client publishing hand-made envelopes.
+/// A plain MQTT client publishing hand-made envelopes (of any size: also
+/// hostile ones), QoS 1.
 pub struct Publisher {
     client: AsyncClient,
+    /// PUBACKs received so far.
+    acks: tokio::sync::watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -513,8 +523,11 @@ impl Publisher {
             port,
         );
         opts.set_keep_alive(Duration::from_secs(5));
+        // rumqttc's default limit is 10 KiB.
+        opts.set_max_packet_size(8 << 20, 8 << 20);
         let (client, mut el) = AsyncClient::new(opts, 64);
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let (acked, acks) = tokio::sync::watch::channel(0u64);
         let task = tokio::spawn(async move {
             let mut tx = Some(tx);
             loop {
@@ -524,6 +537,7 @@ impl Publisher {
                             let _ = t.send(());
                         }
                     }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => acked.send_modify(|n| *n += 1),
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
@@ -533,7 +547,7 @@ impl Publisher {
             .await
             .expect("test publisher connects")
             .unwrap();
-        Publisher { client, task }
+        Publisher { client, acks, task }
     }
 
     pub async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
@@ -541,6 +555,18 @@ impl Publisher {
             .publish(topic, QoS::AtLeastOnce, retain, payload)
             .await
             .unwrap();
+    }
+
+    /// [`Publisher::publish`], not retained, and wait for the broker's
+    /// PUBACK (one publish at a time).
+    pub async fn publish_acked(&self, topic: &str, payload: Vec<u8>) {
+        let mut acks = self.acks.clone();
+        let before = *acks.borrow_and_update();
+        self.publish(topic, payload, false).await;
+        tokio::time::timeout(Duration::from_secs(20), acks.wait_for(|&n| n > before))
+            .await
+            .unwrap_or_else(|_| panic!("no PUBACK for {topic}"))
+            .expect("the publisher runs");
     }
 }
 
