@@ -58,6 +58,9 @@ pub struct UplinkConfig {
     pub batch_bytes: usize,
     pub inflight: usize,
     pub backoff_max: Duration,
+    /// How long acknowledged records stay in the queue, to be sent again if
+    /// the broker dies before saving them (uplink/settle.rs).
+    pub hold_acked: Duration,
 }
 
 /// Load the configuration: the file (when `path` is given it must exist;

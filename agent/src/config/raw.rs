@@ -91,6 +91,7 @@ pub struct RawUplink {
     pub batch_bytes: ByteSize,
     pub inflight: i64,
     pub backoff_max: HumanDuration,
+    pub hold_acked: HumanDuration,
 }
 
 impl Default for RawUplink {
@@ -100,6 +101,7 @@ impl Default for RawUplink {
             batch_bytes: ByteSize(256 << 10),
             inflight: 8,
             backoff_max: HumanDuration(Duration::from_secs(60)),
+            hold_acked: HumanDuration(Duration::from_secs(30)),
         }
     }
 }

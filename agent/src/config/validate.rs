@@ -360,11 +360,17 @@ fn uplink(raw: &RawConfig) -> Result<UplinkConfig, ConfigError> {
     if u.backoff_max.0 < Duration::from_secs(1) {
         return Err(invalid("uplink.backoff_max", "must be at least 1s"));
     }
+    // An hour of records sent again after every reconnection is more than
+    // any broker's save interval calls for.
+    if u.hold_acked.0 > Duration::from_secs(3600) {
+        return Err(invalid("uplink.hold_acked", "must be at most 1h"));
+    }
     Ok(UplinkConfig {
         batch_records: u.batch_records as usize,
         batch_bytes: u.batch_bytes.0 as usize,
         inflight: u.inflight as usize,
         backoff_max: u.backoff_max.0,
+        hold_acked: u.hold_acked.0,
     })
 }
 

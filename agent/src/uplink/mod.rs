@@ -6,7 +6,10 @@
 //! publishes the retained birth message and, when the broker kept no session,
 //! re-publishes everything unacknowledged from the queue (rumqttc drops its
 //! in-flight publishes in that case, so the queue is the source of truth).
-//! A record leaves the queue only after the PubAck of the batch carrying it.
+//! A record leaves the queue only after the PubAck of the batch carrying it
+//! has settled: the broker was heard from `uplink.hold_acked` after it, so
+//! it has saved it (settle.rs); a connection lost before that sends the
+//! records again.
 //!
 //! It also carries the command service's traffic: it subscribes to the
 //! device's command topic on every connection, hands command publishes to
@@ -15,6 +18,7 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod settle;
 pub mod window;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,7 +29,7 @@ use picket_protocol::{
 };
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
-    TlsConfiguration, Transport,
+    Request, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -38,6 +42,7 @@ use crate::shutdown::Shutdown;
 use crate::store::{ReadReply, StoreStatus, UplinkRequest};
 use backoff::Backoff;
 use batch::Batcher;
+use settle::Settle;
 use window::{Tracked, Window};
 
 /// Why the link is down, coarse enough to drive a status LED.
@@ -69,6 +74,7 @@ pub struct UplinkStatus {
     pub last_error: Option<String>,
     /// Queue records published (including re-publications).
     pub published: u64,
+    /// The highest seq the broker acknowledged (settled or not).
     pub acked_through: Option<u64>,
 }
 
@@ -211,8 +217,11 @@ impl Uplink {
         let mut connected = false;
         let mut epoch: u64 = 0;
         let mut read_pending = false;
-        let mut acked = self.store.borrow().stats.acked_through;
-        let mut send_next = acked.map_or(0, |a| a + 1);
+        let mut settle = Settle::new(self.cfg.hold_acked, self.store.borrow().stats.acked_through);
+        // Acknowledgements voided by a lost connection: the batches in
+        // flight are read again at the next connection, resumed or not.
+        let mut rewind = false;
+        let mut send_next = settle.settled().map_or(0, |a| a + 1);
         let mut live_from = u64::MAX;
         let mut poll_at: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -282,13 +291,24 @@ impl Uplink {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         connected = true;
                         backoff.reset();
-                        if !ack.session_present {
-                            // rumqttc dropped whatever it had queued: start
-                            // again from the last acknowledged record.
-                            window.clear();
+                        self.settle_heard(&mut settle);
+                        if !ack.session_present || rewind {
+                            if ack.session_present {
+                                // rumqttc sends its pending publishes again
+                                // by itself; they keep their packet ids.
+                                window.restart(self.eventloop.pending.iter().filter_map(|r| match r {
+                                    Request::Publish(p) if p.qos != QoS::AtMostOnce => Some((p.pkid != 0).then_some(p.pkid)),
+                                    _ => None,
+                                }));
+                            } else {
+                                // rumqttc dropped whatever it had queued.
+                                window.clear();
+                            }
+                            // Start again from the last settled record.
+                            rewind = false;
                             epoch += 1;
                             read_pending = false;
-                            send_next = acked.map_or(0, |a| a + 1);
+                            send_next = settle.settled().map_or(0, |a| a + 1);
                         }
                         live_from = appended.map_or(0, |a| a + 1);
                         if !ack.session_present {
@@ -319,6 +339,7 @@ impl Uplink {
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.outgoing(pkid),
                     Ok(Event::Incoming(Packet::Publish(p))) => {
+                        self.settle_heard(&mut settle);
                         if p.topic == self.alert_topic {
                             self.on_alerts(&p);
                         } else {
@@ -326,13 +347,19 @@ impl Uplink {
                         }
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        if let Some(through) = window.puback(ack.pkid) {
-                            acked = Some(through);
-                            if let Err(e) = self.requests.try_send(UplinkRequest::Ack { through }) {
-                                warn!(error = %e, through, "store busy; ack deferred to the next one");
+                        match window.puback(ack.pkid) {
+                            Some(through) => {
+                                let settled = settle.ack(through, Instant::now());
+                                self.settled(settled);
+                                let acked = settle.acked();
+                                self.set_status(|s| s.acked_through = s.acked_through.max(acked));
                             }
-                            self.set_status(|s| s.acked_through = Some(through));
+                            None => self.settle_heard(&mut settle),
                         }
+                    }
+                    Ok(Event::Incoming(other)) => {
+                        self.settle_heard(&mut settle);
+                        debug!(event = ?other, "mqtt");
                     }
                     Ok(other) => debug!(event = ?other, "mqtt"),
                     Err(e) => {
@@ -344,6 +371,11 @@ impl Uplink {
                             warn!(error = %e, ?failure, retry_in = ?delay, "cannot connect");
                         }
                         connected = false;
+                        if let Some(from) = settle.lost() {
+                            // The broker may have died with them unsaved.
+                            rewind = true;
+                            info!(from, "acknowledgements not yet settled are void: sending again from there");
+                        }
                         poll_at = Some(Instant::now() + delay);
                         // A new connection is a new session id, so a will
                         // from this one can be told apart from the next.
@@ -375,7 +407,22 @@ impl Uplink {
             while let Ok(reply) = self.commands.replies.try_recv() {
                 self.publish_reply(&reply, &mut window);
             }
-            self.clean_stop(&mut window).await;
+            self.clean_stop(&mut window, &mut settle).await;
+        }
+    }
+
+    /// A packet arrived from the broker: settle what is old enough.
+    fn settle_heard(&self, settle: &mut Settle) {
+        let settled = settle.heard(Instant::now());
+        self.settled(settled);
+    }
+
+    /// Tell the store how far the queue may now be acknowledged.
+    fn settled(&self, through: Option<u64>) {
+        if let Some(through) = through
+            && let Err(e) = self.requests.try_send(UplinkRequest::Ack { through })
+        {
+            warn!(error = %e, through, "store busy; ack deferred to the next one");
         }
     }
 
@@ -481,7 +528,7 @@ impl Uplink {
 
     /// Say "offline, clean stop" (retained), wait briefly for the broker to
     /// acknowledge it and whatever batches are in flight, then disconnect.
-    async fn clean_stop(&mut self, window: &mut Window) {
+    async fn clean_stop(&mut self, window: &mut Window, settle: &mut Settle) {
         let state = State {
             v: VERSION,
             device: self.identity.device.clone(),
@@ -508,9 +555,13 @@ impl Uplink {
                 Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) => break,
                 Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => window.outgoing(pkid),
                 Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                    if let Some(through) = window.puback(ack.pkid) {
-                        let _ = self.requests.try_send(UplinkRequest::Ack { through });
-                    }
+                    // What settles by now goes; the rest is sent again by
+                    // the next run.
+                    let settled = match window.puback(ack.pkid) {
+                        Some(through) => settle.ack(through, Instant::now()),
+                        None => settle.heard(Instant::now()),
+                    };
+                    self.settled(settled);
                 }
                 Ok(Ok(_)) => {}
             }

@@ -97,6 +97,21 @@ impl Window {
     pub fn clear(&mut self) {
         self.entries.clear();
     }
+
+    /// Start over on a resumed session whose batches are read again from
+    /// the queue: forget every publication except those the client sends
+    /// again by itself (`resent`, in its order: their packet ids, `None`
+    /// for one not numbered yet). These keep their place and their packet
+    /// id, so their acknowledgements are recognised, but release nothing:
+    /// the records they carry are in the batches read again.
+    pub fn restart(&mut self, resent: impl IntoIterator<Item = Option<u16>>) {
+        self.entries.clear();
+        self.entries.extend(resent.into_iter().map(|pkid| Entry {
+            what: Tracked::Control,
+            pkid,
+            acked: false,
+        }));
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +193,28 @@ mod tests {
         w.queued(b(2, 2));
         w.outgoing(1);
         assert_eq!(w.puback(1), Some(2));
+    }
+
+    #[test]
+    fn a_restart_keeps_the_resent_as_control_in_front_of_new_batches() {
+        let mut w = Window::new();
+        w.queued(b(1, 3));
+        w.outgoing(1);
+        w.queued(b(4, 6));
+        w.queued(Tracked::Control);
+        // Resumed: pkid 1 and an unnumbered publish will go out again.
+        w.restart([Some(1), None]);
+        w.queued(b(1, 6));
+        // The retransmission of 1 is not new; the unnumbered one is sent
+        // first and takes the next id, then the new batch.
+        w.outgoing(1);
+        w.outgoing(2);
+        w.outgoing(3);
+        assert_eq!(w.len(), 3);
+        assert_eq!(w.puback(1), None, "releases nothing");
+        assert_eq!(w.puback(3), None, "waits for 2");
+        assert_eq!(w.puback(2), Some(6));
+        assert!(w.is_empty());
     }
 
     #[test]

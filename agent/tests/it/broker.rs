@@ -53,7 +53,18 @@ impl Broker {
     }
 
     pub async fn start_with(auth: Auth) -> Broker {
-        if use_mosquitto() {
+        Broker::start_configured(auth, "").await
+    }
+
+    /// Mosquitto (whatever `PICKET_TEST_BROKER` says) saving its in-memory
+    /// database every `secs` seconds, as a production broker does
+    /// (`autosave_interval`; Mosquitto's default is 30 minutes).
+    pub async fn mosquitto_saving_every(secs: u32) -> Broker {
+        Broker::start_configured(None, &format!("autosave_interval {secs}\n")).await
+    }
+
+    async fn start_configured(auth: Auth, extra: &str) -> Broker {
+        if use_mosquitto() || !extra.is_empty() {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = free_port();
             let conf = dir.path().join("mosquitto.conf");
@@ -74,7 +85,7 @@ impl Broker {
             let text = format!(
                 "listener {port} 127.0.0.1\n{access}persistence true\n\
                  persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n\
-                 log_dest file {}/mosquitto.log\nlog_type all\n",
+                 log_dest file {}/mosquitto.log\nlog_type all\n{extra}",
                 dir.path().display(),
                 dir.path().display()
             );
@@ -132,6 +143,30 @@ impl Broker {
                     p.cut().await;
                 }
             }
+        }
+    }
+
+    /// Mosquitto dies at once (SIGKILL: an OOM kill, a crash), without
+    /// saving what changed since its last save.
+    pub async fn kill(&mut self) {
+        if let Backend::Mosquitto { child, .. } = &mut self.backend
+            && let Some(mut c) = child.take()
+        {
+            let _ = c.kill();
+            let _ = tokio::task::spawn_blocking(move || c.wait()).await;
+        }
+    }
+
+    /// How many times Mosquitto has saved its database (its log says so).
+    pub fn saves(&self) -> usize {
+        match &self.backend {
+            Backend::Mosquitto { _dir, .. } => {
+                std::fs::read_to_string(_dir.path().join("mosquitto.log"))
+                    .unwrap_or_default()
+                    .matches("Saving in-memory database")
+                    .count()
+            }
+            Backend::Embedded { .. } => 0,
         }
     }
 

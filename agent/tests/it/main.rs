@@ -13,6 +13,7 @@ mod led;
 mod pipeline;
 mod process;
 mod recovery;
+mod settle;
 mod stop;
 mod tls;
 mod update_state;
