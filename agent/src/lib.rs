@@ -350,6 +350,7 @@ pub async fn run_with(
         config.sampling_interval,
         item_tx,
         store_rx.clone(),
+        uplink_rx.clone(),
         config.hash.clone(),
         startup,
         clock_tx,

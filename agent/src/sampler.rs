@@ -13,7 +13,7 @@ use crate::sensors::Sensors;
 use crate::sensors::clock::{Clock, Stamp};
 use crate::shutdown::Shutdown;
 use crate::store::{Item, StoreStatus};
-use crate::uplink::unix_ms;
+use crate::uplink::{UplinkStatus, unix_ms};
 
 /// The sensors and the clock travel together to the blocking thread that
 /// reads them, and back.
@@ -27,6 +27,8 @@ pub struct Sampler {
     interval: Duration,
     items: mpsc::Sender<Vec<Item>>,
     store: watch::Receiver<StoreStatus>,
+    /// How far the broker acknowledged (for the backlog's age).
+    uplink: watch::Receiver<UplinkStatus>,
     config_hash: String,
     /// Events to record before the first sample (agent started, queue
     /// recovery findings).
@@ -50,6 +52,7 @@ impl Sampler {
         interval: Duration,
         items: mpsc::Sender<Vec<Item>>,
         store: watch::Receiver<StoreStatus>,
+        uplink: watch::Receiver<UplinkStatus>,
         config_hash: String,
         startup: Vec<EventKind>,
         clock_synced: watch::Sender<bool>,
@@ -63,6 +66,7 @@ impl Sampler {
             interval,
             items,
             store,
+            uplink,
             config_hash,
             startup,
             clock_synced,
@@ -176,9 +180,7 @@ impl Sampler {
             queue_records: status.stats.records,
             queue_bytes: status.stats.bytes,
             oldest_unsent_ms: status
-                .stats
-                .oldest_ts_ms
-                .map(|ts| unix_ms().saturating_sub(ts)),
+                .oldest_unsent_ms(self.uplink.borrow().acked_through, unix_ms()),
             dropped: status.stats.dropped_total,
             quarantined: status.stats.quarantined_total,
         });

@@ -99,7 +99,7 @@ impl StatusSources {
             last_error: uplink.last_error.clone().or(store.last_error.clone()),
             queue_records: store.stats.records,
             queue_bytes: store.stats.bytes,
-            oldest_unsent_ms: store.stats.oldest_ts_ms.map(|ts| now.saturating_sub(ts)),
+            oldest_unsent_ms: store.oldest_unsent_ms(uplink.acked_through, now),
             dropped: store.stats.dropped_total,
             clock_synced: *self.clock_synced.borrow(),
             alerts: self

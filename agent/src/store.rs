@@ -52,6 +52,21 @@ pub struct StoreStatus {
     pub first_sample: Option<u64>,
 }
 
+impl StoreStatus {
+    /// Age at `now` of the oldest record not yet sent, given how far the
+    /// broker acknowledged. Records it acknowledged stay queued until the
+    /// acknowledgement settles (`uplink.hold_acked`): while it has
+    /// everything, nothing is unsent; else the oldest queued record's age,
+    /// at most `hold_acked` more than the oldest unsent one's.
+    pub fn oldest_unsent_ms(&self, broker_acked: Option<u64>, now: u64) -> Option<u64> {
+        let unsent = self
+            .appended_through
+            .is_some_and(|a| broker_acked.is_none_or(|k| k < a));
+        let oldest = self.stats.oldest_ts_ms.filter(|_| unsent)?;
+        Some(now.saturating_sub(oldest))
+    }
+}
+
 /// How long to wait before retrying a sync that failed.
 const SYNC_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -239,4 +254,39 @@ enum Next {
     Request(Option<UplinkRequest>),
     Items(Option<Vec<Item>>),
     SyncDue,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_age_leaves_out_what_the_broker_has() {
+        let status = |appended, oldest| StoreStatus {
+            appended_through: appended,
+            stats: QueueStats {
+                oldest_ts_ms: oldest,
+                ..QueueStats::default()
+            },
+            ..StoreStatus::default()
+        };
+        // (appended through, oldest record's ts, broker acked, age at 10 s)
+        let table = [
+            (None, None, None, None),
+            (Some(5), Some(4_000), None, Some(6_000)),
+            (Some(5), Some(4_000), Some(4), Some(6_000)),
+            // All acknowledged, held until it settles: nothing unsent.
+            (Some(5), Some(4_000), Some(5), None),
+            (Some(5), Some(4_000), Some(9), None),
+            (Some(5), None, Some(2), None),
+            (Some(5), Some(12_000), Some(2), Some(0)),
+        ];
+        for (appended, oldest, acked, want) in table {
+            assert_eq!(
+                status(appended, oldest).oldest_unsent_ms(acked, 10_000),
+                want,
+                "{appended:?} {oldest:?} {acked:?}"
+            );
+        }
+    }
 }

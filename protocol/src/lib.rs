@@ -38,6 +38,9 @@ pub mod version;
 mod test_util;
 
 pub use alert::{Alert, AlertSet, Severity};
+/// The CBOR decoder behind [`decode`], for CBOR that is not a wire message
+/// (the agent's queue records): one decoder in every binary.
+pub use cbor::{Error as CborError, from_slice as from_cbor};
 pub use check::{Invalid, check};
 pub use codec::{DecodeError, EncodeError, Format, decode, encode};
 pub use command::{

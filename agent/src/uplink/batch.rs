@@ -137,7 +137,7 @@ impl Batcher {
 /// A queue record is one CBOR sample or event as the store wrote it: not a
 /// wire message (no `v`), and already CRC-checked by the queue.
 fn stored<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
-    ciborium::de::from_reader(payload).map_err(|e| e.to_string())
+    picket_protocol::from_cbor(payload).map_err(String::from)
 }
 
 #[cfg(test)]
