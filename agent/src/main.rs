@@ -28,12 +28,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent (the default). When agent.update installed another
-    /// version, this binary starts that one instead (or restores the
-    /// previous one if it failed its trial): see update.dir.
     /// Run the agent (the default). A first-boot configuration left on the
     /// boot partition (first_boot.path, /boot/firmware/picket.toml) is
     /// checked and installed in place of the configuration file first.
+    /// When agent.update installed another version, this binary starts
+    /// that one instead (or restores the previous one if it failed its
+    /// trial): see update.dir.
     Run,
     /// Print the default configuration, with comments, and exit.
     PrintDefaultConfig,

@@ -141,8 +141,8 @@ async fn summary(r: &Running) -> Option<String> {
     let online = devices.iter().filter(|d| d.online).count();
     let count = |s| alerts.iter().filter(|a| a.alert.severity == s).count();
     use picket_protocol::Severity::*;
-    let records = crate::fleet::counters::IngestCounters::get(&r.counters.samples)
-        + crate::fleet::counters::IngestCounters::get(&r.counters.events);
+    let records = crate::counters::IngestCounters::get(&r.counters.samples)
+        + crate::counters::IngestCounters::get(&r.counters.events);
     let mut worst: Vec<String> = alerts
         .iter()
         .take(3)

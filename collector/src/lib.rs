@@ -31,14 +31,17 @@
 
 pub mod api;
 pub mod broker;
+pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod counters;
 pub mod demo;
 pub mod fleet;
 pub mod history;
 pub mod link;
 pub mod model;
 pub mod notify;
+pub mod pipeline;
 pub mod rollout;
 pub mod rules;
 pub mod simulate;
@@ -53,10 +56,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clock::Clock;
+use crate::counters::IngestCounters;
 use config::Config;
 use fleet::Engine;
-use fleet::clock::Clock;
-use fleet::counters::IngestCounters;
 use fleet::query::Query;
 use link::{Link, LinkStatus};
 use notify::{Notifier, NotifyCounters};
@@ -141,7 +144,7 @@ pub async fn run_with(
     let (commit_tx, commit_rx) = mpsc::channel(4);
     let (done_tx, done_rx) = mpsc::channel(4);
     let (ack_tx, ack_rx) = mpsc::channel(4);
-    let pace = Arc::new(store::Pace::default());
+    let pace = Arc::new(pipeline::Pace::default());
     // Cancelled once the stop has taken STOP_GRACE: whatever still waits
     // on the database is left unacknowledged instead of holding the stop.
     let abandon = CancellationToken::new();

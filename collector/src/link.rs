@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, PubAck, PubRec, Publish,
-    QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration,
+    Transport,
 };
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use picket_config::BrokerConfig;
 
-use crate::store::Committed;
+use crate::pipeline::{Ack, Committed, Delivery};
 
 /// The link's state, for `/healthz` and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,42 +73,6 @@ const WAITING_WARN: usize = 10_000;
 /// connection is left to the event loop to find broken (as rumqttc's own
 /// flushes do).
 const ACK_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A publish as the link received it. `conn` numbers the connection it
-/// arrived on: its acknowledgement is sent on that connection or not at
-/// all, because on a later one the broker may have given its packet id to
-/// another message (which would then be acknowledged unstored).
-#[derive(Debug)]
-pub struct Delivery {
-    pub conn: u64,
-    pub publish: Publish,
-}
-
-/// What acknowledges one [`Delivery`] once it is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ack {
-    conn: u64,
-    pkid: u16,
-    qos: QoS,
-}
-
-impl Ack {
-    pub fn of(d: &Delivery) -> Ack {
-        Ack {
-            conn: d.conn,
-            pkid: d.publish.pkid,
-            qos: d.publish.qos,
-        }
-    }
-
-    fn packet(self) -> Option<Packet> {
-        match self.qos {
-            QoS::AtMostOnce => None,
-            QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(self.pkid))),
-            QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(self.pkid))),
-        }
-    }
-}
 
 pub struct Link {
     client: AsyncClient,

@@ -7,62 +7,21 @@
 //! own thread rather than on the runtime the MQTT event loop needs.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::fleet::Commit;
-use crate::fleet::clock::Clock;
-use crate::fleet::counters::{IngestCounters, Refused};
+use crate::clock::Clock;
+use crate::counters::{IngestCounters, Refused};
 use crate::history::{WriteBatch, Writer};
 use crate::model::Millis;
-use crate::notify::Notification;
-
-/// Whether the store thread waits for work, so the engine hands over what
-/// it has then and, while a commit is being written, gathers the next:
-/// the commit's size follows the disk's pace (a batch handed over while
-/// the store is busy would only wait in the channel, and the next commit
-/// would hold the few messages that arrived in between).
-#[derive(Debug, Default)]
-pub struct Pace {
-    idle: AtomicBool,
-    became_idle: Notify,
-}
-
-impl Pace {
-    pub fn idle(&self) -> bool {
-        self.idle.load(Ordering::Acquire)
-    }
-
-    /// Resolves once the store has become idle (at once if it did since
-    /// the last call).
-    pub async fn became_idle(&self) {
-        self.became_idle.notified().await;
-    }
-
-    pub(crate) fn set_idle(&self, idle: bool) {
-        self.idle.store(idle, Ordering::Release);
-        if idle {
-            self.became_idle.notify_one();
-        }
-    }
-}
-
-/// What follows a stored batch.
-#[derive(Debug, Default)]
-pub struct Committed {
-    pub acks: Vec<crate::link::Ack>,
-    pub alerts: Vec<(String, Vec<u8>)>,
-    pub notifications: Vec<Notification>,
-    pub commands: Vec<(String, Vec<u8>)>,
-    pub published: Vec<tokio::sync::oneshot::Sender<()>>,
-}
+use crate::pipeline::{Commit, Committed, Pace};
 
 /// How often old history is looked for, and how many rows one pruning
 /// step deletes before the next batch gets its turn.

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::ArgError;
+use crate::args::ArgError;
 
 /// Whether the agent can talk to the Docker engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,12 +184,7 @@ pub struct DockerExecArgs {
     pub command: String,
 }
 
-/// The longest stop timeout a command may ask for, in seconds.
-pub const MAX_STOP_TIMEOUT: u32 = 600;
-/// The most log lines `docker.logs` may ask for from the past.
-pub const MAX_TAIL: u32 = 10_000;
-/// The longest `docker.logs` follow or `docker.stats` stream, in seconds.
-pub const MAX_STREAM_SECS: u32 = 3600;
+pub use crate::args::{MAX_STOP_TIMEOUT, MAX_STREAM_SECS, MAX_TAIL};
 /// The longest container reference: Docker sets no limit, ids are 64.
 pub const MAX_CONTAINER_LEN: usize = 128;
 

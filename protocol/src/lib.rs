@@ -21,6 +21,7 @@
 //! newer agents and collectors can add fields without breaking older peers.
 
 pub mod alert;
+pub mod args;
 mod cbor;
 pub mod check;
 pub mod codec;

@@ -197,7 +197,7 @@ impl Pattern {
                 "run `picket-agent check-config`, fix the key it names, restart the agent"
             }
             Pattern::CriticalAlert => {
-                "check the alert on the dashboard or with `picket-agent status`"
+                "check the alert with `picket-agent status` (or the collector's `/api/alerts`)"
             }
             Pattern::BrokerRefused => {
                 "run `picket-agent doctor`: check broker.username, the password file, the CA and client certificates"

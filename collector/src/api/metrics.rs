@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use picket_protocol::Severity;
 
 use super::{ApiError, AppState, Peer, Role, ask, authorize};
-use crate::fleet::counters::{IngestCounters, Refused};
+use crate::counters::{IngestCounters, Refused};
 use crate::fleet::query::{DeviceSummary, Query};
 use crate::notify::NotifyCounters;
 

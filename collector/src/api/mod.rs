@@ -31,7 +31,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::ApiAuth;
-use crate::fleet::counters::IngestCounters;
+use crate::counters::IngestCounters;
 use crate::fleet::query::Query;
 use crate::history::Reader;
 use crate::link::LinkStatus;

@@ -8,7 +8,7 @@
 
 use rumqttc::Publish;
 
-use crate::link::{Ack, Delivery};
+use crate::pipeline::{Ack, Delivery};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
@@ -18,10 +18,10 @@ use picket_protocol::{
     TopicKind,
 };
 
-use super::counters::{IngestCounters, Refused};
 use super::device::Record;
 use super::presence::Input;
 use super::{Engine, Millis};
+use crate::counters::{IngestCounters, Refused};
 use crate::history::{REFUSED_KEEP_BYTES, RefusedRow};
 use crate::model::event_points;
 use crate::rules::Observation;

@@ -16,9 +16,7 @@
 //! - [`query`]: read-only views the API asks for (and the command it sends).
 //! - [`commands`]: sending commands (API, rule remedies), storing replies.
 
-pub mod clock;
 pub mod commands;
-pub mod counters;
 pub mod device;
 mod ingest;
 pub mod presence;
@@ -40,16 +38,14 @@ use tracing::{debug, info, warn};
 use picket_protocol::{AlertSet, DeviceId, Format, Topics, VERSION};
 
 use crate::commands::Issuer;
-use crate::history::{
-    AlertRow, DeviceRow, JournalEntry, PresenceRow, Snapshot, StateRow, WriteBatch,
-};
-use crate::link::{Ack, Delivery};
+use crate::history::{AlertRow, DeviceRow, JournalEntry, PresenceRow, Snapshot, StateRow};
 use crate::model::{MetricNames, Millis};
 use crate::notify::{Change as NotifyChange, Notification};
+use crate::pipeline::{Commit, Delivery};
 use crate::rules::{DeviceCtx, Glob, Observation, RuleSet, Transition, TransitionKind};
 
-use clock::Clock;
-use counters::IngestCounters;
+use crate::clock::Clock;
+use crate::counters::IngestCounters;
 use device::{Device, Persisted};
 use presence::{Input, Outcome};
 use query::Query;
@@ -69,31 +65,6 @@ pub struct EngineConfig {
     pub format: Format,
     /// Builds the commands the API and rule remedies send.
     pub issuer: Arc<Issuer>,
-}
-
-/// One batch of work for the store thread and what follows its commit.
-#[derive(Debug, Default)]
-pub struct Commit {
-    pub batch: WriteBatch,
-    /// Acknowledged to the broker once the batch is stored.
-    pub acks: Vec<Ack>,
-    /// Retained alert sets: `(topic, payload)`; an empty payload clears.
-    pub alerts: Vec<(String, Vec<u8>)>,
-    pub notifications: Vec<Notification>,
-    /// Commands: `(topic, payload)`, published (never retained) once stored.
-    pub commands: Vec<(String, Vec<u8>)>,
-    /// Told once the commands are stored and published.
-    pub published: Vec<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Commit {
-    fn is_empty(&self) -> bool {
-        self.acks.is_empty()
-            && self.alerts.is_empty()
-            && self.commands.is_empty()
-            && self.notifications.is_empty()
-            && self.batch.is_empty()
-    }
 }
 
 /// Publishes handled per turn of the loop at most, so timers and API
@@ -138,7 +109,7 @@ pub struct Engine {
     warn_limit: ingest::WarnLimit,
     names: MetricNames,
     /// The store's pace (None: hand every turn's work over at once).
-    pace: Option<Arc<crate::store::Pace>>,
+    pace: Option<Arc<crate::pipeline::Pace>>,
     /// Cancelled when a stop gives up on the store: a hand-over waiting
     /// for room in its queue is dropped (unacknowledged, redelivered).
     abandon: tokio_util::sync::CancellationToken,
@@ -235,8 +206,8 @@ impl Engine {
     }
 
     /// Hand work to the store when it is ready for it rather than after
-    /// every turn (see [`crate::store::Pace`]).
-    pub fn paced_by(mut self, pace: Arc<crate::store::Pace>) -> Self {
+    /// every turn (see [`crate::pipeline::Pace`]).
+    pub fn paced_by(mut self, pace: Arc<crate::pipeline::Pace>) -> Self {
         self.pace = Some(pace);
         self
     }

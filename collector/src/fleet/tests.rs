@@ -16,7 +16,7 @@ use super::*;
 const T0: Millis = 1_800_000_000_000;
 
 struct Harness {
-    inbound: mpsc::Sender<crate::link::Delivery>,
+    inbound: mpsc::Sender<crate::pipeline::Delivery>,
     counters: Arc<IngestCounters>,
     queries: mpsc::Sender<Query>,
     commits: mpsc::Receiver<Commit>,
@@ -38,7 +38,7 @@ fn start_from(rules: &[crate::rules::RawRule], snapshot: Snapshot) -> Harness {
 fn start_full(
     rules: &[crate::rules::RawRule],
     snapshot: Snapshot,
-    pace: Option<Arc<crate::store::Pace>>,
+    pace: Option<Arc<crate::pipeline::Pace>>,
 ) -> Harness {
     let cfg = EngineConfig {
         topics: Topics::default(),
@@ -148,7 +148,7 @@ fn telemetry(seq: u64, temp: f32) -> Publish {
 impl Harness {
     /// Hand `p` to the engine as the link would.
     async fn send(&self, publish: Publish) {
-        let d = crate::link::Delivery { conn: 1, publish };
+        let d = crate::pipeline::Delivery { conn: 1, publish };
         self.inbound.send(d).await.expect("engine alive");
     }
 
@@ -181,7 +181,7 @@ impl Harness {
 /// turn of its loop.
 #[tokio::test(start_paused = true)]
 async fn work_gathers_while_the_store_is_busy_and_goes_over_when_it_is_idle() {
-    let pace = Arc::new(crate::store::Pace::default());
+    let pace = Arc::new(crate::pipeline::Pace::default());
     let mut h = start_full(&[], Snapshot::default(), Some(Arc::clone(&pace)));
     for seq in 1..=10 {
         h.send(telemetry(seq, 40.0)).await;

@@ -1,12 +1,11 @@
 //! The command log: commands sent and the statuses their devices replied.
 
 use picket_protocol::{DeviceId, ReplyState};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::reader::Reader;
-use super::writer::Ids;
-use super::{HistoryError, device_id, millis, to_i64};
+use super::{HistoryError, device_id, millis};
 use crate::model::Millis;
 
 /// A command as sent.
@@ -51,47 +50,6 @@ pub struct CommandLog {
     #[serde(flatten)]
     pub command: Option<CommandRow>,
     pub statuses: Vec<StatusRow>,
-}
-
-pub(super) fn insert_command(ids: &mut Ids<'_>, c: &CommandRow) -> Result<(), HistoryError> {
-    let device = ids.device(&c.device)?;
-    ids.tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO command (id, device_id, name, args, issued, expires, source)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            c.id,
-            device,
-            c.name,
-            c.args.to_string(),
-            to_i64("issue time", c.issued)?,
-            to_i64("expiry", c.expires)?,
-            c.source
-        ])?;
-    Ok(())
-}
-
-pub(super) fn insert_status(ids: &mut Ids<'_>, s: &StatusRow) -> Result<(), HistoryError> {
-    let device = ids.device(&s.device)?;
-    // Redelivered replies (QoS 1) carry the same state, chunk and time.
-    ids.tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO command_status
-                (command_id, state, chunk, ts, received, device_id, reason, output)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            s.command,
-            state_str(s.state),
-            s.chunk.map_or(-1, i64::from),
-            to_i64("status time", s.ts)?,
-            to_i64("receive time", s.received)?,
-            device,
-            s.reason,
-            s.output
-        ])?;
-    Ok(())
 }
 
 pub fn state_str(s: ReplyState) -> &'static str {

@@ -266,11 +266,11 @@ fn apply(
     }
     for c in &batch.commands {
         let what = || format!("command {}", c.id);
-        row(ids, &c.device, what, |ids| commands::insert_command(ids, c))?;
+        row(ids, &c.device, what, |ids| insert_command(ids, c))?;
     }
     for s in &batch.statuses {
         let what = || format!("command status {}", s.command);
-        row(ids, &s.device, what, |ids| commands::insert_status(ids, s))?;
+        row(ids, &s.device, what, |ids| insert_status(ids, s))?;
     }
     for c in &batch.corrections {
         let what = || format!("time correction of boot {}", c.boot);
@@ -391,6 +391,47 @@ impl Ids<'_> {
         self.metrics.insert(name.to_string(), id);
         Ok(id)
     }
+}
+
+fn insert_command(ids: &mut Ids<'_>, c: &commands::CommandRow) -> Result<(), HistoryError> {
+    let device = ids.device(&c.device)?;
+    ids.tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO command (id, device_id, name, args, issued, expires, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            c.id,
+            device,
+            c.name,
+            c.args.to_string(),
+            to_i64("issue time", c.issued)?,
+            to_i64("expiry", c.expires)?,
+            c.source
+        ])?;
+    Ok(())
+}
+
+fn insert_status(ids: &mut Ids<'_>, s: &commands::StatusRow) -> Result<(), HistoryError> {
+    let device = ids.device(&s.device)?;
+    // Redelivered replies (QoS 1) carry the same state, chunk and time.
+    ids.tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO command_status
+                (command_id, state, chunk, ts, received, device_id, reason, output)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            s.command,
+            commands::state_str(s.state),
+            s.chunk.map_or(-1, i64::from),
+            to_i64("status time", s.ts)?,
+            to_i64("receive time", s.received)?,
+            device,
+            s.reason,
+            s.output
+        ])?;
+    Ok(())
 }
 
 fn dictionary(tx: &Transaction<'_>, table: &str, name: &str) -> Result<i64, HistoryError> {
