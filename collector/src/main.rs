@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use picket_collector::config::{self, Config};
 
@@ -35,42 +35,9 @@ enum Command {
     Serve,
     /// Embedded broker + collector + a simulated fleet in one process, with
     /// a live one-line summary. Nothing to install, nothing kept.
-    Demo {
-        /// Simulated devices.
-        #[arg(long, default_value_t = 25)]
-        devices: usize,
-        /// Sampling interval of each simulated device.
-        #[arg(long, default_value = "2s", value_parser = duration)]
-        interval: Duration,
-        /// Address of the API [default: 127.0.0.1:8080, or a free port if taken].
-        #[arg(long)]
-        http: Option<std::net::SocketAddr>,
-    },
+    Demo(DemoArgs),
     /// Publish realistic telemetry for simulated devices (demo data, load).
-    Simulate {
-        /// Number of simulated devices, each with its own MQTT connection.
-        #[arg(long, default_value_t = 25)]
-        devices: usize,
-        /// Sampling interval of each device.
-        #[arg(long, default_value = "10s", value_parser = duration)]
-        interval: Duration,
-        /// Broker to publish to [default: the configuration's broker.url,
-        /// else mqtt://127.0.0.1:1883].
-        #[arg(long)]
-        broker: Option<String>,
-        /// Payload encoding: cbor or json.
-        #[arg(long, default_value = "cbor")]
-        format: String,
-        /// Seed of the simulation (same seed, same fleet).
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// No overheating, full disks, power loss...: steady load only.
-        #[arg(long)]
-        no_scenarios: bool,
-        /// Device ids are PREFIX-0001, PREFIX-0002...
-        #[arg(long, default_value = "sim")]
-        id_prefix: String,
-    },
+    Simulate(SimulateArgs),
     /// Write a new key pair for signing commands: DIR/command.key (keep it
     /// with the collector: commands.private_key_file) and DIR/command.pub
     /// (for every agent: commands.public_key_file).
@@ -82,31 +49,7 @@ enum Command {
     /// Send a command to a device through the collector's API and, with
     /// --wait, print its status changes as they arrive. Exit code 0 when
     /// it succeeded (or was sent, without --wait), 1 otherwise.
-    Send {
-        /// The device id.
-        device: String,
-        /// The command: ping, system.info, system.reboot, service.restart,
-        /// service.logs, file.deploy, file.delete, config.update, led.identify,
-        /// gpio.write, agent.update.
-        name: String,
-        /// Arguments as JSON, e.g. '{"unit": "kiosk.service"}'.
-        #[arg(long)]
-        args: Option<String>,
-        /// How long the command may wait for an offline device (e.g. 30s,
-        /// 10m) [default: commands.default_ttl].
-        #[arg(long)]
-        ttl: Option<String>,
-        /// Wait for the final status and print every status change.
-        #[arg(long)]
-        wait: bool,
-        /// The collector's API [default: http://<http.listen>].
-        #[arg(long)]
-        api: Option<String>,
-        /// Admin token [default: api.admin_token of the configuration, or
-        /// PICKET_API_ADMIN_TOKEN].
-        #[arg(long)]
-        token: Option<String>,
-    },
+    Send(SendArgs),
     /// Print the SHA-256 of an agent binary and the signature of it by
     /// commands.private_key_file: the sha256 and signature arguments of
     /// agent.update.
@@ -120,51 +63,120 @@ enum Command {
     /// rolled back, or silent until --timeout); the rollout stops when
     /// more than --max-failed percent of the devices tried so far failed.
     /// Exit code 0 when every batch ran, 1 when stopped or on error.
-    Update {
-        /// The version the artifact reports (e.g. 0.2.0).
-        #[arg(long = "to")]
-        to: String,
-        /// The agent binary (signed here with commands.private_key_file).
-        #[arg(long)]
-        artifact: PathBuf,
-        /// Where devices download it: an https:// URL serving that file.
-        #[arg(long)]
-        url: String,
-        /// Devices: comma-separated ids or globs (pi-*), and label=value
-        /// terms; all of the fleet by default. Devices already on the
-        /// version, offline, or on a newer version are skipped.
-        #[arg(long, default_value = "*")]
-        devices: String,
-        /// Devices per batch (the first batch is the canary).
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Stop when more than this percentage of the devices tried so
-        /// far failed.
-        #[arg(long, default_value_t = 10.0)]
-        max_failed: f64,
-        /// Also replace newer versions (the agents refuse a downgrade
-        /// otherwise).
-        #[arg(long)]
-        allow_downgrade: bool,
-        /// How long each command may wait for its device at the broker.
-        #[arg(long, default_value = "10m", value_parser = duration)]
-        ttl: Duration,
-        /// How long a batch may take before its silent devices count as
-        /// failed (download, restart and the agents' trial window).
-        #[arg(long, default_value = "15m", value_parser = duration)]
-        timeout: Duration,
-        /// The collector's API [default: http://<http.listen>].
-        #[arg(long)]
-        api: Option<String>,
-        /// Admin token [default: api.admin_token of the configuration, or
-        /// PICKET_API_ADMIN_TOKEN].
-        #[arg(long)]
-        token: Option<String>,
-    },
+    Update(UpdateArgs),
     /// Print the default configuration, with comments, and exit.
     PrintDefaultConfig,
     /// Check the configuration and print the effective values, then exit.
     CheckConfig,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Simulated devices.
+    #[arg(long, default_value_t = 25)]
+    devices: usize,
+    /// Sampling interval of each simulated device.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    interval: Duration,
+    /// Address of the API [default: 127.0.0.1:8080, or a free port if taken].
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Number of simulated devices, each with its own MQTT connection.
+    #[arg(long, default_value_t = 25)]
+    devices: usize,
+    /// Sampling interval of each device.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    interval: Duration,
+    /// Broker to publish to [default: the configuration's broker.url,
+    /// else mqtt://127.0.0.1:1883].
+    #[arg(long)]
+    broker: Option<String>,
+    /// Payload encoding: cbor or json.
+    #[arg(long, default_value = "cbor")]
+    format: String,
+    /// Seed of the simulation (same seed, same fleet).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// No overheating, full disks, power loss...: steady load only.
+    #[arg(long)]
+    no_scenarios: bool,
+    /// Device ids are PREFIX-0001, PREFIX-0002...
+    #[arg(long, default_value = "sim")]
+    id_prefix: String,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// The device id.
+    device: String,
+    /// The command: ping, system.info, system.reboot, service.restart,
+    /// service.logs, file.deploy, file.delete, config.update, led.identify,
+    /// gpio.write, agent.update.
+    name: String,
+    /// Arguments as JSON, e.g. '{"unit": "kiosk.service"}'.
+    #[arg(long)]
+    args: Option<String>,
+    /// How long the command may wait for an offline device (e.g. 30s,
+    /// 10m) [default: commands.default_ttl].
+    #[arg(long)]
+    ttl: Option<String>,
+    /// Wait for the final status and print every status change.
+    #[arg(long)]
+    wait: bool,
+    /// The collector's API [default: http://<http.listen>].
+    #[arg(long)]
+    api: Option<String>,
+    /// Admin token [default: api.admin_token of the configuration, or
+    /// PICKET_API_ADMIN_TOKEN].
+    #[arg(long)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct UpdateArgs {
+    /// The version the artifact reports (e.g. 0.2.0).
+    #[arg(long = "to")]
+    to: String,
+    /// The agent binary (signed here with commands.private_key_file).
+    #[arg(long)]
+    artifact: PathBuf,
+    /// Where devices download it: an https:// URL serving that file.
+    #[arg(long)]
+    url: String,
+    /// Devices: comma-separated ids or globs (pi-*), and label=value
+    /// terms; all of the fleet by default. Devices already on the
+    /// version, offline, or on a newer version are skipped.
+    #[arg(long, default_value = "*")]
+    devices: String,
+    /// Devices per batch (the first batch is the canary).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Stop when more than this percentage of the devices tried so
+    /// far failed.
+    #[arg(long, default_value_t = 10.0)]
+    max_failed: f64,
+    /// Also replace newer versions (the agents refuse a downgrade
+    /// otherwise).
+    #[arg(long)]
+    allow_downgrade: bool,
+    /// How long each command may wait for its device at the broker.
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    ttl: Duration,
+    /// How long a batch may take before its silent devices count as
+    /// failed (download, restart and the agents' trial window).
+    #[arg(long, default_value = "15m", value_parser = duration)]
+    timeout: Duration,
+    /// The collector's API [default: http://<http.listen>].
+    #[arg(long)]
+    api: Option<String>,
+    /// Admin token [default: api.admin_token of the configuration, or
+    /// PICKET_API_ADMIN_TOKEN].
+    #[arg(long)]
+    token: Option<String>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -173,232 +185,218 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = &cli.config;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config, cli.verbose),
+        Command::Demo(args) => demo(args, cli.verbose),
+        Command::Simulate(args) => simulate(args, config.clone(), cli.verbose),
+        Command::Keygen { out } => keygen(&out),
+        Command::Send(args) => send(args, config),
+        Command::SignArtifact { file } => sign_artifact(&file, config),
+        Command::Update(args) => update(args, config),
         Command::PrintDefaultConfig => {
             print!("{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
         }
-        Command::Keygen { out } => match picket_collector::commands::keygen::keygen(&out) {
-            Ok((private, public)) => {
-                println!(
-                    "private key: {} (commands.private_key_file of the collector)",
-                    private.display()
-                );
-                println!(
-                    "public key:  {} (commands.public_key_file of every agent)",
-                    public.display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("picket-collector: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Send {
-            device,
-            name,
-            args,
-            ttl,
-            wait,
-            api,
-            token,
-        } => {
-            use picket_collector::commands::send::{Request, Settled, send};
-            let (api, token) = match (api, token) {
-                (Some(a), Some(t)) => (a, Some(t)),
-                (api, token) => {
-                    let c = match load(&cli.config) {
-                        Ok(c) => c,
-                        Err(code) => return code,
-                    };
-                    (
-                        api.unwrap_or_else(|| format!("http://{}", c.http_listen)),
-                        token.or(c.api.admin),
-                    )
-                }
-            };
-            let req = Request {
-                api: &api,
-                token: token.as_deref(),
-                device: &device,
-                name: &name,
-                args: args.as_deref(),
-                ttl: ttl.as_deref(),
-                wait,
-            };
-            match send(&req, &mut std::io::stdout()) {
-                Ok(Settled::Sent | Settled::Succeeded) => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("picket-collector: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::CheckConfig => check_config(config),
+    }
+}
+
+fn serve(path: &Option<PathBuf>, verbose: u8) -> ExitCode {
+    init_tracing(verbose);
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    report(
+        block_on(picket_collector::run(config, signal()))
+            .and_then(|r| r.context("collector failed")),
+    )
+}
+
+fn demo(a: DemoArgs, verbose: u8) -> ExitCode {
+    init_tracing(verbose);
+    let opts = picket_collector::demo::DemoOptions {
+        devices: a.devices,
+        interval: a.interval,
+        http: a.http,
+    };
+    report(
+        block_on(picket_collector::demo::run(opts, signal()))
+            .and_then(|r| r.context("demo failed")),
+    )
+}
+
+fn simulate(a: SimulateArgs, config: Option<PathBuf>, verbose: u8) -> ExitCode {
+    init_tracing(verbose);
+    let opts = picket_collector::simulate::cli::Options {
+        config,
+        devices: a.devices,
+        interval: a.interval,
+        broker: a.broker,
+        format: a.format,
+        seed: a.seed,
+        scenarios: !a.no_scenarios,
+        id_prefix: a.id_prefix,
+    };
+    let sim = match picket_collector::simulate::cli::prepare(opts, std::env::vars()) {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("picket-collector: {e}");
+            return ExitCode::from(2);
         }
-        Command::SignArtifact { file } => {
-            let c = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let Some(key) = c.commands.key else {
-                eprintln!(
-                    "picket-collector: commands.private_key_file is not set: nothing to sign with"
-                );
-                return ExitCode::from(2);
-            };
-            match picket_collector::commands::artifact::sign(&file, &key) {
-                Ok(s) => {
-                    println!("bytes:     {}", s.bytes);
-                    println!("sha256:    {}", s.sha256);
-                    println!("signature: {}", s.signature);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("picket-collector: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    };
+    report(
+        block_on(picket_collector::simulate::cli::run(sim, signal()))
+            .and_then(|r| r.context("simulation failed")),
+    )
+}
+
+fn keygen(out: &std::path::Path) -> ExitCode {
+    match picket_collector::commands::keygen::keygen(out) {
+        Ok((private, public)) => {
+            println!(
+                "private key: {} (commands.private_key_file of the collector)",
+                private.display()
+            );
+            println!(
+                "public key:  {} (commands.public_key_file of every agent)",
+                public.display()
+            );
+            ExitCode::SUCCESS
         }
-        Command::Update {
-            to,
-            artifact,
-            url,
-            devices,
-            batch,
-            max_failed,
-            allow_downgrade,
-            ttl,
-            timeout,
-            api,
-            token,
-        } => {
-            use picket_collector::rollout::cli::{Options, RolloutError, run};
-            let c = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let Some(key) = c.commands.key.clone() else {
-                eprintln!(
-                    "picket-collector: commands.private_key_file is not set: the artifact cannot be signed"
-                );
-                return ExitCode::from(2);
-            };
-            let api = api.unwrap_or_else(|| format!("http://{}", c.http_listen));
-            let token = token.or(c.api.admin);
-            let opts = Options {
-                api: &api,
-                token: token.as_deref(),
-                key: &key,
-                to: &to,
-                artifact: &artifact,
-                url: &url,
-                devices: &devices,
-                batch,
-                max_failed,
-                allow_downgrade,
-                ttl,
-                timeout,
-                poll: Duration::from_millis(500),
-            };
-            match run(&opts, &mut std::io::stdout()) {
-                Ok(s) if !s.stopped => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::FAILURE,
-                Err(e @ RolloutError::Invalid(_)) => {
-                    eprintln!("picket-collector: {e}");
-                    ExitCode::from(2)
-                }
-                Err(e) => {
-                    eprintln!("picket-collector: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::CheckConfig => match load(&cli.config) {
-            Ok(c) => {
-                println!("configuration is valid");
-                match &c.embedded {
-                    Some(e) => println!("broker:   embedded, listening on {}", e.listen),
-                    None => println!("broker:   {}", c.link.broker.url),
-                }
-                println!("http:     {}", c.http_listen);
-                println!("storage:  {}", c.storage_path.display());
-                println!(
-                    "rules:    {}",
-                    c.engine.rules.names().collect::<Vec<_>>().join(", ")
-                );
-                println!(
-                    "api:      {}",
-                    if c.api.open() {
-                        "no token: read-only, loopback only"
-                    } else {
-                        "bearer tokens"
-                    }
-                );
-                ExitCode::SUCCESS
-            }
-            Err(code) => code,
-        },
-        Command::Serve => {
-            init_tracing(cli.verbose);
-            let config = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            report(
-                block_on(picket_collector::run(config, signal()))
-                    .and_then(|r| r.context("collector failed")),
-            )
-        }
-        Command::Demo {
-            devices,
-            interval,
-            http,
-        } => {
-            init_tracing(cli.verbose);
-            let opts = picket_collector::demo::DemoOptions {
-                devices,
-                interval,
-                http,
-            };
-            report(
-                block_on(picket_collector::demo::run(opts, signal()))
-                    .and_then(|r| r.context("demo failed")),
-            )
-        }
-        Command::Simulate {
-            devices,
-            interval,
-            broker,
-            format,
-            seed,
-            no_scenarios,
-            id_prefix,
-        } => {
-            init_tracing(cli.verbose);
-            let opts = picket_collector::simulate::cli::Options {
-                config: cli.config,
-                devices,
-                interval,
-                broker,
-                format,
-                seed,
-                scenarios: !no_scenarios,
-                id_prefix,
-            };
-            let sim = match picket_collector::simulate::cli::prepare(opts, std::env::vars()) {
-                Ok(sim) => sim,
-                Err(e) => {
-                    eprintln!("picket-collector: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            report(
-                block_on(picket_collector::simulate::cli::run(sim, signal()))
-                    .and_then(|r| r.context("simulation failed")),
-            )
+        Err(e) => {
+            eprintln!("picket-collector: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn send(a: SendArgs, path: &Option<PathBuf>) -> ExitCode {
+    use picket_collector::commands::send::{Request, Settled, send};
+    let (api, token) = match (a.api, a.token) {
+        (Some(api), Some(token)) => (api, Some(token)),
+        (api, token) => {
+            let c = match load(path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            (
+                api.unwrap_or_else(|| format!("http://{}", c.http_listen)),
+                token.or(c.api.admin),
+            )
+        }
+    };
+    let req = Request {
+        api: &api,
+        token: token.as_deref(),
+        device: &a.device,
+        name: &a.name,
+        args: a.args.as_deref(),
+        ttl: a.ttl.as_deref(),
+        wait: a.wait,
+    };
+    match send(&req, &mut std::io::stdout()) {
+        Ok(Settled::Sent | Settled::Succeeded) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("picket-collector: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sign_artifact(file: &std::path::Path, path: &Option<PathBuf>) -> ExitCode {
+    let c = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(key) = c.commands.key else {
+        eprintln!("picket-collector: commands.private_key_file is not set: nothing to sign with");
+        return ExitCode::from(2);
+    };
+    match picket_collector::commands::artifact::sign(file, &key) {
+        Ok(s) => {
+            println!("bytes:     {}", s.bytes);
+            println!("sha256:    {}", s.sha256);
+            println!("signature: {}", s.signature);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("picket-collector: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn update(a: UpdateArgs, path: &Option<PathBuf>) -> ExitCode {
+    use picket_collector::rollout::cli::{Options, RolloutError, run};
+    let c = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(key) = c.commands.key.clone() else {
+        eprintln!(
+            "picket-collector: commands.private_key_file is not set: the artifact cannot be signed"
+        );
+        return ExitCode::from(2);
+    };
+    let api = a.api.unwrap_or_else(|| format!("http://{}", c.http_listen));
+    let token = a.token.or(c.api.admin);
+    let opts = Options {
+        api: &api,
+        token: token.as_deref(),
+        key: &key,
+        to: &a.to,
+        artifact: &a.artifact,
+        url: &a.url,
+        devices: &a.devices,
+        batch: a.batch,
+        max_failed: a.max_failed,
+        allow_downgrade: a.allow_downgrade,
+        ttl: a.ttl,
+        timeout: a.timeout,
+        poll: Duration::from_millis(500),
+    };
+    match run(&opts, &mut std::io::stdout()) {
+        Ok(s) if !s.stopped => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e @ RolloutError::Invalid(_)) => {
+            eprintln!("picket-collector: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("picket-collector: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &Option<PathBuf>) -> ExitCode {
+    let c = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    println!("configuration is valid");
+    match &c.embedded {
+        Some(e) => println!("broker:   embedded, listening on {}", e.listen),
+        None => println!("broker:   {}", c.link.broker.url),
+    }
+    println!("http:     {}", c.http_listen);
+    println!("storage:  {}", c.storage_path.display());
+    println!(
+        "rules:    {}",
+        c.engine.rules.names().collect::<Vec<_>>().join(", ")
+    );
+    println!(
+        "api:      {}",
+        if c.api.open() {
+            "no token: read-only, loopback only"
+        } else {
+            "bearer tokens"
+        }
+    );
+    ExitCode::SUCCESS
 }
 
 fn report(r: anyhow::Result<()>) -> ExitCode {
