@@ -1,6 +1,7 @@
 //! RawConfig → Config: every check that can fail at start-up fails here,
 //! with the key that is wrong and why.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +30,51 @@ fn socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
-    let b = &raw.broker;
+    let (max_payload, format) = payload(raw)?;
+    let (embedded, link) = broker(raw, max_payload)?;
+    let http_listen = socket_addr("http.listen", &raw.http.listen)?;
+    let api = api(raw)?;
+    let (storage_path, retention, durability) = storage(raw)?;
+    let presence_timeout = raw.presence.timeout.0;
+    if presence_timeout < Duration::from_secs(1)
+        || presence_timeout > Duration::from_secs(7 * 86_400)
+    {
+        return Err(invalid("presence.timeout", "must be between 1s and 7d"));
+    }
+    let labels = labels(raw)?;
+    let commands = commands(raw)?;
+    let rules = crate::rules::build(&raw.rules)?;
+    let notify = crate::notify::validate(&raw.notify, &raw.webhook, &raw.email)?;
+    let engine = EngineConfig {
+        topics: link.broker.topics.clone(),
+        max_payload,
+        presence_timeout,
+        cooldown: notify.cooldown,
+        rules: Arc::new(rules),
+        labels,
+        format,
+        issuer: Arc::new(Issuer {
+            cfg: commands.clone(),
+            topics: link.broker.topics.clone(),
+            format,
+        }),
+    };
+    Ok(Config {
+        embedded,
+        link,
+        http_listen,
+        api,
+        storage_path,
+        retention,
+        durability,
+        engine,
+        notify,
+        commands,
+    })
+}
+
+/// `[payload]`: the largest payload accepted and the encoding published.
+fn payload(raw: &RawConfig) -> Result<(usize, Format), ConfigError> {
     let max_payload = raw.payload.max_size.0 as usize;
     if !(1024..=256 << 20).contains(&max_payload) {
         return Err(invalid(
@@ -42,7 +87,16 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         .format
         .parse()
         .map_err(|e: String| invalid("payload.format", e))?;
+    Ok((max_payload, format))
+}
 
+/// `[broker]`: the embedded broker (without `broker.url`) and the link to
+/// whichever broker it is.
+fn broker(
+    raw: &RawConfig,
+    max_payload: usize,
+) -> Result<(Option<EmbeddedConfig>, LinkConfig), ConfigError> {
+    let b = &raw.broker;
     let (embedded, url) = if b.url.is_empty() {
         let listen = socket_addr("broker.listen", &b.listen)?;
         if listen.port() == 0 {
@@ -95,39 +149,11 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         max_packet: crate::link::MQTT_MAX_PACKET,
         inflight: b.inflight,
     };
+    Ok((embedded, link))
+}
 
-    let http_listen = socket_addr("http.listen", &raw.http.listen)?;
-
-    let token = |key: &str,
-                 value: &str,
-                 file_key: &str,
-                 file: &str|
-     -> Result<Option<String>, ConfigError> {
-        let t = match (value.is_empty(), file.is_empty()) {
-            (true, true) => return Ok(None),
-            (false, true) => value.to_string(),
-            (true, false) => read_secret(file_key, file)?,
-            (false, false) => {
-                return Err(invalid(
-                    key,
-                    format!("set either {key} or {file_key}, not both"),
-                ));
-            }
-        };
-        if t.len() < 16 {
-            return Err(invalid(
-                key,
-                "must be at least 16 characters (it is a password)",
-            ));
-        }
-        if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid(
-                key,
-                "must not contain spaces or control characters",
-            ));
-        }
-        Ok(Some(t))
-    };
+/// `[api]`: the bearer tokens, each given inline or in a file.
+fn api(raw: &RawConfig) -> Result<ApiAuth, ConfigError> {
     let a = &raw.api;
     let api = ApiAuth {
         admin: token(
@@ -149,16 +175,50 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             "must differ from api.admin_token",
         ));
     }
+    Ok(api)
+}
 
+fn token(
+    key: &str,
+    value: &str,
+    file_key: &str,
+    file: &str,
+) -> Result<Option<String>, ConfigError> {
+    let t = match (value.is_empty(), file.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, true) => value.to_string(),
+        (true, false) => read_secret(file_key, file)?,
+        (false, false) => {
+            return Err(invalid(
+                key,
+                format!("set either {key} or {file_key}, not both"),
+            ));
+        }
+    };
+    if t.len() < 16 {
+        return Err(invalid(
+            key,
+            "must be at least 16 characters (it is a password)",
+        ));
+    }
+    if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            key,
+            "must not contain spaces or control characters",
+        ));
+    }
+    Ok(Some(t))
+}
+
+/// `[storage]`: where the history is, how long it is kept, how it syncs.
+fn storage(raw: &RawConfig) -> Result<(PathBuf, Duration, Durability), ConfigError> {
     if raw.storage.path.is_empty() {
         return Err(invalid("storage.path", "must not be empty"));
     }
-    let storage_path = PathBuf::from(&raw.storage.path);
     let retention = raw.storage.retention.0;
     if retention < Duration::from_secs(3600) {
         return Err(invalid("storage.retention", "must be at least 1h"));
     }
-
     let durability = match raw.storage.synchronous.as_str() {
         "full" => Durability::Full,
         "normal" => Durability::Normal,
@@ -169,14 +229,11 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             ));
         }
     };
+    Ok((PathBuf::from(&raw.storage.path), retention, durability))
+}
 
-    let presence_timeout = raw.presence.timeout.0;
-    if presence_timeout < Duration::from_secs(1)
-        || presence_timeout > Duration::from_secs(7 * 86_400)
-    {
-        return Err(invalid("presence.timeout", "must be between 1s and 7d"));
-    }
-
+/// `[[labels]]`: labels by device-id glob, first match wins.
+fn labels(raw: &RawConfig) -> Result<Vec<(Glob, BTreeMap<String, String>)>, ConfigError> {
     let mut labels = Vec::new();
     for (i, l) in raw.labels.iter().enumerate() {
         let glob = Glob::check_device(&l.devices)
@@ -191,37 +248,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         }
         labels.push((glob, l.labels.clone()));
     }
-
-    let commands = commands(raw)?;
-    let rules = crate::rules::build(&raw.rules)?;
-    let notify = crate::notify::validate(&raw.notify, &raw.webhook, &raw.email)?;
-    let engine = EngineConfig {
-        topics: link.broker.topics.clone(),
-        max_payload,
-        presence_timeout,
-        cooldown: notify.cooldown,
-        rules: Arc::new(rules),
-        labels,
-        format,
-        issuer: Arc::new(Issuer {
-            cfg: commands.clone(),
-            topics: link.broker.topics.clone(),
-            format,
-        }),
-    };
-
-    Ok(Config {
-        embedded,
-        link,
-        http_listen,
-        api,
-        storage_path,
-        retention,
-        durability,
-        engine,
-        notify,
-        commands,
-    })
+    Ok(labels)
 }
 
 fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
