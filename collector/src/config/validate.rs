@@ -232,8 +232,11 @@ fn storage(raw: &RawConfig) -> Result<(PathBuf, Duration, Durability), ConfigErr
     Ok((PathBuf::from(&raw.storage.path), retention, durability))
 }
 
-/// `[[labels]]`: labels by device-id glob, first match wins.
-fn labels(raw: &RawConfig) -> Result<Vec<(Glob, BTreeMap<String, String>)>, ConfigError> {
+/// Labels by device-id glob, first match wins.
+type DeviceLabels = Vec<(Glob, BTreeMap<String, String>)>;
+
+/// `[[labels]]`.
+fn labels(raw: &RawConfig) -> Result<DeviceLabels, ConfigError> {
     let mut labels = Vec::new();
     for (i, l) in raw.labels.iter().enumerate() {
         let glob = Glob::check_device(&l.devices)
