@@ -26,8 +26,6 @@ mod select;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_config;
 
 use std::collections::{BTreeMap, HashMap};
 

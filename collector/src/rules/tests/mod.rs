@@ -8,6 +8,8 @@ use serde::Deserialize;
 use super::*;
 use crate::model::Metric;
 
+mod config;
+
 /// Any fixed wall time: tables count seconds from here.
 pub(super) const T0: Millis = 1_700_000_000_000;
 

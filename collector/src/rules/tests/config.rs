@@ -5,7 +5,6 @@ use picket_config::ConfigError;
 use picket_protocol::alert::Alert;
 use serde::{Deserialize, Serialize};
 
-use super::tests::*;
 use super::*;
 
 fn build_toml(toml: &str) -> Result<RuleSet, ConfigError> {
