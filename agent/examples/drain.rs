@@ -15,7 +15,7 @@ use clap::Parser;
 use picket_agent::queue::{NewRecord, Queue, QueueConfig, RecordKind};
 use picket_agent::sensors::clock::{Clock, SystemClock};
 use picket_agent::sensors::{SensorConfig, Sensors};
-use picket_agent::uplink::Link;
+use picket_agent::views::Link;
 use picket_protocol::{AgentHealth, Format, Sample, Telemetry, encode};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::oneshot;

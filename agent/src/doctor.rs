@@ -17,9 +17,8 @@ use rumqttc::{
 };
 
 use crate::Config;
-use crate::config::ConfigError;
-use crate::gpio::{GpioBackend, GpioError, LineRef};
-use crate::led::LedConfig;
+use crate::config::{ConfigError, LedConfig, LineRef};
+use crate::gpio::{GpioBackend, GpioError};
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]

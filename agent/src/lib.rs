@@ -6,6 +6,8 @@
 //! - [`sensors`]: one module per data source, read under a configurable host
 //!   root; the clock seam.
 //! - [`queue`]: the on-disk segment log (store-and-forward), synchronous.
+//! - [`views`]: what the tasks publish for each other (the uplink's link
+//!   state, the collector's alert set, inbound command publishes).
 //! - Long-lived tasks joined by bounded channels, started by [`run`]:
 //!   [`sampler`] (sensors → store), [`store`] (owns the queue on a blocking
 //!   thread), [`uplink`] (owns the MQTT event loop) and [`commands`] (remote
@@ -45,6 +47,7 @@ pub mod systemd;
 pub mod testing;
 pub mod update;
 pub mod uplink;
+pub mod views;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -68,7 +71,7 @@ pub const VERSION: &str = match option_env!("PICKET_AGENT_VERSION") {
 use crate::commands::CommandService;
 use crate::gpio::{GpioBackend, GpioInputs, GpioOutputs};
 use crate::led::backend::NoLed;
-use crate::led::{AlertView, Identify, Led, LedSources, Pattern};
+use crate::led::{Identify, Led, LedSources, Pattern};
 use crate::liveness::Beacon;
 use crate::queue::{Queue, QueueError};
 use crate::sampler::Sampler;
@@ -76,7 +79,8 @@ use crate::sensors::Sensors;
 use crate::sensors::clock::SystemClock;
 use crate::status::{StatusServer, StatusSources};
 use crate::store::{Store, StoreStatus};
-use crate::uplink::{CommandLink, Identity, Uplink, UplinkStatus};
+use crate::uplink::{CommandLink, Identity, Uplink};
+use crate::views::{AlertView, UplinkStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -261,7 +265,7 @@ pub async fn run_with(
     // Docker changes go straight to the store too; samples copy the view.
     let (docker, docker_view, docker_task) = start_docker(&config, &item_tx, &clock, &stop);
 
-    let led_backend = config.led.open(hardware.gpio.as_ref()).unwrap_or_else(|e| {
+    let led_backend = led::open(&config.led, hardware.gpio.as_ref()).unwrap_or_else(|e| {
         warn!(error = %e, "no status LED; running without it");
         Box::new(NoLed)
     });

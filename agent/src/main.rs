@@ -61,7 +61,7 @@ enum Command {
 /// whether this build can watch Docker (a cargo feature: the same version
 /// number exists with and without it).
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    if picket_agent::docker::SUPPORTED {
+    if picket_agent::config::DOCKER_SUPPORTED {
         format!("{} (docker)", picket_agent::VERSION)
     } else {
         picket_agent::VERSION.to_string()
@@ -219,14 +219,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Blink "configuration invalid" for a while, when there is a LED to
 /// blink: the technician at the box has no other way to learn it.
 fn show_config_invalid(path: &Option<PathBuf>) {
-    use picket_agent::led::{Led, LedConfig, LedSources, Pattern};
+    use picket_agent::config::LedConfig;
+    use picket_agent::led::{Led, LedSources, Pattern};
     let cfg = picket_agent::config::led_for_invalid(path.as_deref(), std::env::vars());
     if cfg == LedConfig::None {
         return;
     }
     let Ok(rt) = runtime() else { return };
     rt.block_on(async {
-        let backend = match cfg.open(&picket_agent::gpio::cdev::Cdev) {
+        let backend = match picket_agent::led::open(&cfg, &picket_agent::gpio::cdev::Cdev) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "no status LED to show the invalid configuration on");
@@ -420,8 +421,8 @@ fn init_tracing(verbose: u8) {
 }
 
 /// `check-config`'s Docker line: off, or the socket and the scope.
-fn docker_line(d: &picket_agent::docker::DockerConfig) -> String {
-    if !picket_agent::docker::SUPPORTED {
+fn docker_line(d: &picket_agent::config::DockerConfig) -> String {
+    if !picket_agent::config::DOCKER_SUPPORTED {
         return "not in this build (cargo feature docker)".into();
     }
     if !d.enabled {

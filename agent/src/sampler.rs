@@ -3,17 +3,17 @@
 
 use std::time::Duration;
 
-use picket_protocol::{AgentHealth, Event, EventKind, GpioLevel};
+use picket_protocol::{AgentHealth, EventKind, GpioLevel};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::docker::DockerView;
 use crate::liveness::Beacon;
 use crate::sensors::Sensors;
-use crate::sensors::clock::{Clock, Stamp};
+use crate::sensors::clock::{Clock, unix_ms};
 use crate::shutdown::Shutdown;
 use crate::store::{Item, StoreStatus};
-use crate::uplink::{UplinkStatus, unix_ms};
+use crate::views::UplinkStatus;
 
 /// The sensors and the clock travel together to the blocking thread that
 /// reads them, and back.
@@ -90,7 +90,7 @@ impl Sampler {
         let startup = std::mem::take(&mut self.startup);
         if let (false, Some(probe)) = (startup.is_empty(), self.probe.as_mut()) {
             let stamp = probe.clock.stamp();
-            let items = startup.into_iter().map(|k| Item::Event(event(&stamp, k)));
+            let items = startup.into_iter().map(|k| Item::Event(stamp.event(k)));
             if self.items.send(items.collect()).await.is_err() {
                 return;
             }
@@ -117,7 +117,7 @@ impl Sampler {
             return;
         };
         let stamp = probe.clock.stamp();
-        let stopping = vec![Item::Event(event(&stamp, EventKind::AgentStopping))];
+        let stopping = vec![Item::Event(stamp.event(EventKind::AgentStopping))];
         // Kept in the queue if the uplink cannot send it before it stops:
         // the next run delivers it.
         let _ = self.items.send(stopping).await;
@@ -162,16 +162,13 @@ impl Sampler {
         let status = self.store.borrow().clone();
         let mut items: Vec<Item> = events
             .into_iter()
-            .map(|k| Item::Event(event(&stamp, k)))
+            .map(|k| Item::Event(stamp.event(k)))
             .collect();
         if status.stats.dropped_total > *dropped_seen {
-            items.push(Item::Event(event(
-                &stamp,
-                EventKind::QueueDropped {
-                    records: status.stats.dropped_total - *dropped_seen,
-                    total_dropped: status.stats.dropped_total,
-                },
-            )));
+            items.push(Item::Event(stamp.event(EventKind::QueueDropped {
+                records: status.stats.dropped_total - *dropped_seen,
+                total_dropped: status.stats.dropped_total,
+            })));
             *dropped_seen = status.stats.dropped_total;
         }
         sample.agent = Some(AgentHealth {
@@ -186,17 +183,5 @@ impl Sampler {
         });
         items.push(Item::Sample(Box::new(sample)));
         Some(items)
-    }
-}
-
-pub fn event(stamp: &Stamp, kind: EventKind) -> Event {
-    Event {
-        seq: 0,
-        ts: stamp.ts,
-        mono: stamp.mono,
-        boot: stamp.boot.clone(),
-        sync: stamp.sync,
-        hist: false,
-        kind,
     }
 }

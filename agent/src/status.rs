@@ -20,10 +20,11 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::led::{AlertView, Pattern};
+use crate::led::Pattern;
+use crate::sensors::clock::unix_ms;
 use crate::shutdown::Shutdown;
 use crate::store::StoreStatus;
-use crate::uplink::{Failure, Link, UplinkStatus, unix_ms};
+use crate::views::{AlertView, Failure, Link, UplinkStatus};
 
 /// What `status` prints, and `status --json` prints as is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -34,20 +34,19 @@ pub mod registry;
 pub mod sysinfo;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use picket_protocol::signing::PublicKey;
 use picket_protocol::{Command, DeviceId, Reply, ReplyState, VERSION};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::config::CommandsConfig;
 use crate::sensors::SensorConfig;
-use crate::sensors::clock::{Clock, SystemClock};
+use crate::sensors::clock::{Clock, SystemClock, unix_ms};
 use crate::shutdown::{Shutdown, Trigger};
-use crate::uplink::{Link, UplinkStatus, unix_ms};
+use crate::views::{Inbound, Link, UplinkStatus};
 use admit::{Context, Rejection};
 use journal::Journal;
 
@@ -56,41 +55,6 @@ use journal::Journal;
 /// the agent's stop budget ([`crate::STOP_LIMIT`]), which the uplink's
 /// goodbye and the queue's close share.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// The `[commands]` section, validated.
-#[derive(Debug, Clone)]
-pub struct CommandsConfig {
-    pub allowed: Vec<String>,
-    pub public_key: Option<PublicKey>,
-    pub state_dir: PathBuf,
-    pub max_clock_skew: Duration,
-    /// Treat the clock as synchronised (an RTC keeps it right).
-    pub trust_clock: bool,
-    pub concurrency: usize,
-    pub timeout: Duration,
-    pub output_max: usize,
-    pub journal_entries: usize,
-    pub services: Vec<String>,
-    pub systemctl: PathBuf,
-    pub journalctl: PathBuf,
-    pub reboot: Vec<String>,
-    pub reboot_window: Duration,
-    pub file_dirs: Vec<PathBuf>,
-    pub file_max_bytes: u64,
-    pub file_ca_pem: Option<Vec<u8>>,
-    pub rollback_after: Duration,
-    /// The file the agent was started from (`config.update` replaces it).
-    pub config_path: Option<PathBuf>,
-}
-
-/// A publish on the device's command topic, from the uplink.
-#[derive(Debug)]
-pub struct Inbound {
-    /// The topic's last level.
-    pub id: String,
-    pub retained: bool,
-    pub payload: Vec<u8>,
-}
 
 /// What a command came to.
 #[derive(Debug, PartialEq, Eq)]

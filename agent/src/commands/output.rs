@@ -161,7 +161,7 @@ impl Sink {
             reason: None,
             output: Some(output),
             chunk: Some(self.next),
-            ts: crate::uplink::unix_ms(),
+            ts: crate::sensors::clock::unix_ms(),
         };
         self.next += 1;
         let _ = self.replies.send(reply).await;

@@ -204,7 +204,7 @@ async fn reboot(delay: u32, ctx: &Arc<Ctx>) -> Outcome {
 /// than `window`.
 fn reboot_slot(state: &std::path::Path, window: Duration) -> Result<String, String> {
     let path = state.join("last-reboot");
-    let now = crate::uplink::unix_ms();
+    let now = crate::sensors::clock::unix_ms();
     if let Some(last) = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| t.trim().parse::<u64>().ok())

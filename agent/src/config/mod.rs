@@ -1,8 +1,14 @@
 //! Configuration in two stages: [`raw::RawConfig`] is what the file and the
 //! environment say; [`Config`] is the validated form the rest of the agent
 //! trusts (paths checked, secrets read, units resolved).
+//!
+//! The validated sections' types live here (`sections.rs`; the Docker
+//! scope in `docker_scope.rs`), not in the tasks that use them: the
+//! configuration is below every task and imports none.
 
+mod docker_scope;
 pub mod raw;
+mod sections;
 mod validate;
 
 use std::path::Path;
@@ -11,13 +17,14 @@ use std::time::Duration;
 pub use picket_config::{BrokerConfig, ConfigError};
 use picket_protocol::{DeviceId, Format};
 
+pub use docker_scope::{Label, Scope};
 pub use raw::RawConfig;
+pub use sections::{
+    Bias, CommandsConfig, DOCKER_SUPPORTED, DockerConfig, ExecSpec, GpioConfig, InputSpec,
+    LedConfig, LineRef, OutputSpec, UpdateConfig,
+};
 pub use validate::{first_boot, led, update, validate};
 
-use crate::commands::CommandsConfig;
-use crate::docker::DockerConfig;
-use crate::gpio::GpioConfig;
-use crate::led::LedConfig;
 use crate::queue::QueueConfig;
 use crate::sensors::SensorConfig;
 
@@ -43,7 +50,7 @@ pub struct Config {
     pub status_socket: Option<std::path::PathBuf>,
     pub commands: CommandsConfig,
     /// `agent.update`: where binaries go, backups, the trial window.
-    pub update: crate::update::UpdateConfig,
+    pub update: UpdateConfig,
     pub docker: DockerConfig,
     /// The first-boot file installed over the configuration file on start
     /// (`crate::first_boot`); `None`: off.
@@ -83,9 +90,9 @@ pub fn load(
 pub fn led_for_invalid(
     path: Option<&Path>,
     vars: impl IntoIterator<Item = (String, String)>,
-) -> crate::led::LedConfig {
+) -> LedConfig {
     let raw = raw_lenient(path, vars);
-    led(&raw).unwrap_or_else(|_| led(&RawConfig::default()).unwrap_or(crate::led::LedConfig::None))
+    led(&raw).unwrap_or_else(|_| led(&RawConfig::default()).unwrap_or(LedConfig::None))
 }
 
 /// The raw settings as far as they can be had when the whole

@@ -268,10 +268,7 @@ fn the_hash_follows_the_settings() {
 #[test]
 fn led_gpio_and_status_sections() {
     let c = parse_ok("", &[]).unwrap();
-    assert_eq!(
-        c.led,
-        crate::led::LedConfig::Sysfs("/sys/class/leds/ACT".into())
-    );
+    assert_eq!(c.led, LedConfig::Sysfs("/sys/class/leds/ACT".into()));
     assert!(c.gpio.inputs.is_empty() && c.gpio.outputs.is_empty());
     assert_eq!(
         c.status_socket.as_deref(),
@@ -290,8 +287,8 @@ fn led_gpio_and_status_sections() {
     .unwrap();
     assert_eq!(
         c.led,
-        crate::led::LedConfig::Gpio {
-            line: crate::gpio::LineRef::Offset {
+        LedConfig::Gpio {
+            line: LineRef::Offset {
                 chip: "gpiochip0".into(),
                 offset: 26
             },
@@ -300,10 +297,7 @@ fn led_gpio_and_status_sections() {
     );
     assert_eq!(c.status_socket, None);
     let c = parse_ok("", &[("PICKET_LED_SYSFS_PATH", "/sys/class/leds/led0")]).unwrap();
-    assert_eq!(
-        c.led,
-        crate::led::LedConfig::Sysfs("/sys/class/leds/led0".into())
-    );
+    assert_eq!(c.led, LedConfig::Sysfs("/sys/class/leds/led0".into()));
 
     let text = r#"
 [[gpio.input]]
@@ -323,7 +317,6 @@ line = "GPIO27"
 initial = true
 "#;
     let c = parse_ok(text, &[]).unwrap();
-    use crate::gpio::{Bias, InputSpec, LineRef, OutputSpec};
     assert_eq!(
         c.gpio.inputs,
         [
@@ -593,7 +586,7 @@ user = "nobody"
     )
     .unwrap()
     .docker;
-    assert_eq!(d.enabled, crate::docker::SUPPORTED);
+    assert_eq!(d.enabled, DOCKER_SUPPORTED);
     assert_eq!(d.socket, Path::new("/run/user/1000/docker.sock"));
     assert_eq!(d.scope.label, None);
     assert!(d.scope.contains("kiosk-2", &Default::default()));

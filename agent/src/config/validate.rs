@@ -7,14 +7,13 @@ use std::time::Duration;
 use picket_protocol::{DeviceId, Format};
 
 use super::raw::RawConfig;
-use super::{Config, ConfigError, UplinkConfig};
-use crate::commands::CommandsConfig;
-use crate::docker::{DockerConfig, ExecSpec, Label, Scope};
-use crate::gpio::{Bias, GpioConfig, InputSpec, LineRef, OutputSpec};
-use crate::led::LedConfig;
+use super::{
+    Bias, CommandsConfig, Config, ConfigError, DOCKER_SUPPORTED, DockerConfig, ExecSpec,
+    GpioConfig, InputSpec, Label, LedConfig, LineRef, OutputSpec, Scope, UpdateConfig,
+    UplinkConfig,
+};
 use crate::queue::QueueConfig;
 use crate::sensors::{SensorConfig, identity};
-use crate::update::UpdateConfig;
 use picket_config::{fnv1a, invalid, read_file};
 use picket_protocol::{Action, signing};
 
@@ -115,7 +114,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
 fn docker(raw: &RawConfig) -> Result<DockerConfig, ConfigError> {
     let d = &raw.docker;
-    if d.enabled && !crate::docker::SUPPORTED {
+    if d.enabled && !DOCKER_SUPPORTED {
         return Err(invalid(
             "docker.enabled",
             "this agent was built without Docker support (cargo feature \"docker\")",

@@ -15,10 +15,10 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt};
 use picket_protocol::{ContainerState, Health};
 
-use super::Scope;
 use super::stats::{CpuCounters, mem_used};
 use super::time::unix_ms;
 use super::track::Snapshot;
+use crate::config::Scope;
 
 /// Requests that should answer at once (list, inspect, start) give up
 /// after this; `docker.stop` and `docker.restart` add their own timeout.

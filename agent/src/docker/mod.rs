@@ -8,10 +8,11 @@
 //! runs on.
 //!
 //! # Layout
-//! - [`scope`]: which containers picket may see and manage (name globs,
-//!   a label); [`track`]: what is known about them and which changes are
-//!   events (pure); [`stats`]: CPU % and memory as `docker stats` computes
-//!   them (pure); [`time`]: the engine's timestamps.
+//! - [`crate::config::Scope`]: which containers picket may see and manage
+//!   (name globs, a label); [`track`]: what is known about them and which
+//!   changes are events (pure); [`stats`]: CPU % and memory as
+//!   `docker stats` computes them (pure); [`time`]: the engine's
+//!   timestamps.
 //! - `engine`: the bollard client: connect, list, inspect, events, stats.
 //! - `watch`: the task following the engine (event stream, periodic
 //!   listing and stats), publishing [`DockerView`] and sending events.
@@ -22,7 +23,6 @@
 //! it, `docker.enabled = true` is a configuration error and the commands
 //! are refused.
 
-pub mod scope;
 pub mod stats;
 pub mod time;
 pub mod track;
@@ -44,63 +44,11 @@ pub mod commands {
     pub use super::unsupported::*;
 }
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use picket_config::Glob;
 use picket_protocol::{Container, Engine};
 
-pub use scope::{Label, Scope};
-
-/// Whether this build can talk to a Docker engine.
-pub const SUPPORTED: bool = cfg!(feature = "docker");
-
-/// The validated `[docker]` section.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DockerConfig {
-    pub enabled: bool,
-    /// The engine's unix socket.
-    pub socket: PathBuf,
-    pub scope: Scope,
-    /// CPU and memory of each running container this often; `None`: off.
-    pub stats_interval: Option<Duration>,
-    /// The longest wait between two attempts to reach the engine.
-    pub retry_max: Duration,
-    /// The commands `docker.exec` may run, by name.
-    pub exec: Vec<ExecSpec>,
-}
-
-impl Default for DockerConfig {
-    fn default() -> Self {
-        DockerConfig {
-            enabled: false,
-            socket: PathBuf::from("/var/run/docker.sock"),
-            scope: Scope::default(),
-            stats_interval: None,
-            retry_max: Duration::from_secs(30),
-            exec: Vec::new(),
-        }
-    }
-}
-
-/// A `[[docker.exec]]` entry: a fixed argument vector run inside a
-/// container, never through a shell.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExecSpec {
-    pub name: String,
-    pub argv: Vec<String>,
-    /// Containers (in scope) it may run in; empty: any in scope.
-    pub containers: Vec<Glob>,
-    /// The user inside the container; `None`: the container's.
-    pub user: Option<String>,
-}
-
-impl ExecSpec {
-    pub fn allows(&self, container: &str) -> bool {
-        self.containers.is_empty() || self.containers.iter().any(|g| g.matches(container))
-    }
-}
+use crate::config::{DOCKER_SUPPORTED, DockerConfig};
 
 /// What the agent currently knows of Docker, for samples and commands.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -143,7 +91,7 @@ impl Handle {
 
     fn enabled(&self) -> Result<&Shared, String> {
         self.shared.as_deref().ok_or_else(|| {
-            if SUPPORTED {
+            if DOCKER_SUPPORTED {
                 "Docker is not enabled on this device (docker.enabled)".into()
             } else {
                 "this agent was built without Docker support".into()

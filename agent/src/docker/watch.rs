@@ -20,9 +20,9 @@ use tracing::{debug, info, warn};
 use super::engine::{self, Client, ContainerEvent};
 use super::stats::{CpuCounters, cpu_percent};
 use super::track::{self, Tracker};
-use super::{DockerConfig, DockerView, Handle, Shared};
-use crate::sampler::event;
-use crate::sensors::clock::Clock;
+use super::{DockerView, Handle, Shared};
+use crate::config::DockerConfig;
+use crate::sensors::clock::{Clock, unix_ms};
 use crate::shutdown::Shutdown;
 use crate::store::Item;
 use crate::uplink::backoff::Backoff;
@@ -120,7 +120,7 @@ impl Watcher {
 
     /// Follow one connection until the engine goes away; why it went.
     async fn follow(&mut self, client: Client) -> String {
-        let since = crate::uplink::unix_ms() / 1000;
+        let since = unix_ms() / 1000;
         let events = client.events(since.saturating_sub(1));
         tokio::pin!(events);
         if let Err(e) = self.resync(&client).await {
@@ -227,7 +227,7 @@ impl Watcher {
         let stamp = self.clock.stamp();
         let items = events
             .into_iter()
-            .map(|k| Item::Event(event(&stamp, k)))
+            .map(|k| Item::Event(stamp.event(k)))
             .collect();
         let _ = self.items.send(items).await;
     }
@@ -244,7 +244,7 @@ impl Watcher {
         });
         if changed {
             let stamp = self.clock.stamp();
-            let item = Item::Event(event(&stamp, EventKind::Docker { engine }));
+            let item = Item::Event(stamp.event(EventKind::Docker { engine }));
             let _ = self.items.send(vec![item]).await;
         }
     }

@@ -12,9 +12,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{
-    Bias, Edge, GpioBackend, GpioError, InputLine, InputSpec, LineRef, OutputLine, OutputSpec,
-};
+use super::{Edge, GpioBackend, GpioError, InputLine, OutputLine};
+use crate::config::{Bias, InputSpec, LineRef, OutputSpec};
 
 /// The consumer label other programs see on our lines (`gpioinfo`).
 const CONSUMER: &str = "picket-agent";

@@ -13,111 +13,15 @@ pub mod cdev;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use picket_protocol::{EventKind, GpioLevel};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::sampler::event;
+use crate::config::{InputSpec, LineRef, OutputSpec};
 use crate::sensors::clock::Clock;
 use crate::shutdown::Shutdown;
 use crate::store::Item;
-
-/// A line as configured: by name (`GPIO17`: names follow the board, while
-/// chip numbers move between kernels on a Pi 5) or by chip and offset
-/// (`gpiochip0:17`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum LineRef {
-    Name(String),
-    Offset { chip: String, offset: u32 },
-}
-
-impl LineRef {
-    /// `chip:offset` when the part after the last `:` is a number, else a
-    /// line name.
-    pub fn parse(s: &str) -> Result<LineRef, String> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err(
-                "empty line: write a line name (GPIO17) or chip:offset (gpiochip0:17)".into(),
-            );
-        }
-        if let Some((chip, offset)) = s.rsplit_once(':')
-            && let Ok(offset) = offset.parse::<u32>()
-        {
-            if chip.is_empty() {
-                return Err(format!("{s:?}: the chip is missing before ':'"));
-            }
-            return Ok(LineRef::Offset {
-                chip: chip.to_string(),
-                offset,
-            });
-        }
-        Ok(LineRef::Name(s.to_string()))
-    }
-}
-
-impl fmt::Display for LineRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LineRef::Name(n) => f.write_str(n),
-            LineRef::Offset { chip, offset } => write!(f, "{chip}:{offset}"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bias {
-    /// Leave the bias as the device tree or firmware set it.
-    AsIs,
-    PullUp,
-    PullDown,
-    /// No pull: the line floats unless driven.
-    Disabled,
-}
-
-impl Bias {
-    pub fn parse(s: &str) -> Result<Bias, String> {
-        match s {
-            "as-is" => Ok(Bias::AsIs),
-            "pull-up" => Ok(Bias::PullUp),
-            "pull-down" => Ok(Bias::PullDown),
-            "none" => Ok(Bias::Disabled),
-            other => Err(format!(
-                "{other:?} is not a bias: write pull-up, pull-down, none or as-is"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputSpec {
-    /// The name reported in samples and events.
-    pub name: String,
-    pub line: LineRef,
-    pub bias: Bias,
-    pub active_low: bool,
-    /// Zero: no debouncing.
-    pub debounce: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputSpec {
-    /// The name the `gpio.write` command uses.
-    pub name: String,
-    pub line: LineRef,
-    pub active_low: bool,
-    /// The logical level set when the line is requested.
-    pub initial: bool,
-}
-
-/// The validated `[gpio]` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GpioConfig {
-    pub inputs: Vec<InputSpec>,
-    pub outputs: Vec<OutputSpec>,
-}
 
 /// One edge, as the kernel reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,7 +252,7 @@ impl GpioInputs {
                         level: edge.level,
                         edge_ns: edge.edge_ns,
                     };
-                    if self.items.send(vec![Item::Event(event(&stamp, kind))]).await.is_err() {
+                    if self.items.send(vec![Item::Event(stamp.event(kind))]).await.is_err() {
                         break;
                     }
                 }

@@ -4,6 +4,7 @@ use picket_protocol::{EventKind, GpioLevel};
 use tokio::sync::{mpsc, watch};
 
 use super::*;
+use crate::config::Bias;
 use crate::sensors::clock::{ManualClock, Stamp};
 use crate::shutdown;
 use crate::store::Item;
@@ -42,42 +43,6 @@ fn clock() -> Box<ManualClock> {
         boot: "b".into(),
         sync: true,
     }))
-}
-
-#[test]
-fn line_references() {
-    let table: &[(&str, Result<LineRef, ()>)] = &[
-        ("GPIO17", Ok(LineRef::Name("GPIO17".into()))),
-        (
-            "gpiochip0:17",
-            Ok(LineRef::Offset {
-                chip: "gpiochip0".into(),
-                offset: 17,
-            }),
-        ),
-        (
-            "/dev/gpiochip4:3",
-            Ok(LineRef::Offset {
-                chip: "/dev/gpiochip4".into(),
-                offset: 3,
-            }),
-        ),
-        // Not a number after ':': a name (names may hold ':').
-        ("PIN:A", Ok(LineRef::Name("PIN:A".into()))),
-        (":3", Err(())),
-        ("", Err(())),
-        ("  ", Err(())),
-    ];
-    for (text, want) in table {
-        assert_eq!(&LineRef::parse(text).map_err(|_| ()), want, "{text:?}");
-    }
-    assert_eq!(
-        LineRef::parse("gpiochip0:17").unwrap().to_string(),
-        "gpiochip0:17"
-    );
-    assert_eq!(Bias::parse("pull-up"), Ok(Bias::PullUp));
-    assert_eq!(Bias::parse("none"), Ok(Bias::Disabled));
-    assert!(Bias::parse("up").unwrap_err().contains("pull-up"));
 }
 
 #[tokio::test]

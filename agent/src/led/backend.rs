@@ -6,7 +6,8 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::gpio::{GpioBackend, GpioError, LineRef, OutputLine, OutputSpec};
+use crate::config::{LineRef, OutputSpec};
+use crate::gpio::{GpioBackend, GpioError, OutputLine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedError {

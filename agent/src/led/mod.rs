@@ -17,42 +17,30 @@ pub mod pattern;
 use std::sync::Arc;
 use std::time::Duration;
 
-use picket_protocol::{AlertSet, Severity};
+use picket_protocol::Severity;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::config::LedConfig;
 use crate::shutdown::Shutdown;
 use crate::store::StoreStatus;
-use crate::uplink::{Failure, Link, UplinkStatus};
+use crate::views::{AlertView, Failure, Link, UplinkStatus};
 use backend::LedBackend;
 pub use pattern::{LedInputs, LinkView, Pattern};
 
-/// The validated `[led]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LedConfig {
-    None,
-    Sysfs(std::path::PathBuf),
-    Gpio {
-        line: crate::gpio::LineRef,
-        active_low: bool,
-    },
-}
-
-impl LedConfig {
-    /// Open the configured LED.
-    pub fn open(
-        &self,
-        gpio: &dyn crate::gpio::GpioBackend,
-    ) -> Result<Box<dyn LedBackend>, backend::LedError> {
-        Ok(match self {
-            LedConfig::None => Box::new(backend::NoLed),
-            LedConfig::Sysfs(path) => Box::new(backend::SysfsLed::open(path)?),
-            LedConfig::Gpio { line, active_low } => {
-                Box::new(backend::GpioLed::open(gpio, line.clone(), *active_low)?)
-            }
-        })
-    }
+/// Open the configured LED.
+pub fn open(
+    cfg: &LedConfig,
+    gpio: &dyn crate::gpio::GpioBackend,
+) -> Result<Box<dyn LedBackend>, backend::LedError> {
+    Ok(match cfg {
+        LedConfig::None => Box::new(backend::NoLed),
+        LedConfig::Sysfs(path) => Box::new(backend::SysfsLed::open(path)?),
+        LedConfig::Gpio { line, active_low } => {
+            Box::new(backend::GpioLed::open(gpio, line.clone(), *active_low)?)
+        }
+    })
 }
 
 /// After a drop the LED says "dropping" this long: a technician arriving
@@ -125,10 +113,6 @@ impl Identify {
         self.until.send_replace(None);
     }
 }
-
-/// The collector's word on this device's alerts, from the retained alert
-/// topic: `None` until one arrives or after it was cleared.
-pub type AlertView = Option<AlertSet>;
 
 /// Where the LED task reads the agent's state. A `None` source is taken
 /// as healthy (the agent without a config has no uplink to ask).

@@ -8,6 +8,8 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use picket_protocol::{Event, EventKind};
+
 use super::identity;
 
 /// When a sample or event was taken.
@@ -21,6 +23,21 @@ pub struct Stamp {
     pub boot: String,
     /// The kernel clock was NTP-synchronised.
     pub sync: bool,
+}
+
+impl Stamp {
+    /// `kind` as an event taken at this stamp; the store sets its `seq`.
+    pub fn event(&self, kind: EventKind) -> Event {
+        Event {
+            seq: 0,
+            ts: self.ts,
+            mono: self.mono,
+            boot: self.boot.clone(),
+            sync: self.sync,
+            hist: false,
+            kind,
+        }
+    }
 }
 
 pub trait Clock: Send {
@@ -83,6 +100,14 @@ fn wall_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// The wall clock in Unix milliseconds, for what carries no [`Stamp`]
+/// (replies, the link's changes, the birth message, the journal).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn boottime_ms() -> Option<u64> {

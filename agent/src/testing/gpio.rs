@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
-use crate::gpio::{
-    Bias, Edge, GpioBackend, GpioError, InputLine, InputSpec, LineRef, OutputLine, OutputSpec,
-};
+use crate::config::{Bias, InputSpec, LineRef, OutputSpec};
+use crate::gpio::{Edge, GpioBackend, GpioError, InputLine, OutputLine};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Use {

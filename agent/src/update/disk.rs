@@ -8,10 +8,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::UpdateConfig;
 use super::state::{Installed, State};
 use crate::commands::config_update::write_atomic;
 use crate::commands::files::sync_dir;
+use crate::config::UpdateConfig;
 
 const STATE_FILE: &str = "state.json";
 const BIN_DIR: &str = "bin";

@@ -67,17 +67,4 @@ pub mod trial;
 #[cfg(test)]
 mod state_tests;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 pub use disk::Updates;
-
-/// The `[update]` section, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpdateConfig {
-    pub dir: PathBuf,
-    /// Backups kept besides the running version.
-    pub keep: usize,
-    pub trial_window: Duration,
-    pub max_bytes: u64,
-}

@@ -23,9 +23,10 @@ use tracing::{error, info, warn};
 use super::Updates;
 use super::disk::runs_from;
 use super::state::{Foreign, Outcome, Report, State};
+use crate::sensors::clock::unix_ms;
 use crate::shutdown::{Shutdown, Trigger};
 use crate::store::StoreStatus;
-use crate::uplink::{Link, UplinkStatus, unix_ms};
+use crate::views::{Link, UplinkStatus};
 
 pub struct UpdateTask {
     pub updates: Arc<Updates>,
@@ -318,7 +319,7 @@ mod tests {
         let mut u = UplinkStatus::connecting("mqtt://b");
         u.last_error = Some("connection refused".into());
         u.link = Link::Down {
-            failure: crate::uplink::Failure::Unreachable,
+            failure: crate::views::Failure::Unreachable,
             since_ms: 0,
         };
         let r = missed(&u, 120);

@@ -21,7 +21,7 @@ pub mod batch;
 pub mod settle;
 pub mod window;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use picket_protocol::{
     AlertSet, DEFAULT_MAX_PAYLOAD, DeviceId, Format, OfflineReason, Presence, Reply, State,
@@ -34,63 +34,17 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::commands::{Inbound, busy_reply};
+use crate::commands::busy_reply;
 use crate::config::{BrokerConfig, UplinkConfig};
-use crate::led::AlertView;
 use crate::liveness::Beacon;
+use crate::sensors::clock::unix_ms;
 use crate::shutdown::Shutdown;
 use crate::store::{ReadReply, StoreStatus, UplinkRequest};
+use crate::views::{AlertView, Failure, Inbound, Link, UplinkStatus};
 use backoff::Backoff;
 use batch::Batcher;
 use settle::Settle;
 use window::{Tracked, Window};
-
-/// Why the link is down, coarse enough to drive a status LED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// DNS, TCP or timeouts: the network or the broker is unreachable.
-    Unreachable,
-    /// The broker answered and said no (credentials, client id, ACL).
-    Refused,
-    /// The TLS handshake failed (certificate, CA, protocol).
-    Tls,
-    /// The broker broke the protocol or closed the connection.
-    Protocol,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Link {
-    Connecting,
-    Connected { since_ms: u64 },
-    Down { failure: Failure, since_ms: u64 },
-}
-
-/// What the uplink tells the rest of the agent (and, later, `status`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UplinkStatus {
-    pub link: Link,
-    pub broker: String,
-    pub session: String,
-    pub last_error: Option<String>,
-    /// Queue records published (including re-publications).
-    pub published: u64,
-    /// The highest seq the broker acknowledged (settled or not).
-    pub acked_through: Option<u64>,
-}
-
-impl UplinkStatus {
-    /// Before the first connection attempt has finished.
-    pub fn connecting(broker: &str) -> Self {
-        UplinkStatus {
-            link: Link::Connecting,
-            broker: broker.to_string(),
-            session: String::new(),
-            last_error: None,
-            published: 0,
-            acked_through: None,
-        }
-    }
-}
 
 /// Facts about this device announced in the birth message.
 #[derive(Debug, Clone)]
@@ -611,10 +565,4 @@ async fn sleep_until(at: Option<Instant>) {
 
 fn new_session_id() -> String {
     format!("{:016x}", rand::random::<u64>())
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

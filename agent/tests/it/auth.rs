@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use picket_agent::uplink::{Failure, Link};
+use picket_agent::views::{Failure, Link};
 
 use crate::broker::Broker;
 use crate::util::{Agent, Subscriber, base_env, config};

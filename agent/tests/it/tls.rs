@@ -17,7 +17,7 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
 use crate::broker::Broker;
 use crate::util::{Agent, Subscriber, base_env, config};
-use picket_agent::uplink::{Failure, Link};
+use picket_agent::views::{Failure, Link};
 
 pub struct Pki {
     pub ca_pem: String,

@@ -253,11 +253,11 @@ impl Agent {
     }
 
     /// Wait until the uplink reports the link down, and return that state.
-    pub async fn link_down(&self, limit: Duration) -> picket_agent::uplink::Link {
+    pub async fn link_down(&self, limit: Duration) -> picket_agent::views::Link {
         let mut status = self.observers.uplink.clone();
         tokio::time::timeout(
             limit,
-            status.wait_for(|s| matches!(s.link, picket_agent::uplink::Link::Down { .. })),
+            status.wait_for(|s| matches!(s.link, picket_agent::views::Link::Down { .. })),
         )
         .await
         .expect("the link goes down")

@@ -1,0 +1,66 @@
+//! What the long-lived tasks publish for each other over watch and mpsc
+//! channels: the uplink's link state, the collector's alert set, the
+//! command publishes handed to the command service. Kept below every task
+//! so that none imports another for them.
+
+use picket_protocol::AlertSet;
+
+/// Why the link is down, coarse enough to drive a status LED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// DNS, TCP or timeouts: the network or the broker is unreachable.
+    Unreachable,
+    /// The broker answered and said no (credentials, client id, ACL).
+    Refused,
+    /// The TLS handshake failed (certificate, CA, protocol).
+    Tls,
+    /// The broker broke the protocol or closed the connection.
+    Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Connecting,
+    Connected { since_ms: u64 },
+    Down { failure: Failure, since_ms: u64 },
+}
+
+/// What the uplink tells the rest of the agent (and, later, `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UplinkStatus {
+    pub link: Link,
+    pub broker: String,
+    pub session: String,
+    pub last_error: Option<String>,
+    /// Queue records published (including re-publications).
+    pub published: u64,
+    /// The highest seq the broker acknowledged (settled or not).
+    pub acked_through: Option<u64>,
+}
+
+impl UplinkStatus {
+    /// Before the first connection attempt has finished.
+    pub fn connecting(broker: &str) -> Self {
+        UplinkStatus {
+            link: Link::Connecting,
+            broker: broker.to_string(),
+            session: String::new(),
+            last_error: None,
+            published: 0,
+            acked_through: None,
+        }
+    }
+}
+
+/// The collector's word on this device's alerts, from the retained alert
+/// topic: `None` until one arrives or after it was cleared.
+pub type AlertView = Option<AlertSet>;
+
+/// A publish on the device's command topic, from the uplink.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The topic's last level.
+    pub id: String,
+    pub retained: bool,
+    pub payload: Vec<u8>,
+}
