@@ -4,7 +4,7 @@
 # drains and every seq each agent assigned is looked for in the database.
 #
 # Set up (all on loopback, on ports the kernel hands out):
-# - Mosquitto with persistence as the README recommends (saved every 2 s,
+# - Mosquitto with persistence as docs/collector.md recommends (saved every 2 s,
 #   `max_queued_messages 0`, `max_inflight_messages 10000`), its own config
 #   and data directory; the agents keep what it acknowledged for their
 #   default `uplink.hold_acked` (30 s) and send it again after a lost
@@ -135,7 +135,7 @@ wait_port() { # wait_port PORT SECONDS
     return 1
 }
 
-# Mosquitto: the README's settings. Saved by time, not by change count:
+# Mosquitto: the settings docs/collector.md recommends. Saved by time, not by change count:
 # Mosquitto 2.0 does not count a message in flight to a connected
 # subscriber as a change, so `autosave_on_changes` can leave the
 # collector's unacknowledged messages out of every save; a timed save

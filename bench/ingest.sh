@@ -26,7 +26,7 @@
 #   LIVE_SECONDS     (default 300; 0 skips part 2)
 #   BROKER_INFLIGHT  (default 10000: Mosquitto's max_inflight_messages, the
 #                    window of messages waiting for the collector's commit,
-#                    as the README recommends)
+#                    as docs/collector.md recommends)
 #   THREAD_IDS=1     the collector's CPU per thread rather than per name
 set -euo pipefail
 

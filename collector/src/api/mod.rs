@@ -113,7 +113,7 @@ impl IntoResponse for ApiError {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint (see the README's API section)")
+    ApiError::not_found("no such endpoint (see docs/collector.md, \"API\")")
 }
 
 /// What a request may do.
