@@ -117,20 +117,7 @@ pub async fn run_with(
     ready: impl FnOnce(Running),
 ) -> Result<(), RunError> {
     picket_config::tls::install_provider();
-
-    let mut embedded = match &config.embedded {
-        Some(cfg) => {
-            let b = broker::start(cfg)?;
-            info!(listen = %b.addr, "embedded MQTT broker started");
-            if !b.addr.ip().is_loopback() {
-                warn!(listen = %b.addr, "the embedded broker has no authentication and listens beyond loopback");
-            }
-            Some(b)
-        }
-        None => None,
-    };
-    let broker_addr = embedded.as_ref().map(|b| b.addr);
-
+    let mut embedded = start_embedded(&config)?;
     let (writer, snapshot) = history::open_with(&config.storage_path, config.durability)?;
     let reader = history::Reader::open(&config.storage_path)?;
     info!(path = %config.storage_path.display(), "history opened");
@@ -138,18 +125,17 @@ pub async fn run_with(
     let counters = Arc::new(IngestCounters::default());
     let notify_counters = Arc::new(NotifyCounters::default());
     let clock = Clock::system();
-
     let (inbound_tx, inbound_rx) = mpsc::channel(1024);
     let (query_tx, query_rx) = mpsc::channel(64);
     let (commit_tx, commit_rx) = mpsc::channel(4);
     let (done_tx, done_rx) = mpsc::channel(4);
     let (ack_tx, ack_rx) = mpsc::channel(4);
+    let (notify_tx, notify_rx) = mpsc::channel(1024);
+    let (status_tx, status_rx) = watch::channel(LinkStatus::default());
     let pace = Arc::new(pipeline::Pace::default());
     // Cancelled once the stop has taken STOP_GRACE: whatever still waits
     // on the database is left unacknowledged instead of holding the stop.
     let abandon = CancellationToken::new();
-    let (notify_tx, notify_rx) = mpsc::channel(1024);
-    let (status_tx, status_rx) = watch::channel(LinkStatus::default());
 
     let link = Link::new(&config.link, inbound_tx, ack_rx, status_tx);
     let client = link.client();
@@ -171,7 +157,7 @@ pub async fn run_with(
         counters: Arc::clone(&counters),
         retention: config.retention,
         clock,
-        pace: Arc::clone(&pace),
+        pace,
         abandon: store::Abandon::new(abandon.clone()),
     })
     .map_err(RunError::Thread)?;
@@ -180,124 +166,170 @@ pub async fn run_with(
         notify_rx,
         Arc::clone(&notify_counters),
     );
+    let app = api::router(api::AppState {
+        fleet: query_tx.clone(),
+        history: reader,
+        counters: Arc::clone(&counters),
+        notify: notify_counters,
+        link: status_rx.clone(),
+        auth: Arc::new(config.api.clone()),
+    });
+    let (http, http_addr) = serve_http(&config, app).await?;
 
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|source| RunError::Http {
-            addr: config.http_listen,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| RunError::Http {
+    let tasks = Tasks {
+        http,
+        link: Task::spawn(|stop| link.run(stop)),
+        engine: Task::spawn(|stop| engine.run(stop)),
+        store,
+        acks: tokio::spawn(link::after_commit(client, done_rx, ack_tx, notify_tx)),
+        notifier: Task::spawn(|stop| notifier.run(stop)),
+        abandon,
+    };
+    info!(http = %http_addr, broker = %config.link.broker.url, "collector running");
+    ready(Running {
+        http: http_addr,
+        broker: embedded.as_ref().map(|b| b.addr),
+        queries: query_tx,
+        counters,
+        link: status_rx,
+    });
+
+    let failure = tokio::select! {
+        _ = shutdown => {
+            info!("stopping");
+            None
+        }
+        why = broker_stopped(embedded.as_mut()) => Some(RunError::BrokerStopped(why)),
+    };
+    tasks.stop().await;
+    info!("stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+/// The embedded broker, when no broker is configured.
+fn start_embedded(config: &Config) -> Result<Option<broker::Embedded>, RunError> {
+    let Some(cfg) = &config.embedded else {
+        return Ok(None);
+    };
+    let b = broker::start(cfg)?;
+    info!(listen = %b.addr, "embedded MQTT broker started");
+    if !b.addr.ip().is_loopback() {
+        warn!(listen = %b.addr, "the embedded broker has no authentication and listens beyond loopback");
+    }
+    Ok(Some(b))
+}
+
+/// Resolves (with why) if the embedded broker stops; never without one.
+async fn broker_stopped(embedded: Option<&mut broker::Embedded>) -> String {
+    match embedded {
+        Some(b) => (&mut b.stopped)
+            .await
+            .unwrap_or_else(|_| "the embedded broker stopped".into()),
+        None => std::future::pending().await,
+    }
+}
+
+/// The API on `http.listen`, until its task is told to stop.
+async fn serve_http(
+    config: &Config,
+    app: axum::Router,
+) -> Result<(Task<std::io::Result<()>>, SocketAddr), RunError> {
+    let err = |source| RunError::Http {
         addr: config.http_listen,
         source,
-    })?;
+    };
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(err)?;
+    let addr = listener.local_addr().map_err(err)?;
     if config.api.open() {
         warn!(
             "no API token configured: the API is read-only and answers loopback clients only \
              (set api.read_token / api.admin_token)"
         );
     }
-    let app = api::router(api::AppState {
-        fleet: query_tx.clone(),
-        history: reader,
-        counters: Arc::clone(&counters),
-        notify: Arc::clone(&notify_counters),
-        link: status_rx.clone(),
-        auth: Arc::new(config.api.clone()),
+    let task = Task::spawn(|stop| async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
     });
+    Ok((task, addr))
+}
 
-    let stop_http = CancellationToken::new();
-    let stop_engine = CancellationToken::new();
-    let stop_link = CancellationToken::new();
-    let stop_notify = CancellationToken::new();
+/// A spawned task and the token that tells it to stop.
+struct Task<T> {
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<T>,
+}
 
-    let http = tokio::spawn({
-        let stop = stop_http.clone();
-        async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-        }
-    });
-    let link_task = tokio::spawn({
-        let stop = stop_link.clone();
-        async move { link.run(stop.cancelled_owned()).await }
-    });
-    let engine_task = tokio::spawn({
-        let stop = stop_engine.clone();
-        async move { engine.run(stop.cancelled_owned()).await }
-    });
-    let acks = tokio::spawn(link::after_commit(client, done_rx, ack_tx, notify_tx));
-    let notifier_task = tokio::spawn({
-        let stop = stop_notify.clone();
-        async move { notifier.run(stop.cancelled_owned()).await }
-    });
-
-    info!(http = %http_addr, broker = %config.link.broker.url, "collector running");
-    ready(Running {
-        http: http_addr,
-        broker: broker_addr,
-        queries: query_tx,
-        counters: Arc::clone(&counters),
-        link: status_rx,
-    });
-
-    let mut failure = None;
-    tokio::select! {
-        _ = shutdown => info!("stopping"),
-        why = async {
-            match embedded.as_mut() {
-                Some(b) => (&mut b.stopped).await.unwrap_or_else(|_| "the embedded broker stopped".into()),
-                None => std::future::pending().await,
-            }
-        } => {
-            failure = Some(RunError::BrokerStopped(why));
-        }
+impl<T: Send + 'static> Task<T> {
+    fn spawn<F: Future<Output = T> + Send + 'static>(
+        run: impl FnOnce(tokio_util::sync::WaitForCancellationFutureOwned) -> F,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(run(stop.clone().cancelled_owned()));
+        Task { stop, handle }
     }
+}
 
-    // Stop in dependency order: no new API calls; the engine stores what
-    // it handled; the store commits it; its acknowledgements go out; only
-    // then does the MQTT session close. Nothing acknowledged is unstored.
-    // A database that cannot store (disk full) gets STOP_GRACE, then is
-    // abandoned: what it held is redelivered by the broker at the next
-    // start, and the whole stop stays within systemd's patience.
-    stop_http.cancel();
-    stop_engine.cancel();
-    let grace = tokio::spawn({
-        let abandon = abandon.clone();
-        async move {
+/// The collector's long-lived tasks, stopped in dependency order.
+struct Tasks {
+    http: Task<std::io::Result<()>>,
+    link: Task<()>,
+    engine: Task<()>,
+    store: std::thread::JoinHandle<()>,
+    acks: tokio::task::JoinHandle<()>,
+    notifier: Task<()>,
+    abandon: CancellationToken,
+}
+
+impl Tasks {
+    /// No new API calls; the engine stores what it handled; the store
+    /// commits it; its acknowledgements go out; only then does the MQTT
+    /// session close. Nothing acknowledged is unstored. A database that
+    /// cannot store (disk full) gets STOP_GRACE, then is abandoned: what
+    /// it held is redelivered by the broker at the next start, and the
+    /// whole stop stays within systemd's patience (STOP_LIMIT).
+    async fn stop(self) {
+        let Tasks {
+            http,
+            link,
+            engine,
+            store,
+            acks,
+            notifier,
+            abandon,
+        } = self;
+        http.stop.cancel();
+        engine.stop.cancel();
+        let grace = tokio::spawn(async move {
             tokio::time::sleep(STOP_GRACE).await;
             abandon.cancel();
+        });
+        let stopping = async {
+            let _ = engine.handle.await;
+            let _ = tokio::task::spawn_blocking(move || store.join()).await;
+            let _ = acks.await;
+            grace.abort();
+            link.stop.cancel();
+            let _ = link.handle.await;
+            // The notifier's queue is closed now; give deliveries their
+            // grace (within what is left of STOP_LIMIT).
+            notifier.stop.cancel();
+            let _ = notifier.handle.await;
+            // Requests still running (a slow client) do not hold the stop.
+            if tokio::time::timeout(HTTP_GRACE, http.handle).await.is_err() {
+                warn!("HTTP requests still open at stop: closed");
+            }
+        };
+        // Whatever still runs at the limit (a database call that blocks, a
+        // webhook that does not answer) is left behind: nothing that was
+        // not stored has been acknowledged, so nothing is lost by exiting.
+        if tokio::time::timeout(STOP_LIMIT, stopping).await.is_err() {
+            warn!(limit = ?STOP_LIMIT, "stop still unfinished at its limit: the rest is abandoned");
         }
-    });
-    let stopping = async {
-        let _ = engine_task.await;
-        let _ = tokio::task::spawn_blocking(move || store.join()).await;
-        let _ = acks.await;
-        grace.abort();
-        stop_link.cancel();
-        let _ = link_task.await;
-        // The notifier's queue is closed now; give deliveries their grace
-        // (within what is left of STOP_LIMIT).
-        stop_notify.cancel();
-        let _ = notifier_task.await;
-        // Requests still running (a slow client) do not hold the stop.
-        if tokio::time::timeout(HTTP_GRACE, http).await.is_err() {
-            warn!("HTTP requests still open at stop: closed");
-        }
-    };
-    // Whatever still runs at the limit (a database call that blocks, a
-    // webhook that does not answer) is left behind: nothing that was not
-    // stored has been acknowledged, so nothing is lost by exiting.
-    if tokio::time::timeout(STOP_LIMIT, stopping).await.is_err() {
-        warn!(limit = ?STOP_LIMIT, "stop still unfinished at its limit: the rest is abandoned");
-    }
-    info!("stopped");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
     }
 }

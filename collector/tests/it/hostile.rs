@@ -75,7 +75,10 @@ async fn a_fresh_agents_first_record_is_stored() {
         (&json!(0), &json!(0)),
         "{dev}"
     );
-    // Exact across an agent restart: nothing missing, nothing doubled.
+    // Exact across an agent restart: nothing missing, nothing stored
+    // twice. The agent sends again what the broker acknowledged in its
+    // last `uplink.hold_acked` (it may not be saved yet): those count as
+    // duplicates, at most as many as were stored before the stop.
     stack.stop_agent();
     stack.agent_online().await;
     let before = stored_seqs(&db, "pi-fresh").len();
@@ -88,8 +91,10 @@ async fn a_fresh_agents_first_record_is_stored() {
     unique.dedup();
     assert_eq!(unique, seqs, "a record stored twice");
     let (_, dev) = stack.get("/api/devices/pi-fresh").await;
-    assert_eq!(dev["seq"]["duplicates"], json!(0), "{dev}");
     assert_eq!(dev["seq"]["received"], json!(seqs.len()), "{dev}");
+    assert_eq!(dev["seq"]["missing"], json!(0), "{dev}");
+    let duplicates = dev["seq"]["duplicates"].as_u64().expect("a count");
+    assert!(duplicates <= before as u64, "{dev}");
 }
 
 /// Each kind of poison a client can publish, as `(topic kind, payload,
