@@ -18,7 +18,7 @@
 //! - [`gpio`]: GPIO inputs (edges → events, levels → samples) and outputs
 //!   for `gpio.write`, through the kernel's character device.
 //! - [`docker`]: the Docker watcher (containers in scope → samples, their
-//!   changes → events) and the `docker.*` commands.
+//!   changes → events) and the engine client the `docker.*` commands use.
 //! - [`status`]: the local status socket and `picket-agent status`;
 //!   [`doctor`]: `picket-agent doctor`'s checks.
 //! - [`testing`]: simulated hardware (GPIO chip, LED) for tests.
@@ -28,11 +28,17 @@
 //!   runs at every start, the trial that commits or rolls back.
 //! - [`first_boot`]: the configuration a technician left on the SD card's
 //!   boot partition, installed before the configuration is loaded.
+//! - Helpers several tasks share, below all of them: [`backoff`]
+//!   (reconnection delays), [`durable`] (atomic writes, directory sync),
+//!   [`download`] (checked HTTPS downloads).
 
+pub mod backoff;
 pub mod commands;
 pub mod config;
 pub mod docker;
 pub mod doctor;
+pub mod download;
+pub mod durable;
 pub mod first_boot;
 pub mod gpio;
 pub mod led;

@@ -10,13 +10,12 @@
 //! reports `failed` once connected. The command's id is in the journal
 //! before any of this, so the command itself never runs twice.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::files::sync_dir;
+use crate::durable::{sync_dir, write_atomic};
 
 const MARKER: &str = "config-pending.json";
 const BACKUP: &str = "config.previous";
@@ -113,31 +112,6 @@ pub fn finish(state_dir: &Path) {
 fn write_marker(state_dir: &Path, marker: &Marker) -> Result<(), String> {
     let json = serde_json::to_vec(marker).map_err(|e| e.to_string())?;
     write_atomic(&state_dir.join(MARKER), &json)
-}
-
-/// Temp file in the same directory, fsync, rename, fsync the directory:
-/// after a crash the file is either old or new, never half of each.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{} names no file", path.display()))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.picket-tmp"));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(format!("cannot write {}: {e}", path.display()));
-    }
-    sync_dir(&dir)
 }
 
 #[cfg(test)]

@@ -20,12 +20,13 @@
 //! - [`journal`]: the on-disk set of accepted ids.
 //! - [`registry`]: **where each command is implemented** — add a command
 //!   there (and its [`picket_protocol::Action`] variant).
-//! - [`exec`], [`files`], [`sysinfo`], [`config_update`]: what the commands
-//!   do; [`output`]: bounding and chunking. `agent.update` is in
-//!   [`crate::update`].
+//! - [`exec`], [`files`], [`sysinfo`], [`config_update`], [`docker`]: what
+//!   the commands do; [`output`]: bounding and chunking. `agent.update` is
+//!   in [`crate::update`].
 
 pub mod admit;
 pub mod config_update;
+pub mod docker;
 pub mod exec;
 pub mod files;
 pub mod journal;
@@ -43,6 +44,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::CommandsConfig;
+use crate::download::Downloader;
 use crate::sensors::SensorConfig;
 use crate::sensors::clock::{Clock, SystemClock, unix_ms};
 use crate::shutdown::{Shutdown, Trigger};
@@ -83,7 +85,7 @@ pub struct Ctx {
     pub cfg: CommandsConfig,
     pub device: DeviceId,
     pub sensors: SensorConfig,
-    pub downloader: files::Downloader,
+    pub downloader: Downloader,
     /// Asks the agent to stop and start again (onto a new configuration).
     pub restart: Trigger,
     pub peripherals: Peripherals,
@@ -154,7 +156,7 @@ impl CommandService {
             });
         let clock = SystemClock::new(&sensors.host_root);
         let downloader =
-            files::Downloader::new(cfg.file_ca_pem.as_deref(), cfg.file_max_bytes, cfg.timeout);
+            Downloader::new(cfg.file_ca_pem.as_deref(), cfg.file_max_bytes, cfg.timeout);
         CommandService {
             ctx: Arc::new(Ctx {
                 cfg,
@@ -457,17 +459,4 @@ fn reply(
         chunk,
         ts: unix_ms(),
     }
-}
-
-/// A `rejected` reply built by the uplink when this service cannot take
-/// another command.
-pub fn busy_reply(device: &DeviceId, id: &str) -> Reply {
-    reply(
-        device,
-        id,
-        ReplyState::Rejected,
-        Some(Rejection::Busy("too many commands waiting; send it again later".into()).to_string()),
-        None,
-        None,
-    )
 }

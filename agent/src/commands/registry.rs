@@ -12,8 +12,7 @@ use std::time::Duration;
 use picket_protocol::{Action, Command};
 
 use super::output::Sink;
-use super::{Ctx, Outcome, config_update, exec, files, sysinfo};
-use crate::docker::commands as docker;
+use super::{Ctx, Outcome, config_update, docker, exec, files, sysinfo};
 use crate::gpio::WriteArgs;
 use crate::led::Identify;
 use crate::update;
@@ -39,25 +38,24 @@ pub fn validate(action: &Action, ctx: &Ctx) -> Result<(), String> {
         }
         // Docker: the container must be in the device's scope (as the
         // watcher last saw it); `run` checks again against the engine.
-        Action::DockerList(_) => ctx.peripherals.docker.validate_engine(),
+        Action::DockerList(_) => docker::validate_engine(&ctx.peripherals.docker),
         Action::DockerInspect(a) | Action::DockerStart(a) => {
-            ctx.peripherals.docker.validate(&a.container, None)
+            docker::validate(&ctx.peripherals.docker, &a.container, None)
         }
         Action::DockerStop(a) | Action::DockerRestart(a) => {
-            ctx.peripherals.docker.validate(&a.container, None)
+            docker::validate(&ctx.peripherals.docker, &a.container, None)
         }
         Action::DockerLogs(a) => {
             streaming_fits(a.follow.then_some(a.duration.unwrap_or(60)), ctx)?;
-            ctx.peripherals.docker.validate(&a.container, None)
+            docker::validate(&ctx.peripherals.docker, &a.container, None)
         }
         Action::DockerStats(a) => {
             streaming_fits(a.stream.then_some(a.duration.unwrap_or(10)), ctx)?;
-            ctx.peripherals.docker.validate(&a.container, None)
+            docker::validate(&ctx.peripherals.docker, &a.container, None)
         }
-        Action::DockerExec(a) => ctx
-            .peripherals
-            .docker
-            .validate(&a.container, Some(&a.command)),
+        Action::DockerExec(a) => {
+            docker::validate(&ctx.peripherals.docker, &a.container, Some(&a.command))
+        }
     }
 }
 
@@ -218,7 +216,7 @@ fn reboot_slot(state: &std::path::Path, window: Duration) -> Result<String, Stri
             ));
         }
     }
-    config_update::write_atomic(&path, now.to_string().as_bytes())?;
+    crate::durable::write_atomic(&path, now.to_string().as_bytes())?;
     Ok(String::new())
 }
 

@@ -1,6 +1,7 @@
 //! Docker on the device: the containers in scope in every sample, their
-//! state and health changes as events at once, and the `docker.*`
-//! commands, through the engine's API on its unix socket (bollard).
+//! state and health changes as events at once, and the engine client the
+//! `docker.*` commands ([`crate::commands::docker`]) use, through the
+//! engine's API on its unix socket (bollard).
 //!
 //! The engine is a seam the agent cannot count on: absent, refused or
 //! restarted, it makes samples say `docker: unavailable` (one warning per
@@ -15,11 +16,10 @@
 //!   timestamps.
 //! - `engine`: the bollard client: connect, list, inspect, events, stats.
 //! - `watch`: the task following the engine (event stream, periodic
-//!   listing and stats), publishing [`DockerView`] and sending events.
-//! - [`commands`]: the `docker.*` commands, called from the command
-//!   registry.
+//!   listing and stats), publishing [`DockerView`] and sending events, and
+//!   sharing its client through a [`Handle`].
 //!
-//! The last three need the `docker` cargo feature (on by default); without
+//! The last two need the `docker` cargo feature (off by default); without
 //! it, `docker.enabled = true` is a configuration error and the commands
 //! are refused.
 
@@ -28,27 +28,15 @@ pub mod time;
 pub mod track;
 
 #[cfg(feature = "docker")]
-mod cmd;
-#[cfg(feature = "docker")]
 pub mod engine;
-#[cfg(not(feature = "docker"))]
-mod unsupported;
 #[cfg(feature = "docker")]
 pub mod watch;
-
-/// The `docker.*` commands, as the command registry calls them.
-pub mod commands {
-    #[cfg(feature = "docker")]
-    pub use super::cmd::*;
-    #[cfg(not(feature = "docker"))]
-    pub use super::unsupported::*;
-}
 
 use std::sync::Arc;
 
 use picket_protocol::{Container, Engine};
 
-use crate::config::{DOCKER_SUPPORTED, DockerConfig};
+use crate::config::DockerConfig;
 
 /// What the agent currently knows of Docker, for samples and commands.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -89,49 +77,19 @@ impl Handle {
         Handle { shared: None }
     }
 
-    fn enabled(&self) -> Result<&Shared, String> {
-        self.shared.as_deref().ok_or_else(|| {
-            if DOCKER_SUPPORTED {
-                "Docker is not enabled on this device (docker.enabled)".into()
-            } else {
-                "this agent was built without Docker support".into()
-            }
-        })
+    /// Docker's configuration; `None` when Docker is off on this device.
+    pub fn config(&self) -> Option<&DockerConfig> {
+        self.shared.as_deref().map(|s| &s.cfg)
     }
 
-    /// Checks done before a command is accepted: Docker enabled and the
-    /// engine reachable, the container in scope (from the current view),
-    /// and for `docker.exec` a configured command allowed in it.
-    pub fn validate(&self, container: &str, exec: Option<&str>) -> Result<(), String> {
-        let shared = self.enabled()?;
-        let view = shared.view.borrow();
-        if view.engine != Some(Engine::Available) {
-            return Err("the Docker engine is unavailable".into());
-        }
-        let Some(c) = track::find(&view.containers, container) else {
-            return Err(format!(
-                "no container {container:?} in this device's Docker scope"
-            ));
-        };
-        if let Some(name) = exec {
-            let Some(spec) = shared.cfg.exec.iter().find(|e| e.name == name) else {
-                return Err(format!(
-                    "{name:?} is not a command of this device's [[docker.exec]] configuration"
-                ));
-            };
-            if !spec.allows(&c.name) {
-                return Err(format!("{name:?} may not run in container {}", c.name));
-            }
-        }
-        Ok(())
+    /// What the watcher last saw; `None` when Docker is off on this device.
+    pub fn view(&self) -> Option<tokio::sync::watch::Ref<'_, DockerView>> {
+        self.shared.as_deref().map(|s| s.view.borrow())
     }
 
-    /// Docker enabled and the engine reachable (for `docker.list`).
-    pub fn validate_engine(&self) -> Result<(), String> {
-        if self.enabled()?.view.borrow().engine == Some(Engine::Available) {
-            Ok(())
-        } else {
-            Err("the Docker engine is unavailable".into())
-        }
+    /// The watcher's client, while the engine is reachable.
+    #[cfg(feature = "docker")]
+    pub fn client(&self) -> Option<engine::Client> {
+        self.shared.as_deref()?.client.borrow().clone()
     }
 }

@@ -21,11 +21,11 @@ use super::engine::{self, Client, ContainerEvent};
 use super::stats::{CpuCounters, cpu_percent};
 use super::track::{self, Tracker};
 use super::{DockerView, Handle, Shared};
+use crate::backoff::Backoff;
 use crate::config::DockerConfig;
 use crate::sensors::clock::{Clock, unix_ms};
 use crate::shutdown::Shutdown;
 use crate::store::Item;
-use crate::uplink::backoff::Backoff;
 
 /// A full listing this often, besides the event stream.
 const RESYNC: Duration = Duration::from_secs(60);

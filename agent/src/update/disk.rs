@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::state::{Installed, State};
-use crate::commands::config_update::write_atomic;
-use crate::commands::files::sync_dir;
 use crate::config::UpdateConfig;
+use crate::durable::{sync_dir, write_atomic};
 
 const STATE_FILE: &str = "state.json";
 const BIN_DIR: &str = "bin";

@@ -22,7 +22,8 @@ use picket_protocol::signing::{self, PublicKey};
 use super::disk::{check_executable, copy_executable};
 use super::state::Installed;
 use super::{Updates, probe};
-use crate::commands::files::{Downloader, sync_dir};
+use crate::download::Downloader;
+use crate::durable::sync_dir;
 
 /// One `agent.update` at a time in this process (commands may run side by
 /// side; two installs would race on `bin/` and the state).

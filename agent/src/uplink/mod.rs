@@ -16,7 +16,6 @@
 //! the service without waiting (a full queue is answered `busy` here), and
 //! publishes the service's replies at QoS 1 (see `crate::commands`).
 
-pub mod backoff;
 pub mod batch;
 pub mod settle;
 pub mod window;
@@ -34,14 +33,13 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::commands::busy_reply;
+use crate::backoff::Backoff;
 use crate::config::{BrokerConfig, UplinkConfig};
 use crate::liveness::Beacon;
 use crate::sensors::clock::unix_ms;
 use crate::shutdown::Shutdown;
 use crate::store::{ReadReply, StoreStatus, UplinkRequest};
 use crate::views::{AlertView, Failure, Inbound, Link, UplinkStatus};
-use backoff::Backoff;
 use batch::Batcher;
 use settle::Settle;
 use window::{Tracked, Window};
@@ -421,9 +419,9 @@ impl Uplink {
         };
         match self.commands.inbound.try_send(inbound) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(mpsc::error::TrySendError::Full(inbound)) => {
                 warn!(id = %id, "command queue full: rejected");
-                let reply = busy_reply(&self.identity.device, &id);
+                let reply = inbound.busy_reply(&self.identity.device);
                 self.publish_reply(&reply, window);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}

@@ -1,5 +1,8 @@
 //! Reconnection delays: exponential from 1 s, with "full jitter" so a fleet
 //! that lost its broker at the same moment does not reconnect in lockstep.
+//!
+//! The uplink (to the broker) and the Docker watcher (to the engine) both
+//! reconnect with it, so it sits below both tasks.
 
 use std::time::Duration;
 

@@ -4,9 +4,9 @@
 
 use picket_protocol::{DockerExecArgs, DockerLogsArgs, DockerStatsArgs, StopArgs};
 
-use super::Handle;
 use crate::commands::Outcome;
 use crate::commands::output::Sink;
+use crate::docker::Handle;
 
 fn unsupported() -> Outcome {
     Outcome::failed("this agent was built without Docker support")

@@ -1,4 +1,5 @@
-//! The `docker.*` commands. Each resolves the reference it was given to
+//! The `docker.*` commands, through the Docker watcher's engine client
+//! (the `docker` feature). Each resolves the reference it was given to
 //! one container through the engine, checks that container against the
 //! scope (a container outside it is "not found", the same answer as one
 //! that does not exist), and then acts on its full id only.
@@ -16,12 +17,13 @@ use picket_protocol::{DockerExecArgs, DockerLogsArgs, DockerStatsArgs, StopArgs}
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::engine::{self, Client, REQUEST_TIMEOUT};
-use super::stats::cpu_percent;
-use super::track::Snapshot;
-use super::{Handle, Shared};
 use crate::commands::Outcome;
 use crate::commands::output::Sink;
+use crate::config::DockerConfig;
+use crate::docker::Handle;
+use crate::docker::engine::{self, Client, REQUEST_TIMEOUT};
+use crate::docker::stats::cpu_percent;
+use crate::docker::track::{Snapshot, Tracker};
 
 /// A streamed command sends what it has at least this often.
 const FLUSH: Duration = Duration::from_millis(500);
@@ -33,18 +35,16 @@ const EXEC_EXIT_WAIT: Duration = Duration::from_secs(5);
 
 type Result<T> = std::result::Result<T, Outcome>;
 
-impl Handle {
-    fn connected(&self) -> Result<(Client, &Shared)> {
-        let shared = self.shared.as_deref().ok_or_else(|| {
-            Outcome::failed("Docker is not enabled on this device (docker.enabled)")
-        })?;
-        let client = shared
-            .client
-            .borrow()
-            .clone()
-            .ok_or_else(|| Outcome::failed("the Docker engine is unavailable"))?;
-        Ok((client, shared))
-    }
+/// The watcher's client and Docker's configuration, while Docker is
+/// enabled and the engine reachable.
+fn connected(h: &Handle) -> Result<(Client, &DockerConfig)> {
+    let cfg = h
+        .config()
+        .ok_or_else(|| Outcome::failed("Docker is not enabled on this device (docker.enabled)"))?;
+    let client = h
+        .client()
+        .ok_or_else(|| Outcome::failed("the Docker engine is unavailable"))?;
+    Ok((client, cfg))
 }
 
 fn engine_error(e: &bollard::errors::Error) -> Outcome {
@@ -52,10 +52,10 @@ fn engine_error(e: &bollard::errors::Error) -> Outcome {
 }
 
 /// The container `reference` names, if it is in scope.
-async fn resolve(client: &Client, shared: &Shared, reference: &str) -> Result<Snapshot> {
+async fn resolve(client: &Client, cfg: &DockerConfig, reference: &str) -> Result<Snapshot> {
     check_container(reference).map_err(|e| Outcome::failed(e.to_string()))?;
     client
-        .look(reference, &shared.cfg.scope)
+        .look(reference, &cfg.scope)
         .await
         .map_err(|e| engine_error(&e))?
         .ok_or_else(|| {
@@ -83,12 +83,12 @@ fn outcome(r: Result<Outcome>) -> Outcome {
 pub async fn list(h: &Handle) -> Outcome {
     outcome(
         async {
-            let (client, shared) = h.connected()?;
+            let (client, cfg) = connected(h)?;
             let snaps = client
-                .list(&shared.cfg.scope)
+                .list(&cfg.scope)
                 .await
                 .map_err(|e| engine_error(&e))?;
-            let mut tracker = super::track::Tracker::default();
+            let mut tracker = Tracker::default();
             tracker.resync(snaps);
             Ok(json(&tracker.containers()))
         }
@@ -100,8 +100,8 @@ pub async fn list(h: &Handle) -> Outcome {
 pub async fn inspect(h: &Handle, reference: &str) -> Outcome {
     outcome(
         async {
-            let (client, shared) = h.connected()?;
-            let snap = resolve(&client, shared, reference).await?;
+            let (client, cfg) = connected(h)?;
+            let snap = resolve(&client, cfg, reference).await?;
             let full = client
                 .inspect(&snap.id)
                 .await
@@ -113,8 +113,8 @@ pub async fn inspect(h: &Handle, reference: &str) -> Outcome {
 }
 
 /// The container's state after an action, as the reply's output.
-async fn state_after(client: &Client, shared: &Shared, snap: &Snapshot) -> Outcome {
-    match client.look(&snap.id, &shared.cfg.scope).await {
+async fn state_after(client: &Client, cfg: &DockerConfig, snap: &Snapshot) -> Outcome {
+    match client.look(&snap.id, &cfg.scope).await {
         Ok(Some(now)) => Outcome::Succeeded(format!("{}: {}\n", now.name, state_name(&now))),
         Ok(None) => Outcome::Succeeded(format!("{}: removed\n", snap.name)),
         Err(e) => engine_error(&e),
@@ -135,14 +135,14 @@ fn state_name(s: &Snapshot) -> String {
 pub async fn start(h: &Handle, reference: &str) -> Outcome {
     outcome(
         async {
-            let (client, shared) = h.connected()?;
-            let snap = resolve(&client, shared, reference).await?;
+            let (client, cfg) = connected(h)?;
+            let snap = resolve(&client, cfg, reference).await?;
             client
                 .docker
                 .start_container(&snap.id, None)
                 .await
                 .map_err(|e| engine_error(&e))?;
-            Ok(state_after(&client, shared, &snap).await)
+            Ok(state_after(&client, cfg, &snap).await)
         }
         .await,
     )
@@ -151,8 +151,8 @@ pub async fn start(h: &Handle, reference: &str) -> Outcome {
 pub async fn stop(h: &Handle, a: &StopArgs, restart: bool) -> Outcome {
     outcome(
         async {
-            let (client, shared) = h.connected()?;
-            let snap = resolve(&client, shared, &a.container).await?;
+            let (client, cfg) = connected(h)?;
+            let snap = resolve(&client, cfg, &a.container).await?;
             let t = a.timeout.map(|t| i32::try_from(t).unwrap_or(i32::MAX));
             // The engine answers once the container stopped: up to the stop
             // timeout (the container's own, 10 s by default, when none given).
@@ -166,7 +166,7 @@ pub async fn stop(h: &Handle, a: &StopArgs, restart: bool) -> Outcome {
                 docker.stop_container(&snap.id, Some(o)).await
             };
             done.map_err(|e| engine_error(&e))?;
-            Ok(state_after(&client, shared, &snap).await)
+            Ok(state_after(&client, cfg, &snap).await)
         }
         .await,
     )
@@ -177,8 +177,8 @@ pub async fn stop(h: &Handle, a: &StopArgs, restart: bool) -> Outcome {
 pub async fn logs(h: &Handle, a: &DockerLogsArgs, out: &mut Sink) -> Outcome {
     outcome(
         async {
-            let (client, shared) = h.connected()?;
-            let snap = resolve(&client, shared, &a.container).await?;
+            let (client, cfg) = connected(h)?;
+            let snap = resolve(&client, cfg, &a.container).await?;
             if let Some(max) = a.max_bytes {
                 out.limit(max as usize);
             }
@@ -271,8 +271,8 @@ fn reading(name: &str, s: &bollard::models::ContainerStatsResponse) -> Reading {
 pub async fn stats(h: &Handle, a: &DockerStatsArgs, out: &mut Sink) -> Outcome {
     outcome(
         async {
-            let (client, shared) = h.connected()?;
-            let snap = resolve(&client, shared, &a.container).await?;
+            let (client, cfg) = connected(h)?;
+            let snap = resolve(&client, cfg, &a.container).await?;
             let options = StatsOptions {
                 stream: a.stream,
                 one_shot: false,
@@ -325,10 +325,9 @@ struct ExecResult {
 pub async fn exec(h: &Handle, a: &DockerExecArgs, max: usize) -> Outcome {
     outcome(
         async {
-            let (client, shared) = h.connected()?;
-            let snap = resolve(&client, shared, &a.container).await?;
-            let spec = shared
-                .cfg
+            let (client, cfg) = connected(h)?;
+            let snap = resolve(&client, cfg, &a.container).await?;
+            let spec = cfg
                 .exec
                 .iter()
                 .find(|e| e.name == a.command)
