@@ -33,6 +33,24 @@ pub struct State {
     pub reason: Option<OfflineReason>,
 }
 
+impl State {
+    /// The Last Will registered for connection `session`, built at connect
+    /// time `ts` (the agent's and the simulator's).
+    pub fn will(device: DeviceId, session: &str, ts: u64) -> State {
+        State {
+            v: crate::VERSION,
+            device,
+            status: Presence::Offline,
+            session: session.to_string(),
+            version: None,
+            model: None,
+            boot: None,
+            ts: Some(ts),
+            reason: Some(OfflineReason::ConnectionLost),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Presence {
@@ -70,17 +88,11 @@ mod tests {
     }
 
     fn will() -> State {
-        State {
-            v: VERSION,
-            device: DeviceId::new("pi-kitchen.01").unwrap(),
-            status: Presence::Offline,
-            session: "3f9a0c11d2e4b705".into(),
-            version: None,
-            model: None,
-            boot: None,
-            ts: Some(1_717_171_717_000),
-            reason: Some(OfflineReason::ConnectionLost),
-        }
+        State::will(
+            DeviceId::new("pi-kitchen.01").unwrap(),
+            "3f9a0c11d2e4b705",
+            1_717_171_717_000,
+        )
     }
 
     #[test]

@@ -527,17 +527,7 @@ impl Uplink {
 }
 
 fn will(topic: &str, identity: &Identity, session: &str, format: Format) -> LastWill {
-    let state = State {
-        v: VERSION,
-        device: identity.device.clone(),
-        status: Presence::Offline,
-        session: session.to_string(),
-        version: None,
-        model: None,
-        boot: None,
-        ts: Some(unix_ms()),
-        reason: Some(OfflineReason::ConnectionLost),
-    };
+    let state = State::will(identity.device.clone(), session, unix_ms());
     // Encoding a State cannot fail (no floats, no maps with odd keys).
     let payload = encode(&state, format).unwrap_or_default();
     LastWill::new(topic, payload, QoS::AtLeastOnce, true)

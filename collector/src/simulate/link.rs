@@ -333,17 +333,7 @@ impl DeviceTask {
 }
 
 fn will(topic: &str, device: &SimDevice, session: &str, format: Format) -> LastWill {
-    let state = State {
-        v: VERSION,
-        device: device.id().clone(),
-        status: Presence::Offline,
-        session: session.to_string(),
-        version: None,
-        model: None,
-        boot: None,
-        ts: Some(unix_ms()),
-        reason: Some(OfflineReason::ConnectionLost),
-    };
+    let state = State::will(device.id().clone(), session, unix_ms());
     // Encoding a State cannot fail (no floats, no maps with odd keys).
     let payload = encode(&state, format).unwrap_or_default();
     LastWill::new(topic, payload, QoS::AtLeastOnce, true)
