@@ -37,7 +37,9 @@ pub struct UplinkStatus {
     pub last_error: Option<String>,
     /// Queue records published (including re-publications).
     pub published: u64,
-    /// The highest seq the broker acknowledged (settled or not).
+    /// How far the broker's acknowledgements go, settled or not; a lost
+    /// connection takes it back to the settled point (the records after it
+    /// are sent again).
     pub acked_through: Option<u64>,
 }
 

@@ -228,16 +228,10 @@ impl Uplink {
                     let Some(last) = reply.records.last().map(|r| r.seq) else {
                         continue;
                     };
-                    let n = reply.records.len() as u64;
-                    for publication in self.batcher.build(reply.records, live_from) {
-                        let tracked = Tracked::Batch { first: publication.first, last: publication.last };
-                        match self.client.try_publish(&publication.topic, QoS::AtLeastOnce, false, publication.payload) {
-                            Ok(()) => window.queued(tracked),
-                            Err(e) => warn!(error = %e, "mqtt client queue full; batch will be re-sent after reconnect"),
-                        }
-                    }
-                    send_next = last + 1;
-                    self.set_status(|s| s.published += n);
+                    let publications = self.batcher.build(reply.records, live_from);
+                    let (next, sent) = publish_batches(&self.client, self.cfg.inflight, publications, &mut window);
+                    send_next = next.unwrap_or(last + 1);
+                    self.set_status(|s| s.published += sent);
                 }
                 ev = self.eventloop.poll(), if poll_at.is_none() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -304,7 +298,7 @@ impl Uplink {
                                 let settled = settle.ack(through, Instant::now());
                                 self.settled(settled);
                                 let acked = settle.acked();
-                                self.set_status(|s| s.acked_through = s.acked_through.max(acked));
+                                self.set_status(|s| s.acked_through = acked);
                             }
                             None => self.settle_heard(&mut settle),
                         }
@@ -327,6 +321,8 @@ impl Uplink {
                             // The broker may have died with them unsaved.
                             rewind = true;
                             info!(from, "acknowledgements not yet settled are void: sending again from there");
+                            let acked = settle.acked();
+                            self.set_status(|s| s.acked_through = acked);
                         }
                         poll_at = Some(Instant::now() + delay);
                         // A new connection is a new session id, so a will
@@ -533,6 +529,41 @@ fn will(topic: &str, identity: &Identity, session: &str, format: Format) -> Last
     LastWill::new(topic, payload, QoS::AtLeastOnce, true)
 }
 
+/// Hand a read's publications to the client, in order, while the window
+/// has room (`inflight`). The first one that does not go (window full, or
+/// the client's request queue full) and all after it are read again later:
+/// returns its first seq, and how many records went. Never one skipped in
+/// the middle: a later batch's acknowledgement would acknowledge it too,
+/// and the queue would let it go unsent.
+fn publish_batches(
+    client: &AsyncClient,
+    inflight: usize,
+    publications: Vec<batch::Publication>,
+    window: &mut Window,
+) -> (Option<u64>, u64) {
+    let mut sent = 0;
+    for p in publications {
+        if window.len() >= inflight {
+            return (Some(p.first), sent);
+        }
+        let tracked = Tracked::Batch {
+            first: p.first,
+            last: p.last,
+        };
+        match client.try_publish(&p.topic, QoS::AtLeastOnce, false, p.payload) {
+            Ok(()) => {
+                window.queued(tracked);
+                sent += p.records as u64;
+            }
+            Err(e) => {
+                debug!(error = %e, first = p.first, "mqtt client queue full; read again later");
+                return (Some(p.first), sent);
+            }
+        }
+    }
+    (None, sent)
+}
+
 fn classify(e: &ConnectionError) -> Failure {
     match e {
         ConnectionError::ConnectionRefused(_) => Failure::Refused,
@@ -553,4 +584,53 @@ async fn sleep_until(at: Option<Instant>) {
 
 fn new_session_id() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publications(n: u64) -> Vec<batch::Publication> {
+        (0..n)
+            .map(|i| batch::Publication {
+                topic: "picket/v1/pi/telemetry".into(),
+                payload: vec![0; 8],
+                first: 10 * i,
+                last: 10 * i + 9,
+                records: 10,
+            })
+            .collect()
+    }
+
+    /// A client whose request queue holds `capacity` requests, never
+    /// connected: `try_publish` only queues.
+    fn client(capacity: usize) -> (AsyncClient, EventLoop) {
+        AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), capacity)
+    }
+
+    #[test]
+    fn a_full_request_queue_stops_the_read_at_the_batch_that_did_not_go() {
+        let (c, _ev) = client(2);
+        let mut w = Window::new();
+        assert_eq!(
+            publish_batches(&c, 8, publications(5), &mut w),
+            (Some(20), 20)
+        );
+        assert_eq!(w.len(), 2, "the two that went are tracked");
+    }
+
+    #[test]
+    fn a_full_window_stops_the_read_too() {
+        let (c, _ev) = client(100);
+        let mut w = Window::new();
+        w.queued(Tracked::Control);
+        assert_eq!(
+            publish_batches(&c, 3, publications(5), &mut w),
+            (Some(20), 20)
+        );
+        assert_eq!(w.len(), 3);
+        // With room for all, nothing is left.
+        let mut w = Window::new();
+        assert_eq!(publish_batches(&c, 8, publications(5), &mut w), (None, 50));
+    }
 }
