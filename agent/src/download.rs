@@ -107,22 +107,14 @@ impl Downloader {
             .ok_or("destination has no file name")?
             .to_string_lossy();
         let tmp = dir.join(format!(".{name}.picket-{id}.part"));
-        let result = self.download(url, sha256, &tmp, self.max_bytes, "commands.file_max_bytes");
-        match result {
-            Ok(bytes) => {
-                fs::rename(&tmp, dest)
-                    .map_err(|e| {
-                        let _ = fs::remove_file(&tmp);
-                        format!("cannot move the download into place: {e}")
-                    })
-                    .and_then(|()| sync_dir(dir))?;
-                Ok(format!("deployed {bytes} bytes to {}", dest.display()))
-            }
-            Err(e) => {
+        let bytes = self.fetch(url, sha256, &tmp, self.max_bytes, "commands.file_max_bytes")?;
+        fs::rename(&tmp, dest)
+            .map_err(|e| {
                 let _ = fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
+                format!("cannot move the download into place: {e}")
+            })
+            .and_then(|()| sync_dir(dir))?;
+        Ok(format!("deployed {bytes} bytes to {}", dest.display()))
     }
 
     /// Download `url` into `tmp` (created, must not exist) with at most
