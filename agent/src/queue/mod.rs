@@ -107,8 +107,6 @@ mod types;
 mod write;
 
 #[cfg(test)]
-mod proptests;
-#[cfg(test)]
 mod tests;
 
 use std::fs::{File, OpenOptions};

@@ -64,7 +64,4 @@ pub mod probe;
 pub mod state;
 pub mod trial;
 
-#[cfg(test)]
-mod state_tests;
-
 pub use disk::Updates;

@@ -415,3 +415,6 @@ pub fn describe_stop(result: Option<&str>, code: Option<&str>, status: Option<&s
         (None, _) => "stopped".into(),
     }
 }
+
+#[cfg(test)]
+mod tests;

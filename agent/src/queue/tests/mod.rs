@@ -6,6 +6,7 @@ use super::segment::HEADER_LEN;
 use super::*;
 
 mod hot;
+mod proptests;
 
 const BOOT: &str = "boot-a";
 

@@ -1,6 +1,6 @@
 //! The update state machine's decisions, step by step.
 
-use super::state::*;
+use super::*;
 
 const A: &str = "1.0.0";
 const B: &str = "1.1.0";
