@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 
 TARGET=aarch64-unknown-linux-musl
-LIMIT=$((3 * 1024 * 1024))
+# 2.75 MiB: what the agent must fit in (docs/benchmarks.md).
+LIMIT=$((11 * 1024 * 1024 / 4))
 
 need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
 need file file
@@ -41,4 +42,4 @@ plain=$SIZE
 measure "--features docker" --features docker
 docker=$SIZE
 printf '%-22s %s\n' "docker adds" "$((docker - plain)) bytes"
-printf '%-22s %s\n' "target" "<= 3 MiB (default features): $([[ $plain -le $LIMIT ]] && echo met || echo MISSED)"
+printf '%-22s %s\n' "target" "<= 2.75 MiB (default features): $([[ $plain -le $LIMIT ]] && echo met || echo MISSED)"
