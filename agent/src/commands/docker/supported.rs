@@ -17,6 +17,7 @@ use picket_protocol::{DockerExecArgs, DockerLogsArgs, DockerStatsArgs, StopArgs}
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::DockerRefusal;
 use crate::commands::Outcome;
 use crate::commands::output::Sink;
 use crate::config::DockerConfig;
@@ -38,13 +39,15 @@ type Result<T> = std::result::Result<T, Outcome>;
 /// The watcher's client and Docker's configuration, while Docker is
 /// enabled and the engine reachable.
 fn connected(h: &Handle) -> Result<(Client, &DockerConfig)> {
-    let cfg = h
-        .config()
-        .ok_or_else(|| Outcome::failed("Docker is not enabled on this device (docker.enabled)"))?;
+    let cfg = h.config().ok_or_else(|| refused(DockerRefusal::Disabled))?;
     let client = h
         .client()
-        .ok_or_else(|| Outcome::failed("the Docker engine is unavailable"))?;
+        .ok_or_else(|| refused(DockerRefusal::Unavailable))?;
     Ok((client, cfg))
+}
+
+fn refused(why: DockerRefusal) -> Outcome {
+    Outcome::failed(why.to_string())
 }
 
 fn engine_error(e: &bollard::errors::Error) -> Outcome {
@@ -58,11 +61,7 @@ async fn resolve(client: &Client, cfg: &DockerConfig, reference: &str) -> Result
         .look(reference, &cfg.scope)
         .await
         .map_err(|e| engine_error(&e))?
-        .ok_or_else(|| {
-            Outcome::failed(format!(
-                "no container {reference:?} in this device's Docker scope"
-            ))
-        })
+        .ok_or_else(|| refused(DockerRefusal::NotInScope(reference.to_string())))
 }
 
 fn json(value: &impl Serialize) -> Outcome {
