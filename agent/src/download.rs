@@ -6,7 +6,7 @@
 //! `agent.update` (which fetches with its own limit), so it sits below
 //! both: neither imports the other for it.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -201,19 +201,31 @@ impl Downloader {
         limit: Limit,
     ) -> Result<u64, DownloadError> {
         self.roots()?;
-        self.download(url, sha256, tmp, limit).inspect_err(|_| {
+        let fetched = self.get(url, limit).and_then(|mut response| {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(tmp)
+                .map_err(|source| DownloadError::Create {
+                    path: tmp.to_path_buf(),
+                    source,
+                })?;
+            let body = response.body_mut().as_reader();
+            save(body, file, tmp, sha256, limit)
+        });
+        fetched.inspect_err(|_| {
             let _ = fs::remove_file(tmp);
         })
     }
 
-    fn download(
+    /// The answer to `GET url`, unless it is no success or announces more
+    /// than `limit`.
+    fn get(
         &self,
         url: &str,
-        sha256: &str,
-        tmp: &Path,
         limit: Limit,
-    ) -> Result<u64, DownloadError> {
-        let mut response = self
+    ) -> Result<ureq::http::Response<ureq::Body>, DownloadError> {
+        let response = self
             .agent
             .get(url)
             .call()
@@ -231,51 +243,54 @@ impl Downloader {
         {
             return Err(DownloadError::TooLarge { len, limit });
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .map_err(|source| DownloadError::Create {
+        Ok(response)
+    }
+}
+
+/// Stream `body` into `file` (at `tmp`, named in errors), at most `limit`
+/// bytes, and check its sha256; the file is synced. Returns the size.
+fn save(
+    mut body: impl Read,
+    mut file: File,
+    tmp: &Path,
+    sha256: &str,
+    limit: Limit,
+) -> Result<u64, DownloadError> {
+    let mut hasher = Sha256::new();
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = body.read(&mut buf).map_err(DownloadError::Read)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        // Enforced while streaming: a server that lies about or omits
+        // its length cannot fill the card.
+        if total > limit.max_bytes {
+            return Err(DownloadError::Exceeded { limit });
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(|source| DownloadError::Write {
                 path: tmp.to_path_buf(),
                 source,
             })?;
-        let mut body = response.body_mut().as_reader();
-        let mut hasher = Sha256::new();
-        let mut total: u64 = 0;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = body.read(&mut buf).map_err(DownloadError::Read)?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            // Enforced while streaming: a server that lies about or omits
-            // its length cannot fill the card.
-            if total > limit.max_bytes {
-                return Err(DownloadError::Exceeded { limit });
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])
-                .map_err(|source| DownloadError::Write {
-                    path: tmp.to_path_buf(),
-                    source,
-                })?;
-        }
-        let got: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if !got.eq_ignore_ascii_case(sha256) {
-            return Err(DownloadError::Mismatch {
-                expected: sha256.to_string(),
-                got,
-            });
-        }
-        file.sync_all().map_err(|source| DownloadError::Sync {
-            path: tmp.to_path_buf(),
-            source,
-        })?;
-        Ok(total)
     }
+    let got: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if !got.eq_ignore_ascii_case(sha256) {
+        return Err(DownloadError::Mismatch {
+            expected: sha256.to_string(),
+            got,
+        });
+    }
+    file.sync_all().map_err(|source| DownloadError::Sync {
+        path: tmp.to_path_buf(),
+        source,
+    })?;
+    Ok(total)
 }
