@@ -17,7 +17,7 @@ use rumqttc::{
 };
 
 use crate::Config;
-use crate::config::{ConfigError, LedConfig, LineRef};
+use crate::config::{BrokerConfig, ConfigError, LedConfig, LineRef};
 use crate::gpio::{GpioBackend, GpioError};
 
 /// One line of the report.
@@ -67,28 +67,81 @@ impl Probes {
 /// Network steps wait this long at most.
 const NET_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a network step of the broker checks did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("no answer within {NET_TIMEOUT:?}")]
+    Timeout,
+    #[error("no address")]
+    NoAddress,
+    #[error("skipped: the broker's name did not resolve")]
+    Unresolved,
+    #[error("{addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{addr}: no answer within {NET_TIMEOUT:?}")]
+    ConnectTimeout { addr: SocketAddr },
+    #[error("{host:?} is not a valid TLS server name: {source}")]
+    ServerName {
+        host: String,
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("refused: {0:?}")]
+    Refused(rumqttc::ConnectReturnCode),
+    #[error(transparent)]
+    Mqtt(#[from] ConnectionError),
+    #[error("no answer from the broker")]
+    NoBrokerAnswer,
+}
+
 /// Run every check. With an invalid configuration only that is reported:
 /// nothing else can be checked meaningfully.
 pub async fn run(config: Result<Config, ConfigError>, probes: &Probes) -> Vec<Check> {
     let config = match config {
         Ok(c) => c,
-        Err(e) => {
-            let hint = match e.key() {
-                Some(key) => format!(
-                    "fix {key} in the configuration file or its PICKET_ variable (`picket-agent print-default-config` documents every key)"
-                ),
-                None => "fix the configuration file (`picket-agent print-default-config` shows a valid one)".into(),
-            };
-            return vec![fail("config", e.to_string(), hint)];
-        }
+        Err(e) => return vec![invalid_config(&e)],
     };
     picket_config::tls::install_provider();
-    let mut checks = vec![pass(
-        "config",
-        format!("valid (device {}, hash {})", config.device, config.hash),
-    )];
+    let mut checks = vec![
+        pass(
+            "config",
+            format!("valid (device {}, hash {})", config.device, config.hash),
+        ),
+        clock((probes.clock_synced)()),
+    ];
+    checks.extend(broker(&config).await);
+    checks.push(queue_dir(
+        &config.queue.dir,
+        config.queue.max_bytes,
+        "queue",
+    ));
+    if let Some(hot) = &config.queue.hot_dir {
+        checks.push(queue_dir(hot, 0, "queue.hot_dir"));
+    }
+    checks.push(gpio(&config, probes.gpio.as_ref()));
+    checks.push(led(&config.led, probes.gpio.as_ref()));
+    checks
+}
 
-    checks.push(if (probes.clock_synced)() {
+fn invalid_config(e: &ConfigError) -> Check {
+    let hint = match e.key() {
+        Some(key) => format!(
+            "fix {key} in the configuration file or its PICKET_ variable (`picket-agent print-default-config` documents every key)"
+        ),
+        None => {
+            "fix the configuration file (`picket-agent print-default-config` shows a valid one)"
+                .into()
+        }
+    };
+    fail("config", e.to_string(), hint)
+}
+
+fn clock(synced: bool) -> Check {
+    if synced {
         pass("clock", "synchronised (NTP)")
     } else {
         fail(
@@ -96,11 +149,35 @@ pub async fn run(config: Result<Config, ConfigError>, probes: &Probes) -> Vec<Ch
             "not synchronised: samples are stamped with an unreliable time and TLS certificates may look invalid",
             "check that systemd-timesyncd (or chrony) runs and can reach an NTP server (UDP port 123)",
         )
-    });
+    }
+}
 
+/// dns, tcp, tls and credentials, in that order: each is skipped when one
+/// it needs failed.
+async fn broker(config: &Config) -> [Check; 4] {
     let b = &config.broker;
     let addrs = resolve(&b.host, b.port).await;
-    checks.push(match &addrs {
+    let dns = dns(b, &addrs);
+    let tcp = match &addrs {
+        Ok(a) => connect(a).await,
+        Err(_) => Err(NetError::Unresolved),
+    };
+    let tls = tls(b, &tcp).await;
+    let connected = tcp.is_ok() && tls.ok;
+    let tcp = match &tcp {
+        Ok(addr) => pass("tcp", format!("{addr} accepts connections")),
+        Err(e) => fail(
+            "tcp",
+            format!("cannot reach {}:{}: {e}", b.host, b.port),
+            "check that the broker runs and listens on that port, and that no firewall is in the way",
+        ),
+    };
+    let credentials = credentials(config, connected).await;
+    [dns, tcp, tls, credentials]
+}
+
+fn dns(b: &BrokerConfig, addrs: &Result<Vec<SocketAddr>, NetError>) -> Check {
+    match addrs {
         Ok(a) if b.host.parse::<std::net::IpAddr>().is_ok() => pass(
             "dns",
             format!("{} is an IP address, no lookup needed", a[0].ip()),
@@ -111,22 +188,11 @@ pub async fn run(config: Result<Config, ConfigError>, probes: &Probes) -> Vec<Ch
             format!("cannot resolve {}: {e}", b.host),
             "check the network and /etc/resolv.conf, and the host name in broker.url",
         ),
-    });
+    }
+}
 
-    let tcp = match &addrs {
-        Ok(a) => connect(a).await,
-        Err(_) => Err("skipped: the broker's name did not resolve".into()),
-    };
-    checks.push(match &tcp {
-        Ok(addr) => pass("tcp", format!("{addr} accepts connections")),
-        Err(e) => fail(
-            "tcp",
-            format!("cannot reach {}:{}: {e}", b.host, b.port),
-            "check that the broker runs and listens on that port, and that no firewall is in the way",
-        ),
-    });
-
-    checks.push(match (&b.tls, &tcp) {
+async fn tls(b: &BrokerConfig, tcp: &Result<SocketAddr, NetError>) -> Check {
+    match (&b.tls, tcp) {
         (None, _) => pass("tls", "not used (mqtt://)"),
         (Some(_), Err(_)) => fail(
             "tls",
@@ -144,67 +210,57 @@ pub async fn run(config: Result<Config, ConfigError>, probes: &Probes) -> Vec<Ch
                 "check that broker.ca_file holds the CA that signed the broker's certificate, that the certificate names the host of broker.url and has not expired (and the clock)",
             ),
         },
-    });
+    }
+}
 
-    let tls_ok = checks.last().is_some_and(|c| c.ok);
-    checks.push(if tcp.is_err() || !tls_ok {
-        fail(
+/// `connected`: the tcp and tls checks passed.
+async fn credentials(config: &Config, connected: bool) -> Check {
+    if !connected {
+        return fail(
             "credentials",
             "skipped: no connection to the broker",
             "fix the checks above first",
-        )
+        );
+    }
+    match mqtt_connect(config).await {
+        Ok(()) => pass(
+            "credentials",
+            match &config.broker.credentials {
+                Some((user, _)) => {
+                    format!("the broker accepted user {user:?} (connected and disconnected)")
+                }
+                None => "the broker accepted an anonymous connection (connected and disconnected)"
+                    .into(),
+            },
+        ),
+        Err(e) => fail(
+            "credentials",
+            format!("the broker did not accept the connection: {e}"),
+            "check broker.username and the password in broker.password_file (and the broker's ACL for the client id)",
+        ),
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, NetError> {
+    let addrs = tokio::time::timeout(NET_TIMEOUT, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| NetError::Timeout)??;
+    let addrs: Vec<SocketAddr> = addrs.collect();
+    if addrs.is_empty() {
+        Err(NetError::NoAddress)
     } else {
-        match mqtt_connect(&config).await {
-            Ok(()) => pass(
-                "credentials",
-                match &b.credentials {
-                    Some((user, _)) => format!("the broker accepted user {user:?} (connected and disconnected)"),
-                    None => "the broker accepted an anonymous connection (connected and disconnected)".into(),
-                },
-            ),
-            Err(e) => fail(
-                "credentials",
-                format!("the broker did not accept the connection: {e}"),
-                "check broker.username and the password in broker.password_file (and the broker's ACL for the client id)",
-            ),
-        }
-    });
-
-    checks.push(queue_dir(
-        &config.queue.dir,
-        config.queue.max_bytes,
-        "queue",
-    ));
-    if let Some(hot) = &config.queue.hot_dir {
-        checks.push(queue_dir(hot, 0, "queue.hot_dir"));
-    }
-    checks.push(gpio(&config, probes.gpio.as_ref()));
-    checks.push(led(&config.led, probes.gpio.as_ref()));
-    checks
-}
-
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-    match tokio::time::timeout(NET_TIMEOUT, tokio::net::lookup_host((host, port))).await {
-        Err(_) => Err(format!("no answer within {NET_TIMEOUT:?}")),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(addrs)) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            if addrs.is_empty() {
-                Err("no address".into())
-            } else {
-                Ok(addrs)
-            }
-        }
+        Ok(addrs)
     }
 }
 
-async fn connect(addrs: &[SocketAddr]) -> Result<SocketAddr, String> {
-    let mut last = String::new();
-    for a in addrs {
-        match tokio::time::timeout(NET_TIMEOUT, tokio::net::TcpStream::connect(a)).await {
-            Ok(Ok(_)) => return Ok(*a),
-            Ok(Err(e)) => last = format!("{a}: {e}"),
-            Err(_) => last = format!("{a}: no answer within {NET_TIMEOUT:?}"),
+/// The first of `addrs` that accepts a connection, or why the last did not.
+async fn connect(addrs: &[SocketAddr]) -> Result<SocketAddr, NetError> {
+    let mut last = NetError::NoAddress;
+    for &addr in addrs {
+        match tokio::time::timeout(NET_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => return Ok(addr),
+            Ok(Err(source)) => last = NetError::Connect { addr, source },
+            Err(_) => last = NetError::ConnectTimeout { addr },
         }
     }
     Err(last)
@@ -214,23 +270,24 @@ async fn handshake(
     tls: Arc<rustls::ClientConfig>,
     host: &str,
     addr: SocketAddr,
-) -> Result<(), String> {
-    let name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))?;
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), NetError> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|source| {
+        NetError::ServerName {
+            host: host.to_string(),
+            source,
+        }
+    })?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
     let connector = tokio_rustls::TlsConnector::from(tls);
-    match tokio::time::timeout(NET_TIMEOUT, connector.connect(name, tcp)).await {
-        Err(_) => Err(format!("no answer within {NET_TIMEOUT:?}")),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(_)) => Ok(()),
-    }
+    tokio::time::timeout(NET_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| NetError::Timeout)??;
+    Ok(())
 }
 
 /// Connect with the agent's settings, wait for the broker's answer,
 /// disconnect.
-async fn mqtt_connect(config: &Config) -> Result<(), String> {
+async fn mqtt_connect(config: &Config) -> Result<(), NetError> {
     let b = &config.broker;
     let mut opts = MqttOptions::new(format!("{}-doctor", b.client_id), &b.host, b.port);
     opts.set_clean_session(true);
@@ -251,15 +308,15 @@ async fn mqtt_connect(config: &Config) -> Result<(), String> {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
                 Ok(_) => {}
                 Err(ConnectionError::ConnectionRefused(code)) => {
-                    return Err(format!("refused: {code:?}"));
+                    return Err(NetError::Refused(code));
                 }
                 // rumqttd and some others hang up instead of answering.
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(NetError::Mqtt(e)),
             }
         }
     })
     .await
-    .map_err(|_| "no answer from the broker".to_string())?;
+    .map_err(|_| NetError::NoBrokerAnswer)?;
     answer?;
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {

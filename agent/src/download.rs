@@ -6,16 +6,16 @@
 //! `agent.update` (which fetches with its own limit), so it sits below
 //! both: neither imports the other for it.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider, parse_pem};
 
-use crate::durable::sync_dir;
+use crate::durable::{DurableError, sync_dir};
 
 /// Where Debian (Raspberry Pi OS), Fedora and Alpine keep the system's CA
 /// bundle, in that order.
@@ -25,12 +25,69 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
+/// Why a download did not replace its destination.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("no CA certificate in {origin}: set commands.file_ca_file")]
+    NoRoots { origin: String },
+    #[error("destination has no directory")]
+    NoDirectory,
+    #[error("destination has no file name")]
+    NoFileName,
+    #[error("cannot move the download into place: {0}")]
+    Move(std::io::Error),
+    #[error(transparent)]
+    Durable(#[from] DurableError),
+    #[error("download failed: {0}")]
+    Request(Box<ureq::Error>),
+    #[error("download failed: HTTP {0}")]
+    Status(u16),
+    #[error("the file is {len} bytes, more than {limit}")]
+    TooLarge { len: u64, limit: Limit },
+    #[error("the download exceeded {limit}")]
+    Exceeded { limit: Limit },
+    #[error("download failed: {0}")]
+    Read(std::io::Error),
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sha256 mismatch: expected {expected}, got {got}")]
+    Mismatch { expected: String, got: String },
+    #[error("cannot sync {}: {source}", path.display())]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The most bytes one download may bring, and the configuration key that
+/// sets it (named in errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max_bytes: u64,
+    pub key: &'static str,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.key, self.max_bytes)
+    }
+}
+
 /// Settings for downloads.
 #[derive(Clone)]
 pub struct Downloader {
     agent: ureq::Agent,
     max_bytes: u64,
-    /// Why no download can be verified (no CA certificate found).
+    /// Where no CA certificate was found, so that no download can be
+    /// verified.
     no_roots: Option<String>,
 }
 
@@ -69,9 +126,7 @@ impl Downloader {
                     .collect()
             })
             .unwrap_or_default();
-        let no_roots = certs
-            .is_empty()
-            .then(|| format!("no CA certificate in {origin}: set commands.file_ca_file"));
+        let no_roots = certs.is_empty().then_some(origin);
         let roots = RootCerts::from(certs);
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
@@ -97,112 +152,145 @@ impl Downloader {
     /// sha256 while streaming. `dest` is replaced only by a complete file
     /// with the right checksum; on any failure the temporary file is
     /// removed and `dest` is as it was. Blocking.
-    pub fn deploy(&self, url: &str, sha256: &str, dest: &Path, id: &str) -> Result<String, String> {
-        if let Some(why) = &self.no_roots {
-            return Err(why.clone());
-        }
-        let dir = dest.parent().ok_or("destination has no directory")?;
+    pub fn deploy(
+        &self,
+        url: &str,
+        sha256: &str,
+        dest: &Path,
+        id: &str,
+    ) -> Result<String, DownloadError> {
+        self.roots()?;
+        let dir = dest.parent().ok_or(DownloadError::NoDirectory)?;
         let name = dest
             .file_name()
-            .ok_or("destination has no file name")?
+            .ok_or(DownloadError::NoFileName)?
             .to_string_lossy();
         let tmp = dir.join(format!(".{name}.picket-{id}.part"));
-        let bytes = self.fetch(url, sha256, &tmp, self.max_bytes, "commands.file_max_bytes")?;
-        fs::rename(&tmp, dest)
-            .map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                format!("cannot move the download into place: {e}")
-            })
-            .and_then(|()| sync_dir(dir))?;
+        let limit = Limit {
+            max_bytes: self.max_bytes,
+            key: "commands.file_max_bytes",
+        };
+        let bytes = self.fetch(url, sha256, &tmp, limit)?;
+        if let Err(e) = fs::rename(&tmp, dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(DownloadError::Move(e));
+        }
+        sync_dir(dir)?;
         Ok(format!("deployed {bytes} bytes to {}", dest.display()))
     }
 
+    /// Refuse before anything is written when no download can be verified.
+    fn roots(&self) -> Result<(), DownloadError> {
+        match &self.no_roots {
+            Some(origin) => Err(DownloadError::NoRoots {
+                origin: origin.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Download `url` into `tmp` (created, must not exist) with at most
-    /// `max_bytes` (the limit's configuration key named in errors), checking
-    /// the sha256; on any failure `tmp` is removed. Returns the size.
-    /// Blocking. (`agent.update` downloads with its own limit.)
+    /// `limit` bytes, checking the sha256; on any failure `tmp` is removed.
+    /// Returns the size. Blocking. (`agent.update` downloads with its own
+    /// limit.)
     pub fn fetch(
         &self,
         url: &str,
         sha256: &str,
         tmp: &Path,
-        max_bytes: u64,
-        limit_key: &str,
-    ) -> Result<u64, String> {
-        if let Some(why) = &self.no_roots {
-            return Err(why.clone());
-        }
-        let r = self.download(url, sha256, tmp, max_bytes, limit_key);
-        if r.is_err() {
+        limit: Limit,
+    ) -> Result<u64, DownloadError> {
+        self.roots()?;
+        let fetched = self.get(url, limit).and_then(|mut response| {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(tmp)
+                .map_err(|source| DownloadError::Create {
+                    path: tmp.to_path_buf(),
+                    source,
+                })?;
+            let body = response.body_mut().as_reader();
+            save(body, file, tmp, sha256, limit)
+        });
+        fetched.inspect_err(|_| {
             let _ = fs::remove_file(tmp);
-        }
-        r
+        })
     }
 
-    fn download(
+    /// The answer to `GET url`, unless it is no success or announces more
+    /// than `limit`.
+    fn get(
         &self,
         url: &str,
-        sha256: &str,
-        tmp: &Path,
-        max_bytes: u64,
-        limit_key: &str,
-    ) -> Result<u64, String> {
-        let mut response = self
+        limit: Limit,
+    ) -> Result<ureq::http::Response<ureq::Body>, DownloadError> {
+        let response = self
             .agent
             .get(url)
             .call()
-            .map_err(|e| format!("download failed: {e}"))?;
+            .map_err(|e| DownloadError::Request(Box::new(e)))?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
-            return Err(format!("download failed: HTTP {status}"));
+            return Err(DownloadError::Status(status));
         }
         if let Some(len) = response
             .headers()
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            && len > max_bytes
+            && len > limit.max_bytes
         {
-            return Err(format!(
-                "the file is {len} bytes, more than {limit_key} ({max_bytes})"
-            ));
+            return Err(DownloadError::TooLarge { len, limit });
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-        let mut body = response.body_mut().as_reader();
-        let mut hasher = Sha256::new();
-        let mut total: u64 = 0;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = body
-                .read(&mut buf)
-                .map_err(|e| format!("download failed: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            // Enforced while streaming: a server that lies about or omits
-            // its length cannot fill the card.
-            if total > max_bytes {
-                return Err(format!("the download exceeded {limit_key} ({max_bytes})"));
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        }
-        let got: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if !got.eq_ignore_ascii_case(sha256) {
-            return Err(format!("sha256 mismatch: expected {sha256}, got {got}"));
-        }
-        file.sync_all()
-            .map_err(|e| format!("cannot sync {}: {e}", tmp.display()))?;
-        Ok(total)
+        Ok(response)
     }
+}
+
+/// Stream `body` into `file` (at `tmp`, named in errors), at most `limit`
+/// bytes, and check its sha256; the file is synced. Returns the size.
+fn save(
+    mut body: impl Read,
+    mut file: File,
+    tmp: &Path,
+    sha256: &str,
+    limit: Limit,
+) -> Result<u64, DownloadError> {
+    let mut hasher = Sha256::new();
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = body.read(&mut buf).map_err(DownloadError::Read)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        // Enforced while streaming: a server that lies about or omits
+        // its length cannot fill the card.
+        if total > limit.max_bytes {
+            return Err(DownloadError::Exceeded { limit });
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(|source| DownloadError::Write {
+                path: tmp.to_path_buf(),
+                source,
+            })?;
+    }
+    let got: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if !got.eq_ignore_ascii_case(sha256) {
+        return Err(DownloadError::Mismatch {
+            expected: sha256.to_string(),
+            got,
+        });
+    }
+    file.sync_all().map_err(|source| DownloadError::Sync {
+        path: tmp.to_path_buf(),
+        source,
+    })?;
+    Ok(total)
 }

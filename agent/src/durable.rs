@@ -10,16 +10,34 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    #[error("{} names no file", path.display())]
+    NoFileName { path: PathBuf },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot sync {}: {source}", dir.display())]
+    Sync {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Temp file in the same directory, fsync, rename, fsync the directory:
 /// after a crash the file is either old or new, never half of each.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), DurableError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let name = path
         .file_name()
-        .ok_or_else(|| format!("{} names no file", path.display()))?
+        .ok_or_else(|| DurableError::NoFileName {
+            path: path.to_path_buf(),
+        })?
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.picket-tmp"));
     let result = (|| {
@@ -28,16 +46,22 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
         f.sync_all()?;
         fs::rename(&tmp, path)
     })();
-    if let Err(e) = result {
+    if let Err(source) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(format!("cannot write {}: {e}", path.display()));
+        return Err(DurableError::Write {
+            path: path.to_path_buf(),
+            source,
+        });
     }
     sync_dir(&dir)
 }
 
 /// Make a rename or unlink durable.
-pub fn sync_dir(dir: &Path) -> Result<(), String> {
+pub fn sync_dir(dir: &Path) -> Result<(), DurableError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| format!("cannot sync {}: {e}", dir.display()))
+        .map_err(|source| DurableError::Sync {
+            dir: dir.to_path_buf(),
+            source,
+        })
 }

@@ -11,14 +11,47 @@
 //! before any of this, so the command itself never runs twice.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::durable::{sync_dir, write_atomic};
+use crate::config::ConfigError;
+use crate::durable::{DurableError, sync_dir, write_atomic};
 
 const MARKER: &str = "config-pending.json";
 const BACKUP: &str = "config.previous";
+
+/// Why a `config.update` was refused, or its file not written or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigUpdateError {
+    #[error("the agent knows no configuration file to replace")]
+    NoPath,
+    #[error(transparent)]
+    Parse(ConfigError),
+    #[error("the new configuration is invalid: {0}")]
+    Invalid(ConfigError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the previous configuration is lost: {0}")]
+    Lost(std::io::Error),
+    #[error("cannot remove {}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Durable(#[from] DurableError),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,25 +73,34 @@ pub struct Marker {
 /// Check `toml` the way the agent will load it at the restart: the file,
 /// then the environment, then validation. Blocking (reads the files the
 /// configuration names).
-pub fn validate(toml: &str, path: Option<&Path>) -> Result<(), String> {
-    let path = path.ok_or("the agent knows no configuration file to replace")?;
-    let (raw, _) = crate::config::parse(toml, path, std::env::vars()).map_err(|e| e.to_string())?;
+pub fn validate(toml: &str, path: Option<&Path>) -> Result<(), ConfigUpdateError> {
+    let path = path.ok_or(ConfigUpdateError::NoPath)?;
+    let (raw, _) =
+        crate::config::parse(toml, path, std::env::vars()).map_err(ConfigUpdateError::Parse)?;
     crate::config::validate(raw)
         .map(drop)
-        .map_err(|e| format!("the new configuration is invalid: {e}"))
+        .map_err(ConfigUpdateError::Invalid)
 }
 
 /// Keep the current file, write the marker, put the new file in place.
 /// Blocking.
-pub fn apply(toml: &str, path: &Path, state_dir: &Path, id: &str) -> Result<(), String> {
-    fs::create_dir_all(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
+pub fn apply(toml: &str, path: &Path, state_dir: &Path, id: &str) -> Result<(), ConfigUpdateError> {
+    fs::create_dir_all(state_dir).map_err(|source| ConfigUpdateError::Io {
+        path: state_dir.to_path_buf(),
+        source,
+    })?;
     let had_previous = match fs::read(path) {
         Ok(old) => {
             write_atomic(&state_dir.join(BACKUP), &old)?;
             true
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => {
+            return Err(ConfigUpdateError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     let marker = Marker {
         id: id.to_string(),
@@ -69,7 +111,7 @@ pub fn apply(toml: &str, path: &Path, state_dir: &Path, id: &str) -> Result<(), 
     if let Err(e) = write_atomic(path, toml.as_bytes()) {
         // Nothing changed: forget the attempt.
         let _ = fs::remove_file(state_dir.join(MARKER));
-        return Err(e);
+        return Err(e.into());
     }
     Ok(())
 }
@@ -81,16 +123,20 @@ pub fn pending(state_dir: &Path) -> Option<Marker> {
 }
 
 /// Trial failed: put the old file back and remember why. Blocking.
-pub fn roll_back(path: &Path, state_dir: &Path, marker: &Marker) -> Result<(), String> {
+pub fn roll_back(path: &Path, state_dir: &Path, marker: &Marker) -> Result<(), ConfigUpdateError> {
     if marker.had_previous {
-        let old = fs::read(state_dir.join(BACKUP))
-            .map_err(|e| format!("the previous configuration is lost: {e}"))?;
+        let old = fs::read(state_dir.join(BACKUP)).map_err(ConfigUpdateError::Lost)?;
         write_atomic(path, &old)?;
     } else {
         match fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+            Err(source) => {
+                return Err(ConfigUpdateError::Remove {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         }
     }
     write_marker(
@@ -109,9 +155,9 @@ pub fn finish(state_dir: &Path) {
     let _ = sync_dir(state_dir);
 }
 
-fn write_marker(state_dir: &Path, marker: &Marker) -> Result<(), String> {
-    let json = serde_json::to_vec(marker).map_err(|e| e.to_string())?;
-    write_atomic(&state_dir.join(MARKER), &json)
+fn write_marker(state_dir: &Path, marker: &Marker) -> Result<(), ConfigUpdateError> {
+    let json = serde_json::to_vec(marker)?;
+    Ok(write_atomic(&state_dir.join(MARKER), &json)?)
 }
 
 #[cfg(test)]
@@ -156,9 +202,11 @@ mod tests {
     #[test]
     fn validation_uses_the_agent_rules() {
         let p = Path::new("/etc/picket/agent.toml");
-        let err = validate("[sampling]\ninterval = \"fast\"\n", Some(p)).unwrap_err();
+        let err = validate("[sampling]\ninterval = \"fast\"\n", Some(p))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sampling.interval"), "{err}");
-        let err = validate("[nope]\n", Some(p)).unwrap_err();
+        let err = validate("[nope]\n", Some(p)).unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
         assert!(validate("[device]\nid = \"pi-1\"\n", None).is_err());
         validate(

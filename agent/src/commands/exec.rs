@@ -42,10 +42,22 @@ pub struct Ran {
     pub output: String,
 }
 
+/// Why a program could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("empty command line")]
+    Empty,
+    #[error("cannot run {}: {source}", program.display())]
+    Spawn {
+        program: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Run `argv` with no stdin, collecting at most `max` bytes of output.
 /// The child is killed if this future is dropped (timeout, shutdown).
-pub async fn run(argv: &[OsString], max: usize) -> Result<Ran, String> {
-    let (program, args) = argv.split_first().ok_or("empty command line")?;
+pub async fn run(argv: &[OsString], max: usize) -> Result<Ran, ExecError> {
+    let (program, args) = argv.split_first().ok_or(ExecError::Empty)?;
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -54,7 +66,10 @@ pub async fn run(argv: &[OsString], max: usize) -> Result<Ran, String> {
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| format!("cannot run {}: {e}", Path::new(program).display()))?;
+        .map_err(|source| ExecError::Spawn {
+            program: program.into(),
+            source,
+        })?;
     let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.stderr.is_empty() {
         output.push_str(&String::from_utf8_lossy(&out.stderr));

@@ -301,7 +301,8 @@ impl CommandService {
         // Device checks (paths, a new config) and the fsync of the journal
         // happen on a blocking thread: this runtime also runs the uplink.
         tokio::task::spawn_blocking(move || {
-            registry::validate(&c.action, &ctx).map_err(Rejection::InvalidArgs)?;
+            registry::validate(&c.action, &ctx)
+                .map_err(|e| Rejection::InvalidArgs(e.to_string()))?;
             let mut j = journal
                 .lock()
                 .map_err(|_| Rejection::Busy("command journal poisoned".into()))?;

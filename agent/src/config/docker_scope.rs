@@ -5,6 +5,15 @@ use std::collections::HashMap;
 
 use picket_config::Glob;
 
+/// Why a `docker.label` is not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    #[error("{0:?}: write key=value or key")]
+    NoKey(String),
+    #[error("{0:?} contains whitespace")]
+    Whitespace(String),
+}
+
 /// A label a container must carry: `key=value`, or `key` with any value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {
@@ -14,16 +23,16 @@ pub struct Label {
 
 impl Label {
     /// `key=value` or `key`; the key is non-empty, neither has whitespace.
-    pub fn parse(s: &str) -> Result<Label, String> {
+    pub fn parse(s: &str) -> Result<Label, LabelError> {
         let (key, value) = match s.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (s, None),
         };
         if key.is_empty() {
-            return Err(format!("{s:?}: write key=value or key"));
+            return Err(LabelError::NoKey(s.to_string()));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("{s:?} contains whitespace"));
+            return Err(LabelError::Whitespace(s.to_string()));
         }
         Ok(Label {
             key: key.to_string(),

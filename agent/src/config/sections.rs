@@ -20,6 +20,17 @@ pub enum LedConfig {
     Gpio { line: LineRef, active_low: bool },
 }
 
+/// Why a line or a bias is not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SectionError {
+    #[error("empty line: write a line name (GPIO17) or chip:offset (gpiochip0:17)")]
+    EmptyLine,
+    #[error("{0:?}: the chip is missing before ':'")]
+    NoChip(String),
+    #[error("{0:?} is not a bias: write pull-up, pull-down, none or as-is")]
+    Bias(String),
+}
+
 /// A line as configured: by name (`GPIO17`: names follow the board, while
 /// chip numbers move between kernels on a Pi 5) or by chip and offset
 /// (`gpiochip0:17`).
@@ -32,18 +43,16 @@ pub enum LineRef {
 impl LineRef {
     /// `chip:offset` when the part after the last `:` is a number, else a
     /// line name.
-    pub fn parse(s: &str) -> Result<LineRef, String> {
+    pub fn parse(s: &str) -> Result<LineRef, SectionError> {
         let s = s.trim();
         if s.is_empty() {
-            return Err(
-                "empty line: write a line name (GPIO17) or chip:offset (gpiochip0:17)".into(),
-            );
+            return Err(SectionError::EmptyLine);
         }
         if let Some((chip, offset)) = s.rsplit_once(':')
             && let Ok(offset) = offset.parse::<u32>()
         {
             if chip.is_empty() {
-                return Err(format!("{s:?}: the chip is missing before ':'"));
+                return Err(SectionError::NoChip(s.to_string()));
             }
             return Ok(LineRef::Offset {
                 chip: chip.to_string(),
@@ -74,15 +83,13 @@ pub enum Bias {
 }
 
 impl Bias {
-    pub fn parse(s: &str) -> Result<Bias, String> {
+    pub fn parse(s: &str) -> Result<Bias, SectionError> {
         match s {
             "as-is" => Ok(Bias::AsIs),
             "pull-up" => Ok(Bias::PullUp),
             "pull-down" => Ok(Bias::PullDown),
             "none" => Ok(Bias::Disabled),
-            other => Err(format!(
-                "{other:?} is not a bias: write pull-up, pull-down, none or as-is"
-            )),
+            other => Err(SectionError::Bias(other.to_string())),
         }
     }
 }
@@ -237,6 +244,11 @@ mod tests {
         );
         assert_eq!(Bias::parse("pull-up"), Ok(Bias::PullUp));
         assert_eq!(Bias::parse("none"), Ok(Bias::Disabled));
-        assert!(Bias::parse("up").unwrap_err().contains("pull-up"));
+        assert!(
+            Bias::parse("up")
+                .unwrap_err()
+                .to_string()
+                .contains("pull-up")
+        );
     }
 }

@@ -128,7 +128,7 @@ fn docker(raw: &RawConfig) -> Result<DockerConfig, ConfigError> {
     }
     let label = match d.label.as_str() {
         "" => None,
-        l => Some(Label::parse(l).map_err(|e| invalid("docker.label", e))?),
+        l => Some(Label::parse(l).map_err(|e| invalid("docker.label", e.to_string()))?),
     };
     let names = Scope::names(&d.names).map_err(|e| invalid("docker.names", e))?;
     let scope = Scope { names, label };
@@ -210,7 +210,7 @@ pub fn led(raw: &RawConfig) -> Result<LedConfig, ConfigError> {
             Ok(LedConfig::Sysfs(PathBuf::from(&l.sysfs_path)))
         }
         "gpio" => {
-            let line = LineRef::parse(&l.line).map_err(|e| invalid("led.line", e))?;
+            let line = LineRef::parse(&l.line).map_err(|e| invalid("led.line", e.to_string()))?;
             Ok(LedConfig::Gpio {
                 line,
                 active_low: l.active_low,
@@ -246,7 +246,7 @@ fn gpio(raw: &RawConfig) -> Result<GpioConfig, ConfigError> {
     let mut names = Vec::new();
     let mut lines: Vec<LineRef> = Vec::new();
     let mut line = |key: &str, text: &str| -> Result<LineRef, ConfigError> {
-        let l = LineRef::parse(text).map_err(|e| invalid(key, e))?;
+        let l = LineRef::parse(text).map_err(|e| invalid(key, e.to_string()))?;
         if lines.contains(&l) {
             return Err(invalid(key, format!("{l} is configured twice")));
         }
@@ -265,7 +265,7 @@ fn gpio(raw: &RawConfig) -> Result<GpioConfig, ConfigError> {
         cfg.inputs.push(InputSpec {
             name: r.name.clone(),
             line: line(&key("line"), &r.line)?,
-            bias: Bias::parse(&r.bias).map_err(|e| invalid(&key("bias"), e))?,
+            bias: Bias::parse(&r.bias).map_err(|e| invalid(&key("bias"), e.to_string()))?,
             active_low: r.active_low,
             debounce,
         });

@@ -60,6 +60,11 @@ pub fn describe(e: &Error) -> String {
     }
 }
 
+/// A failed engine request, worded as [`describe`] does.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe(.0))]
+pub struct EngineError(#[from] pub Error);
+
 /// Whether `e` means "no such container" rather than a broken engine.
 pub fn not_found(e: &Error) -> bool {
     matches!(
@@ -74,15 +79,14 @@ pub fn not_found(e: &Error) -> bool {
 impl Client {
     /// Connect and agree on an API version (the engine's, when older than
     /// bollard's: Debian 12 ships Docker 20.10, API 1.41).
-    pub async fn connect(socket: &Path) -> Result<Client, String> {
+    pub async fn connect(socket: &Path) -> Result<Client, EngineError> {
         let path = socket.to_string_lossy();
         let docker = Docker::connect_with_unix(
             &path,
             REQUEST_TIMEOUT.as_secs(),
             bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|e| describe(&e))?;
-        let docker = docker.negotiate_version().await.map_err(|e| describe(&e))?;
+        )?;
+        let docker = docker.negotiate_version().await?;
         Ok(Client { docker })
     }
 

@@ -17,7 +17,7 @@ use picket_protocol::{Engine, EventKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::engine::{self, Client, ContainerEvent};
+use super::engine::{self, Client, ContainerEvent, EngineError};
 use super::stats::{CpuCounters, cpu_percent};
 use super::track::{self, Tracker};
 use super::{DockerView, Handle, Shared};
@@ -29,6 +29,15 @@ use crate::store::Item;
 
 /// A full listing this often, besides the event stream.
 const RESYNC: Duration = Duration::from_secs(60);
+
+/// Why the engine is unavailable.
+#[derive(Debug, thiserror::Error)]
+enum Unavailable {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the engine closed its event stream")]
+    Closed,
+}
 
 pub struct Watcher {
     cfg: DockerConfig,
@@ -95,7 +104,7 @@ impl Watcher {
                         reason = self.follow(client) => reason,
                     }
                 }
-                Err(reason) => reason,
+                Err(e) => Unavailable::Engine(e),
             };
             self.client.send_replace(None);
             self.tracker.reset();
@@ -119,12 +128,12 @@ impl Watcher {
     }
 
     /// Follow one connection until the engine goes away; why it went.
-    async fn follow(&mut self, client: Client) -> String {
+    async fn follow(&mut self, client: Client) -> Unavailable {
         let since = unix_ms() / 1000;
         let events = client.events(since.saturating_sub(1));
         tokio::pin!(events);
         if let Err(e) = self.resync(&client).await {
-            return e;
+            return e.into();
         }
         self.client.send_replace(Some(client.clone()));
         self.set_engine(Engine::Available).await;
@@ -137,16 +146,16 @@ impl Watcher {
             tokio::select! {
                 e = events.next() => match e {
                     Some(Ok(e)) => {
-                        if let Err(reason) = self.on_event(&client, e).await {
-                            return reason;
+                        if let Err(e) = self.on_event(&client, e).await {
+                            return e.into();
                         }
                     }
-                    Some(Err(e)) => return engine::describe(&e),
-                    None => return "the engine closed its event stream".into(),
+                    Some(Err(e)) => return EngineError(e).into(),
+                    None => return Unavailable::Closed,
                 },
                 _ = resync.tick() => {
-                    if let Err(reason) = self.resync(&client).await {
-                        return reason;
+                    if let Err(e) = self.resync(&client).await {
+                        return e.into();
                     }
                 }
                 _ = stats.tick(), if self.cfg.stats_interval.is_some() => {
@@ -156,7 +165,7 @@ impl Watcher {
         }
     }
 
-    async fn on_event(&mut self, client: &Client, e: ContainerEvent) -> Result<(), String> {
+    async fn on_event(&mut self, client: &Client, e: ContainerEvent) -> Result<(), EngineError> {
         if !track::worth_inspecting(&e.action) {
             return Ok(());
         }
@@ -173,7 +182,7 @@ impl Watcher {
                 // Gone, or not (any more) in scope.
                 Ok(None) => self.tracker.remove(&e.id).into_iter().collect(),
                 Err(err) if engine::not_found(&err) => Vec::new(),
-                Err(err) => return Err(engine::describe(&err)),
+                Err(err) => return Err(err.into()),
             }
         };
         debug!(container = e.name(), action = %e.action, "engine event");
@@ -181,11 +190,8 @@ impl Watcher {
         Ok(())
     }
 
-    async fn resync(&mut self, client: &Client) -> Result<(), String> {
-        let snaps = client
-            .list(&self.cfg.scope)
-            .await
-            .map_err(|e| engine::describe(&e))?;
+    async fn resync(&mut self, client: &Client) -> Result<(), EngineError> {
+        let snaps = client.list(&self.cfg.scope).await?;
         let events = self.tracker.resync(snaps);
         self.publish(events).await;
         Ok(())

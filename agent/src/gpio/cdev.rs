@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gpiocdev::line::{EdgeDetection, EdgeKind, Value};
+use gpiocdev::request::Builder;
 use gpiocdev::{Chip, Request};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -29,6 +30,32 @@ struct Found {
 }
 
 impl Cdev {
+    /// Request `line` for this agent, set up by `configure` (direction,
+    /// bias, edges), active-low if asked.
+    fn request(
+        &self,
+        line: &LineRef,
+        active_low: bool,
+        configure: impl FnOnce(&mut Builder),
+    ) -> Result<Shared, GpioError> {
+        let found = self.find(line)?;
+        let mut builder = Request::builder();
+        builder
+            .on_chip(&found.chip)
+            .with_consumer(CONSUMER)
+            .with_line(found.offset);
+        configure(&mut builder);
+        if active_low {
+            builder.as_active_low();
+        }
+        let request = builder.request().map_err(|e| line_error(line, e))?;
+        Ok(Shared {
+            request,
+            offset: found.offset,
+            line: line.clone(),
+        })
+    }
+
     fn find(&self, line: &LineRef) -> Result<Found, GpioError> {
         let (chip, offset) = match line {
             LineRef::Name(name) => {
@@ -132,27 +159,14 @@ impl GpioBackend for Cdev {
         spec: &InputSpec,
         edges: mpsc::Sender<Edge>,
     ) -> Result<Box<dyn InputLine>, GpioError> {
-        let found = self.find(&spec.line)?;
-        let mut builder = Request::builder();
-        builder
-            .on_chip(&found.chip)
-            .with_consumer(CONSUMER)
-            .with_line(found.offset)
-            .as_input()
-            .with_bias(bias(spec.bias))
-            .with_edge_detection(EdgeDetection::BothEdges);
-        if spec.active_low {
-            builder.as_active_low();
-        }
-        if !spec.debounce.is_zero() {
-            builder.with_debounce_period(spec.debounce);
-        }
-        let request = builder.request().map_err(|e| line_error(&spec.line, e))?;
-        let shared = Arc::new(Shared {
-            request,
-            offset: found.offset,
-            line: spec.line.clone(),
-        });
+        let shared = Arc::new(self.request(&spec.line, spec.active_low, |b| {
+            b.as_input()
+                .with_bias(bias(spec.bias))
+                .with_edge_detection(EdgeDetection::BothEdges);
+            if !spec.debounce.is_zero() {
+                b.with_debounce_period(spec.debounce);
+            }
+        })?);
         let watch_error = |reason: String| GpioError::Line {
             line: spec.line.to_string(),
             reason: format!("cannot watch for edges: {reason}"),
@@ -169,22 +183,10 @@ impl GpioBackend for Cdev {
     }
 
     fn output(&self, spec: &OutputSpec) -> Result<Box<dyn OutputLine>, GpioError> {
-        let found = self.find(&spec.line)?;
-        let mut builder = Request::builder();
-        builder
-            .on_chip(&found.chip)
-            .with_consumer(CONSUMER)
-            .with_line(found.offset)
-            .as_output(value(spec.initial));
-        if spec.active_low {
-            builder.as_active_low();
-        }
-        let request = builder.request().map_err(|e| line_error(&spec.line, e))?;
-        Ok(Box::new(Arc::new(Shared {
-            request,
-            offset: found.offset,
-            line: spec.line.clone(),
-        })))
+        let shared = self.request(&spec.line, spec.active_low, |b| {
+            b.as_output(value(spec.initial));
+        })?;
+        Ok(Box::new(Arc::new(shared)))
     }
 
     fn locate(&self, line: &LineRef) -> Result<String, GpioError> {

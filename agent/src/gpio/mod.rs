@@ -49,6 +49,8 @@ pub enum GpioError {
     Line { line: String, reason: String },
     #[error("{name:?} is not a GPIO output of this agent (configured outputs: {configured})")]
     NotAnOutput { name: String, configured: String },
+    #[error("level must be 0 or 1, not {0}")]
+    Level(u8),
 }
 
 /// A GPIO chip (or all of the machine's chips): where lines are requested.
@@ -141,18 +143,17 @@ pub struct WriteArgs {
 
 impl WriteArgs {
     /// `level` is 0/1 (or false/true): anything else is refused.
-    pub fn validate(outputs: &GpioOutputs, name: &str, level: u8) -> Result<WriteArgs, String> {
+    pub fn validate(outputs: &GpioOutputs, name: &str, level: u8) -> Result<WriteArgs, GpioError> {
         let level = match level {
             0 => false,
             1 => true,
-            n => return Err(format!("level must be 0 or 1, not {n}")),
+            n => return Err(GpioError::Level(n)),
         };
         if !outputs.lines.contains_key(name) {
             return Err(GpioError::NotAnOutput {
                 name: name.to_string(),
                 configured: outputs.names().join(", "),
-            }
-            .to_string());
+            });
         }
         Ok(WriteArgs {
             name: name.to_string(),

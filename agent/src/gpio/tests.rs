@@ -217,24 +217,28 @@ fn write_arguments_are_validated_before_anything_runs() {
     let sim = chip();
     let (outputs, _) = GpioOutputs::open(&sim, &[output("relay", "GPIO27", false, false)]);
     assert_eq!(
-        WriteArgs::validate(&outputs, "relay", 1),
+        WriteArgs::validate(&outputs, "relay", 1).map_err(|e| e.to_string()),
         Ok(WriteArgs {
             name: "relay".into(),
             level: true
         })
     );
     assert_eq!(
-        WriteArgs::validate(&outputs, "relay", 0).map(|a| a.level),
-        Ok(false)
+        WriteArgs::validate(&outputs, "relay", 0)
+            .map(|a| a.level)
+            .ok(),
+        Some(false)
     );
     assert!(
         WriteArgs::validate(&outputs, "relay", 2)
             .unwrap_err()
+            .to_string()
             .contains("0 or 1")
     );
     assert!(
         WriteArgs::validate(&outputs, "GPIO27", 1)
             .unwrap_err()
+            .to_string()
             .contains("relay")
     );
     assert_eq!(

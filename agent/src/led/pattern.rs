@@ -109,27 +109,23 @@ const BLINK_ON: u64 = 200;
 const BLINK_OFF: u64 = 300;
 const PAUSE: u64 = 1500;
 
+/// A counted code of `N / 2` blinks.
+const fn blinks<const N: usize>() -> [Step; N] {
+    let mut steps = [off(BLINK_OFF); N];
+    let mut i = 0;
+    while i < N {
+        steps[i] = on(BLINK_ON);
+        i += 2;
+    }
+    steps[N - 1] = off(PAUSE);
+    steps
+}
+
 const IDENTIFY: [Step; 2] = [on(50), off(50)];
-const FOUR_BLINKS: [Step; 8] = [
-    on(BLINK_ON),
-    off(BLINK_OFF),
-    on(BLINK_ON),
-    off(BLINK_OFF),
-    on(BLINK_ON),
-    off(BLINK_OFF),
-    on(BLINK_ON),
-    off(PAUSE),
-];
+const FOUR_BLINKS: [Step; 8] = blinks();
 const CRITICAL: [Step; 2] = [on(125), off(125)];
-const THREE_BLINKS: [Step; 6] = [
-    on(BLINK_ON),
-    off(BLINK_OFF),
-    on(BLINK_ON),
-    off(BLINK_OFF),
-    on(BLINK_ON),
-    off(PAUSE),
-];
-const TWO_BLINKS: [Step; 4] = [on(BLINK_ON), off(BLINK_OFF), on(BLINK_ON), off(PAUSE)];
+const THREE_BLINKS: [Step; 6] = blinks();
+const TWO_BLINKS: [Step; 4] = blinks();
 const SLOW: [Step; 2] = [on(500), off(500)];
 const SOLID: [Step; 1] = [on(0)];
 const DARK: [Step; 1] = [off(0)];

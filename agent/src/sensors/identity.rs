@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use picket_protocol::DeviceId;
+use picket_protocol::{DeviceId, DeviceIdError};
 
 use super::{read_text, under};
 
@@ -43,7 +43,7 @@ pub fn default_device_id(root: &Path) -> Result<DeviceId, IdentityError> {
                 };
                 match candidate_id(&candidate) {
                     Ok(id) => return Ok(id),
-                    Err(reason) => reason,
+                    Err(reason) => reason.to_string(),
                 }
             }
         };
@@ -73,18 +73,29 @@ fn cpuinfo_serial(text: &str) -> Option<String> {
     })
 }
 
-fn candidate_id(s: &str) -> Result<DeviceId, String> {
+/// Why a source's text is not used as the device id.
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    #[error("empty")]
+    Empty,
+    #[error("all zeros")]
+    Zeros,
+    #[error(transparent)]
+    Invalid(#[from] DeviceIdError),
+}
+
+fn candidate_id(s: &str) -> Result<DeviceId, Unusable> {
     if s.is_empty() {
-        return Err("empty".into());
+        return Err(Unusable::Empty);
     }
     // Boards without a programmed serial report all zeros; a whole fleet
     // would then share one id.
     if s.chars().all(|c| c == '0') {
-        return Err("all zeros".into());
+        return Err(Unusable::Zeros);
     }
     // The same serial is printed in either case depending on the source;
     // topics are case-sensitive, so pick one.
-    DeviceId::new(s.to_ascii_lowercase()).map_err(|e| e.to_string())
+    Ok(DeviceId::new(s.to_ascii_lowercase())?)
 }
 
 #[cfg(test)]

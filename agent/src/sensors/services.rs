@@ -79,17 +79,29 @@ fn unknown(unit: &str) -> Service {
     }
 }
 
-fn run(systemctl: &PathBuf, units: &[String]) -> Result<String, String> {
+/// Why `systemctl show` gave no answer to read.
+#[derive(Debug, thiserror::Error)]
+enum QueryError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("no stdout")]
+    NoStdout,
+    #[error("no answer within {TIMEOUT:?}")]
+    Timeout,
+    #[error("exited with {0}")]
+    Exit(std::process::ExitStatus),
+}
+
+fn run(systemctl: &PathBuf, units: &[String]) -> Result<String, QueryError> {
     let mut child = Command::new(systemctl)
         .args(["show", "--property=Id,LoadState,ActiveState,SubState", "--"])
         .args(units)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+        .spawn()?;
     let Some(mut stdout) = child.stdout.take() else {
-        return Err("no stdout".into());
+        return Err(QueryError::NoStdout);
     };
     // Read on a thread so the timeout holds even if systemctl never closes
     // its output.
@@ -102,12 +114,12 @@ fn run(systemctl: &PathBuf, units: &[String]) -> Result<String, String> {
     let Ok(read) = rx.recv_timeout(TIMEOUT) else {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(format!("no answer within {TIMEOUT:?}"));
+        return Err(QueryError::Timeout);
     };
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let bytes = read.map_err(|e| e.to_string())?;
+    let status = child.wait()?;
+    let bytes = read?;
     if !status.success() {
-        return Err(format!("exited with {status}"));
+        return Err(QueryError::Exit(status));
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -2,6 +2,7 @@
 //! binaries in `bin/`, and the check that a downloaded file is an
 //! executable for this machine.
 
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -10,10 +11,41 @@ use std::sync::Mutex;
 
 use super::state::{Installed, State};
 use crate::config::UpdateConfig;
-use crate::durable::{sync_dir, write_atomic};
+use crate::durable::{DurableError, sync_dir, write_atomic};
 
 const STATE_FILE: &str = "state.json";
 const BIN_DIR: &str = "bin";
+
+/// Why the update directory could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("update state lock poisoned")]
+    Poisoned,
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot set {} aside: {source}", path.display())]
+    SetAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Durable(#[from] DurableError),
+    #[error("{} has no directory", path.display())]
+    NoDirectory { path: PathBuf },
+    #[error("cannot copy {} to {}: {source}", src.display(), dest.display())]
+    Copy {
+        src: PathBuf,
+        dest: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// The update directory of one agent process. Every change of the state is
 /// a read-modify-write under one lock: the command that installs and the
@@ -49,44 +81,43 @@ impl Updates {
     }
 
     /// The state; a missing file is the empty state. Blocking.
-    pub fn load(&self) -> Result<State, String> {
-        let _g = self.lock.lock().map_err(|_| "update state lock poisoned")?;
-        Ok(read_state(&self.state_file())
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default())
+    pub fn load(&self) -> Result<State, DiskError> {
+        let _g = self.lock()?;
+        Ok(read_state(&self.state_file())?.unwrap_or_default())
     }
 
     /// [`Updates::load`], but a damaged file is set aside (and the error
     /// returned with the empty state) instead of refusing: a state nobody
     /// can read would refuse every update until someone logs in to the
     /// box. Blocking.
-    pub fn load_or_set_aside(&self) -> Result<(State, Option<StateError>), String> {
-        let _g = self.lock.lock().map_err(|_| "update state lock poisoned")?;
+    pub fn load_or_set_aside(&self) -> Result<(State, Option<StateError>), DiskError> {
+        let _g = self.lock()?;
         let path = self.state_file();
         match read_state(&path) {
             Ok(s) => Ok((s.unwrap_or_default(), None)),
             Err(e @ StateError::Damaged { .. }) => {
-                set_aside(&path)
-                    .map_err(|e| format!("cannot set {} aside: {e}", path.display()))?;
+                set_aside(&path).map_err(|source| DiskError::SetAside { path, source })?;
                 Ok((State::default(), Some(e)))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Change the state and write it if `f` changed it. Blocking.
-    pub fn modify<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, String> {
-        let _g = self.lock.lock().map_err(|_| "update state lock poisoned")?;
+    pub fn modify<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, DiskError> {
+        let _g = self.lock()?;
         let path = self.state_file();
-        let before = read_state(&path)
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
+        let before = read_state(&path)?.unwrap_or_default();
         let mut state = before.clone();
         let r = f(&mut state);
         if state != before {
             write_state(&path, &state)?;
         }
         Ok(r)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, ()>, DiskError> {
+        self.lock.lock().map_err(|_| DiskError::Poisoned)
     }
 }
 
@@ -153,20 +184,23 @@ pub fn runs_from(file: &Path) -> bool {
 
 /// Temp file, fsync, rename, fsync the directory: after a power cut the
 /// state is the old one or the new one.
-pub fn write_state(path: &Path, state: &State) -> Result<(), String> {
+pub fn write_state(path: &Path, state: &State) -> Result<(), DiskError> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        fs::create_dir_all(dir).map_err(|source| DiskError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
-    let json = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
-    write_atomic(path, &json)
+    let json = serde_json::to_vec_pretty(state)?;
+    Ok(write_atomic(path, &json)?)
 }
 
 /// Copy `src` to `dest` as an executable (0755), durably: a temporary file
 /// beside `dest`, fsync, rename, fsync the directory. Blocking.
-pub fn copy_executable(src: &Path, dest: &Path) -> Result<u64, String> {
-    let dir = dest
-        .parent()
-        .ok_or_else(|| format!("{} has no directory", dest.display()))?;
+pub fn copy_executable(src: &Path, dest: &Path) -> Result<u64, DiskError> {
+    let dir = dest.parent().ok_or_else(|| DiskError::NoDirectory {
+        path: dest.to_path_buf(),
+    })?;
     let tmp = dir.join(format!(
         ".{}.part",
         dest.file_name().unwrap_or_default().to_string_lossy()
@@ -190,15 +224,42 @@ pub fn copy_executable(src: &Path, dest: &Path) -> Result<u64, String> {
             sync_dir(dir)?;
             Ok(n)
         }
-        Err(e) => {
+        Err(source) => {
             let _ = fs::remove_file(&tmp);
-            Err(format!(
-                "cannot copy {} to {}: {e}",
-                src.display(),
-                dest.display()
-            ))
+            Err(DiskError::Copy {
+                src: src.to_path_buf(),
+                dest: dest.to_path_buf(),
+                source,
+            })
         }
     }
+}
+
+/// Why a header is not that of an executable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElfError {
+    #[error("not an ELF executable")]
+    NotElf,
+    #[error("an ELF file of unknown byte order")]
+    UnknownByteOrder,
+    #[error("an ELF file that is not an executable (type {0})")]
+    NotExecutable(u16),
+}
+
+/// Why a downloaded file will not run on this machine.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutableError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the running binary is {0}: cannot compare")]
+    Reference(ElfError),
+    #[error("the artifact is {0}")]
+    Artifact(ElfError),
+    #[error("the artifact is built for {got}, this device runs {want}")]
+    Foreign { got: ElfId, want: ElfId },
 }
 
 /// The parts of an ELF header that say which machines run it.
@@ -212,16 +273,16 @@ pub struct ElfId {
 }
 
 impl ElfId {
-    pub fn parse(header: &[u8]) -> Result<ElfId, String> {
+    pub fn parse(header: &[u8]) -> Result<ElfId, ElfError> {
         if header.len() < 20 || &header[..4] != b"\x7fELF" {
-            return Err("not an ELF executable".into());
+            return Err(ElfError::NotElf);
         }
         let (class, data) = (header[4], header[5]);
         let m = [header[18], header[19]];
         let machine = match data {
             1 => u16::from_le_bytes(m),
             2 => u16::from_be_bytes(m),
-            _ => return Err("an ELF file of unknown byte order".into()),
+            _ => return Err(ElfError::UnknownByteOrder),
         };
         let kind = match data {
             1 => u16::from_le_bytes([header[16], header[17]]),
@@ -229,9 +290,7 @@ impl ElfId {
         };
         // ET_EXEC, or ET_DYN (position-independent executables).
         if !matches!(kind, 2 | 3) {
-            return Err(format!(
-                "an ELF file that is not an executable (type {kind})"
-            ));
+            return Err(ElfError::NotExecutable(kind));
         }
         Ok(ElfId {
             class,
@@ -239,8 +298,10 @@ impl ElfId {
             machine,
         })
     }
+}
 
-    fn describe(&self) -> String {
+impl fmt::Display for ElfId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let arch = match self.machine {
             3 => "x86".to_string(),
             40 => "arm".to_string(),
@@ -250,39 +311,34 @@ impl ElfId {
             m => format!("machine {m}"),
         };
         let bits = if self.class == 2 { 64 } else { 32 };
-        format!("{arch}, {bits}-bit")
+        write!(f, "{arch}, {bits}-bit")
     }
 }
 
 /// Whether `candidate` runs where `reference` (the running binary) runs:
 /// the same ELF class, byte order and machine. A wrong artifact (armv7 for
 /// an aarch64 box, a script, an archive) is refused before it is installed.
-pub fn check_executable(candidate: &Path, reference: &Path) -> Result<(), String> {
-    let head = |p: &Path| -> Result<Vec<u8>, String> {
-        let mut buf = vec![0u8; 20];
-        let mut f = File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let mut n = 0;
-        while n < buf.len() {
-            match f.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) => return Err(format!("{}: {e}", p.display())),
-            }
-        }
-        buf.truncate(n);
-        Ok(buf)
-    };
-    let want = ElfId::parse(&head(reference)?)
-        .map_err(|e| format!("the running binary is {e}: cannot compare"))?;
-    let got = ElfId::parse(&head(candidate)?).map_err(|e| format!("the artifact is {e}"))?;
+pub fn check_executable(candidate: &Path, reference: &Path) -> Result<(), ExecutableError> {
+    let want = ElfId::parse(&elf_header(reference)?).map_err(ExecutableError::Reference)?;
+    let got = ElfId::parse(&elf_header(candidate)?).map_err(ExecutableError::Artifact)?;
     if got != want {
-        return Err(format!(
-            "the artifact is built for {}, this device runs {}",
-            got.describe(),
-            want.describe()
-        ));
+        return Err(ExecutableError::Foreign { got, want });
     }
     Ok(())
+}
+
+/// The first 20 bytes of `p` (fewer if it is shorter): as far as
+/// [`ElfId::parse`] reads.
+fn elf_header(p: &Path) -> Result<Vec<u8>, ExecutableError> {
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(20);
+        File::open(p)?.take(20).read_to_end(&mut buf)?;
+        Ok(buf)
+    };
+    read().map_err(|source| ExecutableError::Read {
+        path: p.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -323,7 +379,7 @@ mod tests {
             (Vec::new(), "not an ELF executable"),
         ];
         for (bytes, want) in table {
-            let err = ElfId::parse(&bytes).unwrap_err();
+            let err = ElfId::parse(&bytes).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
         }
         assert_eq!(
@@ -340,14 +396,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let script = d.path().join("s");
         fs::write(&script, "#!/bin/sh\nexit 1\n").unwrap();
-        let err = check_executable(&script, &me).unwrap_err();
+        let err = check_executable(&script, &me).unwrap_err().to_string();
         assert!(err.contains("not an ELF executable"), "{err}");
         let mut own = fs::read(&me).unwrap()[..20].to_vec();
         let machine = if own[18] == 183 { 62u16 } else { 183u16 };
         own[18..20].copy_from_slice(&machine.to_le_bytes());
         let other = d.path().join("other");
         fs::write(&other, &own).unwrap();
-        let err = check_executable(&other, &me).unwrap_err();
+        let err = check_executable(&other, &me).unwrap_err().to_string();
         assert!(err.contains("this device runs"), "{err}");
     }
 
@@ -365,7 +421,7 @@ mod tests {
         u.modify(|s| s.entry = Some("1.0.0".into())).unwrap();
         assert_eq!(u.load().unwrap().entry.as_deref(), Some("1.0.0"));
         fs::write(u.state_file(), "{\"v\":1,").unwrap();
-        assert!(u.load().unwrap_err().contains("damaged"));
+        assert!(u.load().unwrap_err().to_string().contains("damaged"));
         assert!(u.modify(|_| ()).is_err(), "never overwritten blindly");
         // Set aside (kept for inspection) by the one reader that may.
         let (s, e) = u.load_or_set_aside().unwrap();

@@ -17,9 +17,10 @@ use picket_protocol::{DockerExecArgs, DockerLogsArgs, DockerStatsArgs, StopArgs}
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::DockerRefusal;
 use crate::commands::Outcome;
 use crate::commands::output::Sink;
-use crate::config::DockerConfig;
+use crate::config::{DockerConfig, ExecSpec};
 use crate::docker::Handle;
 use crate::docker::engine::{self, Client, REQUEST_TIMEOUT};
 use crate::docker::stats::cpu_percent;
@@ -38,13 +39,15 @@ type Result<T> = std::result::Result<T, Outcome>;
 /// The watcher's client and Docker's configuration, while Docker is
 /// enabled and the engine reachable.
 fn connected(h: &Handle) -> Result<(Client, &DockerConfig)> {
-    let cfg = h
-        .config()
-        .ok_or_else(|| Outcome::failed("Docker is not enabled on this device (docker.enabled)"))?;
+    let cfg = h.config().ok_or_else(|| refused(DockerRefusal::Disabled))?;
     let client = h
         .client()
-        .ok_or_else(|| Outcome::failed("the Docker engine is unavailable"))?;
+        .ok_or_else(|| refused(DockerRefusal::Unavailable))?;
     Ok((client, cfg))
+}
+
+fn refused(why: DockerRefusal) -> Outcome {
+    Outcome::failed(why.to_string())
 }
 
 fn engine_error(e: &bollard::errors::Error) -> Outcome {
@@ -58,11 +61,7 @@ async fn resolve(client: &Client, cfg: &DockerConfig, reference: &str) -> Result
         .look(reference, &cfg.scope)
         .await
         .map_err(|e| engine_error(&e))?
-        .ok_or_else(|| {
-            Outcome::failed(format!(
-                "no container {reference:?} in this device's Docker scope"
-            ))
-        })
+        .ok_or_else(|| refused(DockerRefusal::NotInScope(reference.to_string())))
 }
 
 fn json(value: &impl Serialize) -> Outcome {
@@ -327,17 +326,7 @@ pub async fn exec(h: &Handle, a: &DockerExecArgs, max: usize) -> Outcome {
         async {
             let (client, cfg) = connected(h)?;
             let snap = resolve(&client, cfg, &a.container).await?;
-            let spec = cfg
-                .exec
-                .iter()
-                .find(|e| e.name == a.command)
-                .filter(|e| e.allows(&snap.name))
-                .ok_or_else(|| {
-                    Outcome::failed(format!(
-                        "{:?} is not a [[docker.exec]] command for container {}",
-                        a.command, snap.name
-                    ))
-                })?;
+            let spec = exec_spec(cfg, &a.command, &snap)?;
             let created = client
                 .docker
                 .create_exec(
@@ -357,52 +346,77 @@ pub async fn exec(h: &Handle, a: &DockerExecArgs, max: usize) -> Outcome {
                 .start_exec(&created.id, None)
                 .await
                 .map_err(|e| engine_error(&e))?;
-            let budget = max.saturating_sub(EXEC_ENVELOPE);
-            let mut output = String::new();
-            let mut truncated = false;
-            if let StartExecResults::Attached {
-                output: mut stream, ..
-            } = started
-            {
-                // Read to the end even past the bound: a process blocked on a
-                // full pipe would never exit.
-                while let Some(item) = stream.next().await {
-                    let chunk = text(&item.map_err(|e| engine_error(&e))?);
-                    let room = budget.saturating_sub(output.len());
-                    if chunk.len() <= room {
-                        output.push_str(&chunk);
-                    } else {
-                        let mut cut = room;
-                        while !chunk.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        output.push_str(&chunk[..cut]);
-                        truncated = true;
-                    }
-                }
-            }
+            let (output, truncated) =
+                read_bounded(started, max.saturating_sub(EXEC_ENVELOPE)).await?;
             let exit_code = exit_code(&client, &created.id).await?;
-            let result = ExecResult {
+            Ok(exec_reply(ExecResult {
                 command: a.command.clone(),
                 exit_code,
                 output,
                 truncated,
-            };
-            let body = serde_json::to_string_pretty(&result).unwrap_or_default() + "\n";
-            Ok(match exit_code {
-                Some(0) => Outcome::Succeeded(body),
-                Some(code) => Outcome::Failed {
-                    reason: format!("{} exited with code {code}", a.command),
-                    output: body,
-                },
-                None => Outcome::Failed {
-                    reason: format!("{}: the engine reported no exit code", a.command),
-                    output: body,
-                },
-            })
+            }))
         }
         .await,
     )
+}
+
+/// The configured command `name`, if it may run in the container.
+fn exec_spec<'c>(cfg: &'c DockerConfig, name: &str, snap: &Snapshot) -> Result<&'c ExecSpec> {
+    cfg.exec
+        .iter()
+        .find(|e| e.name == name)
+        .filter(|e| e.allows(&snap.name))
+        .ok_or_else(|| {
+            Outcome::failed(format!(
+                "{name:?} is not a [[docker.exec]] command for container {}",
+                snap.name
+            ))
+        })
+}
+
+/// The exec's output, at most `budget` bytes of it, and whether some was
+/// cut.
+async fn read_bounded(started: StartExecResults, budget: usize) -> Result<(String, bool)> {
+    let mut output = String::new();
+    let mut truncated = false;
+    if let StartExecResults::Attached {
+        output: mut stream, ..
+    } = started
+    {
+        // Read to the end even past the bound: a process blocked on a
+        // full pipe would never exit.
+        while let Some(item) = stream.next().await {
+            let chunk = text(&item.map_err(|e| engine_error(&e))?);
+            let room = budget.saturating_sub(output.len());
+            if chunk.len() <= room {
+                output.push_str(&chunk);
+            } else {
+                let mut cut = room;
+                while !chunk.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                output.push_str(&chunk[..cut]);
+                truncated = true;
+            }
+        }
+    }
+    Ok((output, truncated))
+}
+
+/// Succeeded with exit code 0; the result is the output either way.
+fn exec_reply(result: ExecResult) -> Outcome {
+    let body = serde_json::to_string_pretty(&result).unwrap_or_default() + "\n";
+    match result.exit_code {
+        Some(0) => Outcome::Succeeded(body),
+        Some(code) => Outcome::Failed {
+            reason: format!("{} exited with code {code}", result.command),
+            output: body,
+        },
+        None => Outcome::Failed {
+            reason: format!("{}: the engine reported no exit code", result.command),
+            output: body,
+        },
+    }
 }
 
 /// The exec's exit code, once the engine has recorded it.

@@ -4,12 +4,13 @@
 
 use picket_protocol::{DockerExecArgs, DockerLogsArgs, DockerStatsArgs, StopArgs};
 
+use super::DockerRefusal;
 use crate::commands::Outcome;
 use crate::commands::output::Sink;
 use crate::docker::Handle;
 
 fn unsupported() -> Outcome {
-    Outcome::failed("this agent was built without Docker support")
+    Outcome::failed(DockerRefusal::Unsupported.to_string())
 }
 
 pub async fn list(_: &Handle) -> Outcome {
