@@ -114,6 +114,36 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
 
     let layers: Vec<Layer> = stack.iter().map(|(k, r)| Layer::of_rule(k, r)).collect();
     let base = resolve(&layers, op, top)?;
+    let overrides = overrides(stack, &layers, op)?;
+    let unit = METRICS
+        .iter()
+        .find(|(n, _, _)| *n == selector.name())
+        .map_or("", |(_, unit, _)| *unit);
+    let remedy = match pick(stack, |r| r.remedy.as_ref()) {
+        Some((key, r)) => Some(remedy(&format!("{key}.remedy"), r)?),
+        None => None,
+    };
+    let window_ms = window_ms(stack, &selector)?;
+    Ok(Rule {
+        window_ms,
+        remedy,
+        name,
+        selector,
+        op,
+        unit,
+        message,
+        base,
+        overrides,
+    })
+}
+
+/// The rule's overrides (the topmost layer that has any), each resolved
+/// over the rule's layers.
+fn overrides(
+    stack: &[(String, &RawRule)],
+    layers: &[Layer],
+    op: Op,
+) -> Result<Vec<Override>, ConfigError> {
     let mut overrides = Vec::new();
     if let Some((key, list)) = pick(stack, |r| (!r.overrides.is_empty()).then_some(&r.overrides)) {
         for (j, o) in list.iter().enumerate() {
@@ -124,7 +154,7 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
                     "an override needs devices or labels to say which devices it is for",
                 ));
             }
-            let mut layers = layers.clone();
+            let mut layers = layers.to_vec();
             layers.push(Layer::of_override(&key, o));
             overrides.push(Override {
                 devices: o
@@ -143,15 +173,15 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
             });
         }
     }
-    let unit = METRICS
-        .iter()
-        .find(|(n, _, _)| *n == selector.name())
-        .map_or("", |(_, unit, _)| *unit);
-    let remedy = match pick(stack, |r| r.remedy.as_ref()) {
-        Some((key, r)) => Some(remedy(&format!("{key}.remedy"), r)?),
-        None => None,
-    };
-    let window_ms = match pick(stack, |r| r.window) {
+    Ok(overrides)
+}
+
+/// A counter rule's `window`, in milliseconds.
+fn window_ms(
+    stack: &[(String, &RawRule)],
+    selector: &Selector,
+) -> Result<Option<u64>, ConfigError> {
+    Ok(match pick(stack, |r| r.window) {
         Some((key, w)) => {
             let key = format!("{key}.window");
             if selector.is_presence() {
@@ -163,17 +193,6 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
             Some(u64::try_from(w.0.as_millis()).unwrap_or(u64::MAX))
         }
         None => None,
-    };
-    Ok(Rule {
-        window_ms,
-        remedy,
-        name,
-        selector,
-        op,
-        unit,
-        message,
-        base,
-        overrides,
     })
 }
 
