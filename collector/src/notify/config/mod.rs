@@ -259,6 +259,29 @@ fn validate_email(e: &RawEmail) -> Result<Option<EmailConfig>, ConfigError> {
     } else {
         e.port
     };
+    let (from, to) = addresses(e)?;
+    let credentials = credentials(e)?;
+    let timeout = attempt_timeout("email.timeout", e.timeout.0)?;
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.host.as_str())
+        .port(port)
+        .tls(smtp_tls(mode, &e.host)?)
+        .timeout(Some(timeout));
+    if let Some(c) = credentials {
+        transport = transport.credentials(c);
+    }
+    Ok(Some(EmailConfig {
+        transport,
+        server: format!("{}:{port} ({})", e.host, e.tls),
+        from,
+        to,
+        timeout,
+        retries: retries("email.retries", e.retries)?,
+        backoff: backoff("email.backoff", e.backoff.0)?,
+    }))
+}
+
+/// `email.from` and `email.to`, parsed.
+fn addresses(e: &RawEmail) -> Result<(Mailbox, Vec<Mailbox>), ConfigError> {
     let from: Mailbox = e.from.parse().map_err(|err| {
         invalid(
             "email.from",
@@ -275,32 +298,35 @@ fn validate_email(e: &RawEmail) -> Result<Option<EmailConfig>, ConfigError> {
                     .map_err(|err| invalid("email.to", format!("{a:?} is not an address: {err}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-    let credentials = match (e.username.is_empty(), e.password_file.is_empty()) {
-        (true, true) => None,
-        (false, false) => Some(Credentials::new(
+    Ok((from, to))
+}
+
+/// A user name and password, both or neither; reads the password file.
+fn credentials(e: &RawEmail) -> Result<Option<Credentials>, ConfigError> {
+    match (e.username.is_empty(), e.password_file.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Ok(Some(Credentials::new(
             e.username.clone(),
             read_secret("email.password_file", &e.password_file)?,
+        ))),
+        (true, false) => Err(invalid(
+            "email.username",
+            "must be set when email.password_file is",
         )),
-        (true, false) => {
-            return Err(invalid(
-                "email.username",
-                "must be set when email.password_file is",
-            ));
-        }
-        (false, true) => {
-            return Err(invalid(
-                "email.password_file",
-                "must be set when email.username is",
-            ));
-        }
-    };
-    let timeout = attempt_timeout("email.timeout", e.timeout.0)?;
+        (false, true) => Err(invalid(
+            "email.password_file",
+            "must be set when email.username is",
+        )),
+    }
+}
 
-    let tls = match mode {
+/// The TLS of an SMTP connection to `host`.
+fn smtp_tls(mode: SmtpTls, host: &str) -> Result<Tls, ConfigError> {
+    Ok(match mode {
         SmtpTls::Plain => Tls::None,
         SmtpTls::StartTls | SmtpTls::Implicit => {
             picket_config::tls::install_provider();
-            let params = TlsParameters::new(e.host.clone())
+            let params = TlsParameters::new(host.to_string())
                 .map_err(|err| invalid("email.host", format!("cannot set up TLS: {err}")))?;
             if mode == SmtpTls::StartTls {
                 Tls::Required(params)
@@ -308,23 +334,7 @@ fn validate_email(e: &RawEmail) -> Result<Option<EmailConfig>, ConfigError> {
                 Tls::Wrapper(params)
             }
         }
-    };
-    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.host.as_str())
-        .port(port)
-        .tls(tls)
-        .timeout(Some(timeout));
-    if let Some(c) = credentials {
-        transport = transport.credentials(c);
-    }
-    Ok(Some(EmailConfig {
-        transport,
-        server: format!("{}:{port} ({})", e.host, e.tls),
-        from,
-        to,
-        timeout,
-        retries: retries("email.retries", e.retries)?,
-        backoff: backoff("email.backoff", e.backoff.0)?,
-    }))
+    })
 }
 
 fn attempt_timeout(key: &str, d: Duration) -> Result<Duration, ConfigError> {
