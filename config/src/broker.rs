@@ -77,21 +77,7 @@ pub fn resolve(b: &RawBroker, default_client_id: &str) -> Result<BrokerConfig, C
     if client_id.len() > 256 {
         return Err(invalid("broker.client_id", "longer than 256 bytes"));
     }
-
-    let credentials = match (b.username.is_empty(), b.password_file.is_empty()) {
-        (true, true) => None,
-        (true, false) => {
-            return Err(invalid(
-                "broker.username",
-                "must be set when broker.password_file is",
-            ));
-        }
-        (false, true) => Some((b.username.clone(), String::new())),
-        (false, false) => Some((
-            b.username.clone(),
-            read_secret("broker.password_file", &b.password_file)?,
-        )),
-    };
+    let credentials = credentials(b)?;
 
     let keep_alive = b.keep_alive.0;
     if keep_alive < Duration::from_secs(5) || keep_alive > Duration::from_secs(65535) {
@@ -100,42 +86,7 @@ pub fn resolve(b: &RawBroker, default_client_id: &str) -> Result<BrokerConfig, C
             "must be between 5s and 65535s",
         ));
     }
-
-    let client_files = match (b.client_cert.is_empty(), b.client_key.is_empty()) {
-        (true, true) => None,
-        (false, false) => Some((
-            read_file("broker.client_cert", &b.client_cert)?,
-            read_file("broker.client_key", &b.client_key)?,
-        )),
-        (false, true) => return Err(invalid("broker.client_key", "must be set with client_cert")),
-        (true, false) => return Err(invalid("broker.client_cert", "must be set with client_key")),
-    };
-    let tls = if tls {
-        let ca = if b.ca_file.is_empty() {
-            std::fs::read(SYSTEM_CA_BUNDLE).map_err(|e| {
-                invalid(
-                    "broker.ca_file",
-                    format!("mqtts:// needs a CA: not set, and no system bundle at {SYSTEM_CA_BUNDLE} ({e})"),
-                )
-            })?
-        } else {
-            read_file("broker.ca_file", &b.ca_file)?
-        };
-        let client = client_files
-            .as_ref()
-            .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
-        let tls =
-            crate::tls::client_config(&ca, client).map_err(|e| invalid(e.key(), e.to_string()))?;
-        Some(tls)
-    } else {
-        if client_files.is_some() || !b.ca_file.is_empty() {
-            return Err(invalid(
-                "broker.url",
-                "TLS files are configured but the URL is mqtt://: use mqtts://",
-            ));
-        }
-        None
-    };
+    let tls = tls_config(b, tls)?;
 
     Ok(BrokerConfig {
         url: b.url.clone(),
@@ -147,6 +98,64 @@ pub fn resolve(b: &RawBroker, default_client_id: &str) -> Result<BrokerConfig, C
         keep_alive,
         topics,
     })
+}
+
+/// A user name with the password from its file; a user name alone has an
+/// empty password.
+fn credentials(b: &RawBroker) -> Result<Option<(String, String)>, ConfigError> {
+    match (b.username.is_empty(), b.password_file.is_empty()) {
+        (true, true) => Ok(None),
+        (true, false) => Err(invalid(
+            "broker.username",
+            "must be set when broker.password_file is",
+        )),
+        (false, true) => Ok(Some((b.username.clone(), String::new()))),
+        (false, false) => Ok(Some((
+            b.username.clone(),
+            read_secret("broker.password_file", &b.password_file)?,
+        ))),
+    }
+}
+
+/// The TLS configuration for an `mqtts://` URL (`tls`) from the CA and the
+/// client certificate files; TLS files with an `mqtt://` URL are an error.
+fn tls_config(b: &RawBroker, tls: bool) -> Result<Option<Arc<rustls::ClientConfig>>, ConfigError> {
+    let client_files = match (b.client_cert.is_empty(), b.client_key.is_empty()) {
+        (true, true) => None,
+        (false, false) => Some((
+            read_file("broker.client_cert", &b.client_cert)?,
+            read_file("broker.client_key", &b.client_key)?,
+        )),
+        (false, true) => return Err(invalid("broker.client_key", "must be set with client_cert")),
+        (true, false) => return Err(invalid("broker.client_cert", "must be set with client_key")),
+    };
+    if !tls {
+        if client_files.is_some() || !b.ca_file.is_empty() {
+            return Err(invalid(
+                "broker.url",
+                "TLS files are configured but the URL is mqtt://: use mqtts://",
+            ));
+        }
+        return Ok(None);
+    }
+    let ca = if b.ca_file.is_empty() {
+        std::fs::read(SYSTEM_CA_BUNDLE).map_err(|e| {
+            invalid(
+                "broker.ca_file",
+                format!(
+                    "mqtts:// needs a CA: not set, and no system bundle at {SYSTEM_CA_BUNDLE} ({e})"
+                ),
+            )
+        })?
+    } else {
+        read_file("broker.ca_file", &b.ca_file)?
+    };
+    let client = client_files
+        .as_ref()
+        .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
+    let tls =
+        crate::tls::client_config(&ca, client).map_err(|e| invalid(e.key(), e.to_string()))?;
+    Ok(Some(tls))
 }
 
 /// `mqtt://host[:port]` or `mqtts://host[:port]`; IPv6 literals in brackets.
