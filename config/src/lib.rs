@@ -11,6 +11,8 @@
 //! - [`broker`]: the `[broker]` section every MQTT client of picket has
 //!   (URL, credentials, TLS) and its validation; [`tls`] builds the rustls
 //!   client configuration.
+//! - [`shutdown`]: the stop signal (SIGTERM, Ctrl-C) both binaries run
+//!   until.
 //!
 //! Each binary keeps the two stages of its own config: a raw struct with
 //! defaults (what the file says) and a validated struct (what the code
@@ -19,6 +21,7 @@
 pub mod broker;
 mod env;
 pub mod glob;
+pub mod shutdown;
 pub mod tls;
 pub mod units;
 
