@@ -2,7 +2,7 @@
 //! read their files the same way and fail the same way.
 //!
 //! # Layout
-//! - [`load_text`] and [`parse`]: read the TOML file, apply the
+//! - [`load`] ([`load_text`] then [`parse`]): read the TOML file, apply the
 //!   `PICKET_<SECTION>_<KEY>` environment overrides ([`env`]) and
 //!   deserialise into a binary's raw config, naming the key and where its
 //!   value came from when it is wrong.
@@ -97,6 +97,35 @@ pub fn load_text(
             }),
         },
     }
+}
+
+/// A binary's raw configuration as read, before validation.
+#[derive(Debug)]
+pub struct Loaded<R> {
+    pub raw: R,
+    /// The path the file is reported under (see [`load_text`]).
+    pub origin: PathBuf,
+    /// The `PICKET_*` variables that name no key.
+    pub unknown: Vec<String>,
+}
+
+/// Read the configuration file ([`load_text`]) and apply the environment
+/// ([`parse`]), without validating.
+pub fn load<R>(
+    path: Option<&Path>,
+    default_path: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded<R>, ConfigError>
+where
+    R: Default + Serialize + DeserializeOwned,
+{
+    let (text, origin) = load_text(path, default_path)?;
+    let (raw, unknown) = parse(&text, &origin, vars)?;
+    Ok(Loaded {
+        raw,
+        origin,
+        unknown,
+    })
 }
 
 /// Parse TOML text and apply the environment, without validating. `R`'s
