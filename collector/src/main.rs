@@ -180,7 +180,7 @@ struct UpdateArgs {
     token: Option<String>,
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+fn duration(s: &str) -> Result<Duration, picket_config::UnitError> {
     picket_config::parse_duration(s)
 }
 

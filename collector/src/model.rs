@@ -122,7 +122,7 @@ impl Metric {
 
     /// Parse a metric as written by a user (API, rule); refuses empty
     /// parts and control characters.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, MetricError> {
         let (name, instance) = match s.split_once(':') {
             Some((n, i)) => (n, Some(i)),
             None => (s, None),
@@ -132,12 +132,10 @@ impl Metric {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
         {
-            return Err(format!(
-                "{s:?} is not a metric name (e.g. temp, disk.pct:/)"
-            ));
+            return Err(MetricError::Name(s.to_string()));
         }
         if instance.is_some_and(|i| i.is_empty() || i.chars().any(char::is_control)) {
-            return Err(format!("{s:?} has an empty or invalid instance after ':'"));
+            return Err(MetricError::Instance(s.to_string()));
         }
         Ok(Metric(s.into()))
     }
@@ -153,6 +151,15 @@ impl Metric {
     pub fn instance(&self) -> Option<&str> {
         self.0.split_once(':').map(|(_, i)| i)
     }
+}
+
+/// A metric as written that [`Metric::parse`] refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetricError {
+    #[error("{0:?} is not a metric name (e.g. temp, disk.pct:/)")]
+    Name(String),
+    #[error("{0:?} has an empty or invalid instance after ':'")]
+    Instance(String),
 }
 
 impl fmt::Display for Metric {

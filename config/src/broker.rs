@@ -65,7 +65,7 @@ pub struct BrokerConfig {
 
 /// Validate `b`; `default_client_id` is used when `client_id` is empty.
 pub fn resolve(b: &RawBroker, default_client_id: &str) -> Result<BrokerConfig, ConfigError> {
-    let (tls, host, port) = parse_url(&b.url).map_err(|e| invalid("broker.url", e))?;
+    let (tls, host, port) = parse_url(&b.url).map_err(|e| invalid("broker.url", e.to_string()))?;
     let topics = Topics::new(b.topic_prefix.clone())
         .map_err(|e| invalid("broker.topic_prefix", e.to_string()))?;
 
@@ -158,30 +158,47 @@ fn tls_config(b: &RawBroker, tls: bool) -> Result<Option<Arc<rustls::ClientConfi
     Ok(Some(tls))
 }
 
+/// A `broker.url` that [`parse_url`] refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UrlError {
+    #[error("{0:?} must start with mqtt:// or mqtts://")]
+    Scheme(String),
+    #[error(
+        "{0:?}: only scheme, host and port are allowed (credentials go in broker.username and broker.password_file)"
+    )]
+    Extra(String),
+    #[error("{0:?}: unclosed '['")]
+    Unclosed(String),
+    #[error("{0:?}: unexpected text after ']'")]
+    AfterBracket(String),
+    #[error("{url:?}: port {port:?} is not in 1-65535")]
+    Port { url: String, port: String },
+    #[error("{0:?} has no host")]
+    NoHost(String),
+}
+
 /// `mqtt://host[:port]` or `mqtts://host[:port]`; IPv6 literals in brackets.
-pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
+pub fn parse_url(url: &str) -> Result<(bool, String, u16), UrlError> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
         (false, r)
     } else if let Some(r) = url.strip_prefix("mqtts://") {
         (true, r)
     } else {
-        return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
+        return Err(UrlError::Scheme(url.to_string()));
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains(['/', '@', '?', '#']) {
-        return Err(format!(
-            "{url:?}: only scheme, host and port are allowed (credentials go in broker.username and broker.password_file)"
-        ));
+        return Err(UrlError::Extra(url.to_string()));
     }
     let default_port = if tls { 8883 } else { 1883 };
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let (host, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("{url:?}: unclosed '['"))?;
+            .ok_or_else(|| UrlError::Unclosed(url.to_string()))?;
         let port = match after.strip_prefix(':') {
             Some(p) => parse_port(url, p)?,
             None if after.is_empty() => default_port,
-            None => return Err(format!("{url:?}: unexpected text after ']'")),
+            None => return Err(UrlError::AfterBracket(url.to_string())),
         };
         (host.to_string(), port)
     } else {
@@ -191,14 +208,17 @@ pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
+        return Err(UrlError::NoHost(url.to_string()));
     }
     Ok((tls, host, port))
 }
 
-fn parse_port(url: &str, p: &str) -> Result<u16, String> {
+fn parse_port(url: &str, p: &str) -> Result<u16, UrlError> {
     match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("{url:?}: port {p:?} is not in 1-65535")),
+        Ok(0) | Err(_) => Err(UrlError::Port {
+            url: url.to_string(),
+            port: p.to_string(),
+        }),
         Ok(p) => Ok(p),
     }
 }

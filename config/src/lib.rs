@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 
 pub use broker::{BrokerConfig, RawBroker};
 pub use glob::Glob;
-pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
+pub use units::{ByteSize, HumanDuration, UnitError, parse_duration, parse_size};
 
 /// A configuration a binary cannot run with. Binaries exit with code 2.
 #[derive(Debug, thiserror::Error)]

@@ -46,7 +46,7 @@ pub async fn history(Path(id): Path<String>, call: Call) -> Result<Response, Api
         .params
         .get("metric")
         .ok_or_else(|| ApiError::bad_request("metric is required, e.g. metric=temp"))?;
-    let metric = Metric::parse(metric).map_err(ApiError::bad_request)?;
+    let metric = Metric::parse(metric).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (from, to) = params::window(&call.params, MAX_SPAN)?;
     let step = match call.params.get("step") {
         None => None,
