@@ -148,13 +148,18 @@ pub enum SmtpTls {
     Plain,
 }
 
+/// An `email.tls` that names no mode.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not one of starttls, tls, plain")]
+pub struct UnknownSmtpTls(String);
+
 impl SmtpTls {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, UnknownSmtpTls> {
         match s {
             "starttls" => Ok(SmtpTls::StartTls),
             "tls" => Ok(SmtpTls::Implicit),
             "plain" => Ok(SmtpTls::Plain),
-            _ => Err(format!("{s:?} is not one of starttls, tls, plain")),
+            _ => Err(UnknownSmtpTls(s.to_string())),
         }
     }
 
@@ -186,7 +191,7 @@ fn validate_webhook(w: &RawWebhook) -> Result<Option<WebhookConfig>, ConfigError
     if w.url.is_empty() {
         return Ok(None);
     }
-    let https = check_url(&w.url).map_err(|e| invalid("webhook.url", e))?;
+    let https = check_url(&w.url).map_err(|e| invalid("webhook.url", e.to_string()))?;
     let roots = if w.ca_file.is_empty() {
         RootCerts::WebPki
     } else if !https {
@@ -219,18 +224,33 @@ fn validate_webhook(w: &RawWebhook) -> Result<Option<WebhookConfig>, ConfigError
     }))
 }
 
+/// A `webhook.url` that [`check_url`] refuses.
+#[derive(Debug, thiserror::Error)]
+enum UrlError {
+    #[error("{url:?} is not a URL: {error}")]
+    Syntax {
+        url: String,
+        error: ureq::http::uri::InvalidUri,
+    },
+    #[error("{0:?} must start with http:// or https://")]
+    Scheme(String),
+    #[error("{0:?} has no host")]
+    NoHost(String),
+}
+
 /// An absolute `http://` or `https://` URL with a host; true for https.
-fn check_url(url: &str) -> Result<bool, String> {
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+fn check_url(url: &str) -> Result<bool, UrlError> {
+    let uri: ureq::http::Uri = url.parse().map_err(|error| UrlError::Syntax {
+        url: url.to_string(),
+        error,
+    })?;
     let https = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return Err(format!("{url:?} must start with http:// or https://")),
+        _ => return Err(UrlError::Scheme(url.to_string())),
     };
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
+        return Err(UrlError::NoHost(url.to_string()));
     }
     Ok(https)
 }
@@ -253,7 +273,7 @@ fn validate_email(e: &RawEmail) -> Result<Option<EmailConfig>, ConfigError> {
             ),
         ));
     }
-    let mode = SmtpTls::parse(&e.tls).map_err(|r| invalid("email.tls", r))?;
+    let mode = SmtpTls::parse(&e.tls).map_err(|r| invalid("email.tls", r.to_string()))?;
     let port = if e.port == 0 {
         mode.default_port()
     } else {
