@@ -251,7 +251,7 @@ fn show_config_invalid(path: &Option<PathBuf>) {
         );
         tokio::select! {
             () = tokio::time::sleep(CONFIG_INVALID_SHOWN) => {}
-            () = signal() => {}
+            () = picket_config::shutdown::signal() => {}
         }
         trigger.fire();
         let _ = led.await;
@@ -367,25 +367,8 @@ fn listen_for_stop() -> impl std::future::Future<Output = ()> {
                     sigint = int.is_ok(),
                     "cannot listen for a stop signal; listening for what can be"
                 );
-                crate::signal().await;
+                picket_config::shutdown::signal().await;
             }
-        }
-    }
-}
-
-/// SIGTERM (systemd) or SIGINT (Ctrl-C).
-async fn signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -49,19 +49,7 @@ pub async fn run(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> Resul
         .prefix("picket-demo-")
         .tempdir()
         .map_err(DemoError::TempDir)?;
-    let broker = address(SocketAddr::from(([127, 0, 0, 1], 1883)))?;
-    let http = match opts.http {
-        Some(a) => a,
-        None => address(SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-    };
-    let mut raw = RawConfig::default();
-    raw.broker.listen = broker.to_string();
-    raw.http.listen = http.to_string();
-    raw.storage.path = dir.path().join("collector.db").display().to_string();
-    // A silent simulated device should go offline while someone watches.
-    raw.presence.timeout =
-        picket_config::HumanDuration((opts.interval * 15).max(Duration::from_secs(30)));
-    let config = config::validate(&raw)?;
+    let (config, broker) = demo_config(&opts, dir.path())?;
 
     let stop = CancellationToken::new();
     let stats = Arc::new(SimStats::default());
@@ -82,19 +70,7 @@ pub async fn run(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> Resul
     let Some(running) = running else {
         return Ok(());
     };
-    println!(
-        "picket demo: {} simulated devices every {:?}",
-        opts.devices, opts.interval
-    );
-    println!(
-        "  API      http://{}/api/devices  (also /api/stats, /api/alerts, /metrics)",
-        running.http
-    );
-    println!(
-        "  broker   mqtt://{broker}  (try: mosquitto_sub -h 127.0.0.1 -p {} -t 'picket/v1/+/alert' -v)",
-        broker.port()
-    );
-    println!("  Ctrl-C to stop; nothing is kept.");
+    banner(&opts, &running, broker);
 
     let sim = SimConfig::new(config.link.broker.clone(), opts.devices, opts.interval);
     let sim_task = tokio::spawn(simulate::run(
@@ -128,6 +104,46 @@ pub async fn run(opts: DemoOptions, shutdown: impl Future<Output = ()>) -> Resul
         r?;
     }
     Ok(())
+}
+
+/// The collector's configuration for the demo, with the embedded
+/// broker's address: the usual ports if they are free, and the database
+/// in `dir`.
+fn demo_config(
+    opts: &DemoOptions,
+    dir: &std::path::Path,
+) -> Result<(config::Config, SocketAddr), DemoError> {
+    let broker = address(SocketAddr::from(([127, 0, 0, 1], 1883)))?;
+    let http = match opts.http {
+        Some(a) => a,
+        None => address(SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+    };
+    let mut raw = RawConfig::default();
+    raw.broker.listen = broker.to_string();
+    raw.http.listen = http.to_string();
+    raw.storage.path = dir.join("collector.db").display().to_string();
+    // A silent simulated device should go offline while someone watches.
+    raw.presence.timeout =
+        picket_config::HumanDuration((opts.interval * 15).max(Duration::from_secs(30)));
+    let config = config::validate(&raw)?;
+    Ok((config, broker))
+}
+
+/// Where to look, printed once the collector runs.
+fn banner(opts: &DemoOptions, running: &Running, broker: SocketAddr) {
+    println!(
+        "picket demo: {} simulated devices every {:?}",
+        opts.devices, opts.interval
+    );
+    println!(
+        "  API      http://{}/api/devices  (also /api/stats, /api/alerts, /metrics)",
+        running.http
+    );
+    println!(
+        "  broker   mqtt://{broker}  (try: mosquitto_sub -h 127.0.0.1 -p {} -t 'picket/v1/+/alert' -v)",
+        broker.port()
+    );
+    println!("  Ctrl-C to stop; nothing is kept.");
 }
 
 /// `25 devices: 24 online, 1 offline | alerts: 1 critical, 2 warning | 1234 records`

@@ -118,6 +118,25 @@ pub async fn run_with(
 ) -> Result<(), RunError> {
     picket_config::tls::install_provider();
     let mut embedded = start_embedded(&config)?;
+    let (tasks, running) = start(&config, embedded.as_ref().map(|b| b.addr)).await?;
+    info!(http = %running.http, broker = %config.link.broker.url, "collector running");
+    ready(running);
+
+    let failure = tokio::select! {
+        _ = shutdown => {
+            info!("stopping");
+            None
+        }
+        why = broker_stopped(embedded.as_mut()) => Some(RunError::BrokerStopped(why)),
+    };
+    tasks.stop().await;
+    info!("stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+/// Open the history, wire the tasks together and start them: the
+/// collector runs from here on.
+async fn start(config: &Config, broker: Option<SocketAddr>) -> Result<(Tasks, Running), RunError> {
     let (writer, snapshot) = history::open_with(&config.storage_path, config.durability)?;
     let reader = history::Reader::open(&config.storage_path)?;
     info!(path = %config.storage_path.display(), "history opened");
@@ -174,7 +193,7 @@ pub async fn run_with(
         link: status_rx.clone(),
         auth: Arc::new(config.api.clone()),
     });
-    let (http, http_addr) = serve_http(&config, app).await?;
+    let (http, http_addr) = serve_http(config, app).await?;
 
     let tasks = Tasks {
         http,
@@ -185,25 +204,14 @@ pub async fn run_with(
         notifier: Task::spawn(|stop| notifier.run(stop)),
         abandon,
     };
-    info!(http = %http_addr, broker = %config.link.broker.url, "collector running");
-    ready(Running {
+    let running = Running {
         http: http_addr,
-        broker: embedded.as_ref().map(|b| b.addr),
+        broker,
         queries: query_tx,
         counters,
         link: status_rx,
-    });
-
-    let failure = tokio::select! {
-        _ = shutdown => {
-            info!("stopping");
-            None
-        }
-        why = broker_stopped(embedded.as_mut()) => Some(RunError::BrokerStopped(why)),
     };
-    tasks.stop().await;
-    info!("stopped");
-    failure.map_or(Ok(()), Err)
+    Ok((tasks, running))
 }
 
 /// The embedded broker, when no broker is configured.

@@ -69,6 +69,11 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// every doubling).
 const WAITING_WARN: usize = 10_000;
 
+/// The wait before reconnecting after a first failure; it doubles with
+/// every failure after it, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 /// How long writing a group of acknowledgements may take before the
 /// connection is left to the event loop to find broken (as rumqttc's own
 /// flushes do).
@@ -136,16 +141,9 @@ impl Link {
     /// Poll the event loop until `stop`, then disconnect cleanly.
     pub async fn run(mut self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = FIRST_BACKOFF;
         let mut subacks = 0usize;
-        // Publishes received while the engine's channel is full. The loop
-        // must keep polling meanwhile: the acknowledgements of what the
-        // store committed (and the alert sets) leave through this event
-        // loop, and a link that waits on the engine while the engine waits
-        // on those is a deadlock. The backpressure is the broker's in-flight
-        // window instead: it sends nothing more until we acknowledge.
-        let mut waiting: VecDeque<Delivery> = VecDeque::new();
-        let mut waiting_warned = 0usize;
+        let mut waiting = Waiting::default();
         let mut acks_open = true;
         loop {
             tokio::select! {
@@ -160,85 +158,82 @@ impl Link {
                     None => acks_open = false,
                 },
                 permit = self.inbound.reserve(), if !waiting.is_empty() => match permit {
-                    Ok(permit) => {
-                        if let Some(p) = waiting.pop_front() {
-                            permit.send(p);
-                        }
-                        if waiting.is_empty() {
-                            waiting_warned = 0;
-                        }
-                    }
+                    Ok(permit) => waiting.send_first(permit),
                     // The engine has stopped: what waits stays
                     // unacknowledged for the next run.
                     Err(_) => waiting.clear(),
                 },
                 ev = self.eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        backoff = Duration::from_millis(500);
-                        self.conn += 1;
-                        info!(session_present = ack.session_present, "connected to the broker");
-                        self.status.send_modify(|s| {
-                            s.connected_since = Some(std::time::SystemTime::now());
-                            s.subscribed = false;
-                            s.connects += 1;
-                            s.last_error = None;
-                        });
+                        backoff = FIRST_BACKOFF;
                         subacks = 0;
-                        // Subscribing again on a resumed session is harmless
-                        // and covers a broker that lost it.
-                        for f in &self.filters {
-                            if let Err(e) = self.client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
-                                warn!(filter = %f, error = %e, "subscribe failed");
-                            }
-                        }
+                        self.conn += 1;
+                        self.connected(&ack);
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        let p = Delivery { conn: self.conn, publish };
-                        if waiting.is_empty() {
-                            match self.inbound.try_send(p) {
-                                Ok(()) => {}
-                                Err(TrySendError::Full(p)) => waiting.push_back(p),
-                                // The engine has stopped: leave the message
-                                // unacknowledged for the next run.
-                                Err(TrySendError::Closed(_)) => {}
-                            }
-                        } else {
-                            waiting.push_back(p);
-                        }
-                        if waiting.len() > waiting_warned.saturating_mul(2).max(WAITING_WARN) {
-                            waiting_warned = waiting.len();
-                            warn!(waiting = waiting.len(), "the broker sends more than the engine keeps up with: lower its in-flight window for this client (Mosquitto: max_inflight_messages)");
-                        }
+                        waiting.deliver(&self.inbound, Delivery { conn: self.conn, publish });
                     }
-                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                        if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
-                            warn!("the broker refused a subscription: check its ACL for the collector");
-                        } else {
-                            subacks += 1;
-                            if subacks == self.filters.len() {
-                                self.status.send_modify(|s| s.subscribed = true);
-                            }
-                        }
-                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => self.subscribed(&ack, &mut subacks),
                     Ok(_) => {}
                     Err(e) => {
-                        let msg = describe(&e);
-                        warn!(error = %msg, retry_in = ?backoff, "MQTT connection failed");
-                        self.status.send_modify(|s| {
-                            s.connected_since = None;
-                            s.subscribed = false;
-                            s.last_error = Some(msg);
-                        });
+                        self.connection_failed(&e, backoff);
                         tokio::select! {
                             _ = &mut stop => break,
                             _ = tokio::time::sleep(backoff) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }
         }
         self.disconnect().await;
+    }
+
+    /// A new connection (already counted in `conn`): say so and subscribe.
+    fn connected(&self, ack: &rumqttc::ConnAck) {
+        info!(
+            session_present = ack.session_present,
+            "connected to the broker"
+        );
+        self.status.send_modify(|s| {
+            s.connected_since = Some(std::time::SystemTime::now());
+            s.subscribed = false;
+            s.connects += 1;
+            s.last_error = None;
+        });
+        // Subscribing again on a resumed session is harmless and covers a
+        // broker that lost it.
+        for f in &self.filters {
+            if let Err(e) = self.client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
+                warn!(filter = %f, error = %e, "subscribe failed");
+            }
+        }
+    }
+
+    /// A subscription acknowledged: once all are, the link is subscribed.
+    fn subscribed(&self, ack: &rumqttc::SubAck, subacks: &mut usize) {
+        if ack
+            .return_codes
+            .iter()
+            .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+        {
+            warn!("the broker refused a subscription: check its ACL for the collector");
+        } else {
+            *subacks += 1;
+            if *subacks == self.filters.len() {
+                self.status.send_modify(|s| s.subscribed = true);
+            }
+        }
+    }
+
+    fn connection_failed(&self, e: &ConnectionError, backoff: Duration) {
+        let msg = describe(e);
+        warn!(error = %msg, retry_in = ?backoff, "MQTT connection failed");
+        self.status.send_modify(|s| {
+            s.connected_since = None;
+            s.subscribed = false;
+            s.last_error = Some(msg);
+        });
     }
 
     async fn disconnect(mut self) {
@@ -309,6 +304,61 @@ async fn send_acks(eventloop: &mut EventLoop, conn: u64, batch: &[Ack]) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "acknowledgements not sent: the broker will redeliver"),
         Err(_) => warn!("acknowledgements not flushed in time: the broker will redeliver"),
+    }
+}
+
+/// Publishes received while the engine's channel is full. The link must
+/// keep polling meanwhile: the acknowledgements of what the store
+/// committed (and the alert sets) leave through its event loop, and a link
+/// that waits on the engine while the engine waits on those is a deadlock.
+/// The backpressure is the broker's in-flight window instead: it sends
+/// nothing more until we acknowledge.
+#[derive(Default)]
+struct Waiting {
+    queue: VecDeque<Delivery>,
+    /// The length at the last warning.
+    warned: usize,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// Pass a publish on to the engine, behind those already waiting.
+    fn deliver(&mut self, inbound: &mpsc::Sender<Delivery>, p: Delivery) {
+        if self.queue.is_empty() {
+            match inbound.try_send(p) {
+                Ok(()) => {}
+                Err(TrySendError::Full(p)) => self.queue.push_back(p),
+                // The engine has stopped: leave the message
+                // unacknowledged for the next run.
+                Err(TrySendError::Closed(_)) => {}
+            }
+        } else {
+            self.queue.push_back(p);
+        }
+        if self.queue.len() > self.warned.saturating_mul(2).max(WAITING_WARN) {
+            self.warned = self.queue.len();
+            warn!(
+                waiting = self.queue.len(),
+                "the broker sends more than the engine keeps up with: lower its in-flight window for this client (Mosquitto: max_inflight_messages)"
+            );
+        }
+    }
+
+    /// The engine has room again: pass on the oldest.
+    fn send_first(&mut self, permit: mpsc::Permit<'_, Delivery>) {
+        if let Some(p) = self.queue.pop_front() {
+            permit.send(p);
+        }
+        if self.queue.is_empty() {
+            self.warned = 0;
+        }
     }
 }
 

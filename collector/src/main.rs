@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use picket_collector::config::{self, Config};
+use picket_config::shutdown::signal;
 
 /// picket's collector: watches a fleet of picket agents over MQTT, keeps
 /// their history, raises alerts, and serves a REST API and /metrics.
@@ -179,7 +180,7 @@ struct UpdateArgs {
     token: Option<String>,
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+fn duration(s: &str) -> Result<Duration, picket_config::UnitError> {
     picket_config::parse_duration(s)
 }
 
@@ -439,23 +440,6 @@ fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
     let out = rt.block_on(f);
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     Ok(out)
-}
-
-/// SIGTERM (systemd) or SIGINT (Ctrl-C).
-async fn signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn init_tracing(verbose: u8) {

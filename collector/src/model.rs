@@ -122,7 +122,7 @@ impl Metric {
 
     /// Parse a metric as written by a user (API, rule); refuses empty
     /// parts and control characters.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, MetricError> {
         let (name, instance) = match s.split_once(':') {
             Some((n, i)) => (n, Some(i)),
             None => (s, None),
@@ -132,12 +132,10 @@ impl Metric {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
         {
-            return Err(format!(
-                "{s:?} is not a metric name (e.g. temp, disk.pct:/)"
-            ));
+            return Err(MetricError::Name(s.to_string()));
         }
         if instance.is_some_and(|i| i.is_empty() || i.chars().any(char::is_control)) {
-            return Err(format!("{s:?} has an empty or invalid instance after ':'"));
+            return Err(MetricError::Instance(s.to_string()));
         }
         Ok(Metric(s.into()))
     }
@@ -153,6 +151,15 @@ impl Metric {
     pub fn instance(&self) -> Option<&str> {
         self.0.split_once(':').map(|(_, i)| i)
     }
+}
+
+/// A metric as written that [`Metric::parse`] refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetricError {
+    #[error("{0:?} is not a metric name (e.g. temp, disk.pct:/)")]
+    Name(String),
+    #[error("{0:?} has an empty or invalid instance after ':'")]
+    Instance(String),
 }
 
 impl fmt::Display for Metric {
@@ -292,97 +299,132 @@ pub fn event_points(kind: &EventKind) -> (Vec<Point>, Option<&str>) {
 /// Flatten a sample into points, in a stable order. Metric groups the
 /// sample lacks produce no points (absent is not zero).
 pub fn flatten(s: &Sample, names: &mut MetricNames) -> Vec<Point> {
-    let mut out = Vec::with_capacity(24);
-    let mut push = |metric: Metric, value: f64| {
+    let mut out = Points(Vec::with_capacity(24));
+    out.system(s, names);
+    out.storage_and_net(s, names);
+    out.hardware(s, names);
+    out.services(s, names);
+    out.containers(s);
+    out.agent(s, names);
+    out.0
+}
+
+/// The points of a sample as [`flatten`] gathers them, group by group.
+struct Points(Vec<Point>);
+
+impl Points {
+    /// Only finite values: a NaN or an infinity is not a reading.
+    fn push(&mut self, metric: Metric, value: f64) {
         if value.is_finite() {
-            out.push(Point { metric, value });
+            self.0.push(Point { metric, value });
         }
-    };
-    if let Some(cpu) = s.cpu {
-        push(names.plain("cpu"), f64::from(cpu));
     }
-    if let Some(l) = &s.load {
-        push(names.plain("load.1"), f64::from(l.m1));
-        push(names.plain("load.5"), f64::from(l.m5));
-        push(names.plain("load.15"), f64::from(l.m15));
-    }
-    if let Some(m) = &s.mem {
-        push(names.plain("mem.pct"), f64::from(m.pct));
-        push(names.plain("mem.used"), m.used as f64);
-        push(names.plain("mem.avail"), m.avail as f64);
-    }
-    if let Some(m) = &s.swap
-        && m.total > 0
-    {
-        push(names.plain("swap.pct"), f64::from(m.pct));
-    }
-    if let Some(u) = s.uptime {
-        push(names.plain("uptime"), u as f64);
-    }
-    for d in &s.disks {
-        push(names.instance("disk.pct", &d.mount), f64::from(d.pct));
-        push(names.instance("disk.free", &d.mount), d.free as f64);
-    }
-    for n in &s.net {
-        push(names.instance("net.rx_bytes", &n.name), n.rx_bytes as f64);
-        push(names.instance("net.tx_bytes", &n.name), n.tx_bytes as f64);
-        push(
-            names.instance("net.errors", &n.name),
-            (n.rx_errors + n.tx_errors) as f64,
-        );
-    }
-    if let Some(hottest) = s.thermal.iter().map(|t| t.c).reduce(f32::max) {
-        push(names.plain("temp"), f64::from(hottest));
-    }
-    for t in &s.thermal {
-        push(names.instance("temp", &t.kind), f64::from(t.c));
-    }
-    if let Some(t) = &s.throttle {
-        push(names.plain("throttle.uv"), flag(t.uv));
-        push(names.plain("throttle.throttled"), flag(t.throttled));
-        push(names.plain("throttle.capped"), flag(t.capped));
-        push(names.plain("throttle.soft_temp"), flag(t.soft_temp));
-    }
-    for svc in &s.services {
-        let up = matches!(svc.active, ActiveState::Active | ActiveState::Reloading);
-        push(
-            names.instance("service", &svc.unit),
-            if up { 1.0 } else { 0.0 },
-        );
-    }
-    if let Some(engine) = s.docker {
-        push(Metric::new("docker.up"), flag(engine == Engine::Available));
-    }
-    for c in &s.containers {
-        let state = ContainerView {
-            name: &c.name,
-            state: c.state,
-            health: c.health,
-            restarts: c.restarts,
-            unexpected: c.unexpected,
-        };
-        for (metric, value) in state.points() {
-            push(metric, value);
+
+    fn system(&mut self, s: &Sample, names: &mut MetricNames) {
+        if let Some(cpu) = s.cpu {
+            self.push(names.plain("cpu"), f64::from(cpu));
         }
-        if let Some(cpu) = c.cpu {
-            push(
-                Metric::with_instance("container.cpu", &c.name),
-                f64::from(cpu),
+        if let Some(l) = &s.load {
+            self.push(names.plain("load.1"), f64::from(l.m1));
+            self.push(names.plain("load.5"), f64::from(l.m5));
+            self.push(names.plain("load.15"), f64::from(l.m15));
+        }
+        if let Some(m) = &s.mem {
+            self.push(names.plain("mem.pct"), f64::from(m.pct));
+            self.push(names.plain("mem.used"), m.used as f64);
+            self.push(names.plain("mem.avail"), m.avail as f64);
+        }
+        if let Some(m) = &s.swap
+            && m.total > 0
+        {
+            self.push(names.plain("swap.pct"), f64::from(m.pct));
+        }
+        if let Some(u) = s.uptime {
+            self.push(names.plain("uptime"), u as f64);
+        }
+    }
+
+    fn storage_and_net(&mut self, s: &Sample, names: &mut MetricNames) {
+        for d in &s.disks {
+            self.push(names.instance("disk.pct", &d.mount), f64::from(d.pct));
+            self.push(names.instance("disk.free", &d.mount), d.free as f64);
+        }
+        for n in &s.net {
+            self.push(names.instance("net.rx_bytes", &n.name), n.rx_bytes as f64);
+            self.push(names.instance("net.tx_bytes", &n.name), n.tx_bytes as f64);
+            self.push(
+                names.instance("net.errors", &n.name),
+                (n.rx_errors + n.tx_errors) as f64,
             );
         }
-        if let Some(mem) = c.mem {
-            push(Metric::with_instance("container.mem", &c.name), mem as f64);
+    }
+
+    /// Temperatures (the hottest zone, then each) and the Pi's throttling
+    /// flags.
+    fn hardware(&mut self, s: &Sample, names: &mut MetricNames) {
+        if let Some(hottest) = s.thermal.iter().map(|t| t.c).reduce(f32::max) {
+            self.push(names.plain("temp"), f64::from(hottest));
+        }
+        for t in &s.thermal {
+            self.push(names.instance("temp", &t.kind), f64::from(t.c));
+        }
+        if let Some(t) = &s.throttle {
+            self.push(names.plain("throttle.uv"), flag(t.uv));
+            self.push(names.plain("throttle.throttled"), flag(t.throttled));
+            self.push(names.plain("throttle.capped"), flag(t.capped));
+            self.push(names.plain("throttle.soft_temp"), flag(t.soft_temp));
         }
     }
-    if let Some(a) = &s.agent {
-        push(names.plain("agent.queue_records"), a.queue_records as f64);
-        push(names.plain("agent.queue_bytes"), a.queue_bytes as f64);
-        if let Some(ms) = a.oldest_unsent_ms {
-            push(names.plain("agent.oldest_unsent"), ms as f64 / 1000.0);
+
+    /// systemd units, then whether the Docker engine is up.
+    fn services(&mut self, s: &Sample, names: &mut MetricNames) {
+        for svc in &s.services {
+            let up = matches!(svc.active, ActiveState::Active | ActiveState::Reloading);
+            self.push(
+                names.instance("service", &svc.unit),
+                if up { 1.0 } else { 0.0 },
+            );
         }
-        push(names.plain("agent.dropped"), a.dropped as f64);
+        if let Some(engine) = s.docker {
+            self.push(Metric::new("docker.up"), flag(engine == Engine::Available));
+        }
     }
-    out
+
+    fn containers(&mut self, s: &Sample) {
+        for c in &s.containers {
+            let state = ContainerView {
+                name: &c.name,
+                state: c.state,
+                health: c.health,
+                restarts: c.restarts,
+                unexpected: c.unexpected,
+            };
+            for (metric, value) in state.points() {
+                self.push(metric, value);
+            }
+            if let Some(cpu) = c.cpu {
+                self.push(
+                    Metric::with_instance("container.cpu", &c.name),
+                    f64::from(cpu),
+                );
+            }
+            if let Some(mem) = c.mem {
+                self.push(Metric::with_instance("container.mem", &c.name), mem as f64);
+            }
+        }
+    }
+
+    /// The agent's own queue.
+    fn agent(&mut self, s: &Sample, names: &mut MetricNames) {
+        if let Some(a) = &s.agent {
+            self.push(names.plain("agent.queue_records"), a.queue_records as f64);
+            self.push(names.plain("agent.queue_bytes"), a.queue_bytes as f64);
+            if let Some(ms) = a.oldest_unsent_ms {
+                self.push(names.plain("agent.oldest_unsent"), ms as f64 / 1000.0);
+            }
+            self.push(names.plain("agent.dropped"), a.dropped as f64);
+        }
+    }
 }
 
 #[cfg(test)]

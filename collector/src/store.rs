@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::counters::{IngestCounters, Refused};
-use crate::history::{WriteBatch, Writer};
+use crate::history::{HistoryError, WriteBatch, Writer};
 use crate::model::Millis;
 use crate::pipeline::{Commit, Committed, Pace};
 
@@ -51,87 +51,107 @@ pub struct Store {
 
 /// Start the store thread; it ends when the engine's channel closes or
 /// the stop abandons a commit the database cannot take.
-pub fn spawn(store_parts: Store) -> std::io::Result<JoinHandle<()>> {
-    let Store {
-        mut writer,
-        mut commits,
-        done,
-        counters,
-        retention,
-        clock,
-        pace,
-        abandon,
-    } = store_parts;
+pub fn spawn(store: Store) -> std::io::Result<JoinHandle<()>> {
     let rt = Handle::current();
     std::thread::Builder::new()
         .name("picket-store".into())
-        .spawn(move || {
-            let mut next_prune = Instant::now() + Duration::from_secs(5);
-            let mut pruning = false;
-            loop {
-                let wait = if pruning {
-                    Duration::ZERO
-                } else {
-                    let next = writer
-                        .merge_deadline()
-                        .map_or(next_prune, |m| m.min(next_prune));
-                    next.saturating_duration_since(Instant::now())
-                };
-                pace.set_idle(true);
-                let got = rt.block_on(async { tokio::time::timeout(wait, commits.recv()).await });
-                pace.set_idle(false);
-                match got {
-                    Ok(Some(first)) => {
-                        // Group commit: whatever queued while the previous
-                        // transaction was being written goes into this one,
-                        // so under load one sync to disk serves many batches.
-                        let mut group = vec![first];
-                        let mut publishes = group[0].acks.len();
-                        while group.len() < GROUP_MAX_BATCHES && publishes < GROUP_MAX_PUBLISHES {
-                            match commits.try_recv() {
-                                Ok(c) => {
-                                    publishes += c.acks.len();
-                                    group.push(c);
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        let Some(committed) =
-                            store(&mut writer, group, &counters, &clock, &abandon)
-                        else {
-                            break;
-                        };
-                        if rt.block_on(done.send(committed)).is_err() {
-                            warn!("acknowledgements dropped: the MQTT link has stopped");
-                        }
-                        // After the acknowledgements are on their way: a
-                        // merge holds no message back.
-                        merge(&mut writer);
+        .spawn(move || store.run(&rt))
+}
+
+impl Store {
+    /// The thread's loop: commit what comes, merge and prune between.
+    fn run(mut self, rt: &Handle) {
+        let mut prune = Pruning {
+            next: Instant::now() + Duration::from_secs(5),
+            busy: false,
+        };
+        loop {
+            let wait = if prune.busy {
+                Duration::ZERO
+            } else {
+                let next = self
+                    .writer
+                    .merge_deadline()
+                    .map_or(prune.next, |m| m.min(prune.next));
+                next.saturating_duration_since(Instant::now())
+            };
+            self.pace.set_idle(true);
+            let got = rt.block_on(async { tokio::time::timeout(wait, self.commits.recv()).await });
+            self.pace.set_idle(false);
+            match got {
+                Ok(Some(first)) => {
+                    let group = self.group(first);
+                    let Some(committed) = store(
+                        &mut self.writer,
+                        group,
+                        &self.counters,
+                        &self.clock,
+                        &self.abandon,
+                    ) else {
+                        break;
+                    };
+                    if rt.block_on(self.done.send(committed)).is_err() {
+                        warn!("acknowledgements dropped: the MQTT link has stopped");
                     }
-                    Ok(None) => break,
-                    Err(_) if writer.merge_due() => merge(&mut writer),
-                    Err(_) if !pruning && Instant::now() < next_prune => {}
-                    Err(_) => {
-                        let cutoff = clock.now().saturating_sub(retention.as_millis() as Millis);
-                        match writer.prune(cutoff, PRUNE_CHUNK) {
-                            Ok(n) => {
-                                pruning = n == PRUNE_CHUNK;
-                                if n > 0 {
-                                    info!(rows = n, "history pruned");
-                                }
-                            }
-                            Err(e) => {
-                                pruning = false;
-                                warn!(error = %e, "pruning history failed");
-                            }
-                        }
-                        if !pruning {
-                            next_prune = Instant::now() + PRUNE_EVERY;
-                        }
-                    }
+                    // After the acknowledgements are on their way: a
+                    // merge holds no message back.
+                    merge(&mut self.writer);
+                }
+                Ok(None) => break,
+                Err(_) if self.writer.merge_due() => merge(&mut self.writer),
+                Err(_) if !prune.busy && Instant::now() < prune.next => {}
+                Err(_) => self.prune(&mut prune),
+            }
+        }
+    }
+
+    /// Group commit: whatever queued while the previous transaction was
+    /// being written goes into this one, so under load one sync to disk
+    /// serves many batches.
+    fn group(&mut self, first: Commit) -> Vec<Commit> {
+        let mut group = vec![first];
+        let mut publishes = group[0].acks.len();
+        while group.len() < GROUP_MAX_BATCHES && publishes < GROUP_MAX_PUBLISHES {
+            match self.commits.try_recv() {
+                Ok(c) => {
+                    publishes += c.acks.len();
+                    group.push(c);
+                }
+                Err(_) => break,
+            }
+        }
+        group
+    }
+
+    /// One step of pruning the history past the retention period.
+    fn prune(&mut self, p: &mut Pruning) {
+        let cutoff = self
+            .clock
+            .now()
+            .saturating_sub(self.retention.as_millis() as Millis);
+        match self.writer.prune(cutoff, PRUNE_CHUNK) {
+            Ok(n) => {
+                p.busy = n == PRUNE_CHUNK;
+                if n > 0 {
+                    info!(rows = n, "history pruned");
                 }
             }
-        })
+            Err(e) => {
+                p.busy = false;
+                warn!(error = %e, "pruning history failed");
+            }
+        }
+        if !p.busy {
+            p.next = Instant::now() + PRUNE_EVERY;
+        }
+    }
+}
+
+/// Where pruning is: when the next look is due, and whether the last
+/// step found a full chunk (more to do: no wait before the next).
+struct Pruning {
+    next: Instant,
+    busy: bool,
 }
 
 /// Move new samples into the history table once due. A failure leaves
@@ -164,16 +184,7 @@ fn store(
     clock: &Clock,
     abandon: &Abandon,
 ) -> Option<Committed> {
-    let mut batches = Vec::with_capacity(group.len());
-    let mut committed = Committed::default();
-    for c in group {
-        batches.push(c.batch);
-        committed.acks.extend(c.acks);
-        committed.alerts.extend(c.alerts);
-        committed.notifications.extend(c.notifications);
-        committed.commands.extend(c.commands);
-        committed.published.extend(c.published);
-    }
+    let (batches, committed) = unpack(group);
     let mut rest: &[WriteBatch] = &batches;
     // Whole group first; one batch at a time once a row was refused.
     let mut whole = true;
@@ -193,14 +204,10 @@ fn store(
             Err(e) => e,
         };
         if err.is_store_failure() {
-            IngestCounters::add(&counters.commit_errors, 1);
-            error!(error = %err, retry_in = ?delay, "the database cannot store; nothing is acknowledged until it can");
-            counters.set_store_failure(Some(err.to_string()));
-            if abandon.wait(delay) {
+            if cannot_store(counters, abandon, &err, &mut delay) {
                 warn!("stopping with a commit not stored: the broker redelivers its messages");
                 return None;
             }
-            delay = (delay * 2).min(RETRY_MAX);
             continue;
         }
         if whole {
@@ -222,13 +229,9 @@ fn store(
                 // store itself fails a salvage (or a bug in what the engine
                 // writes unguarded: the journal, a forget): retried like a
                 // store failure, shown on /healthz, nothing acknowledged.
-                IngestCounters::add(&counters.commit_errors, 1);
-                error!(error = %e, retry_in = ?delay, "the database cannot store; nothing is acknowledged until it can");
-                counters.set_store_failure(Some(e.to_string()));
-                if abandon.wait(delay) {
+                if cannot_store(counters, abandon, &e, &mut delay) {
                     return None;
                 }
-                delay = (delay * 2).min(RETRY_MAX);
             }
         }
     }
@@ -237,6 +240,40 @@ fn store(
         .last_commit_ms
         .store(clock.now(), Ordering::Relaxed);
     Some(committed)
+}
+
+/// The group's batches, and what follows their commit, in order.
+fn unpack(group: Vec<Commit>) -> (Vec<WriteBatch>, Committed) {
+    let mut batches = Vec::with_capacity(group.len());
+    let mut committed = Committed::default();
+    for c in group {
+        batches.push(c.batch);
+        committed.acks.extend(c.acks);
+        committed.alerts.extend(c.alerts);
+        committed.notifications.extend(c.notifications);
+        committed.commands.extend(c.commands);
+        committed.published.extend(c.published);
+    }
+    (batches, committed)
+}
+
+/// The database failed to store: count it, show why (on `/healthz`) and
+/// wait `delay`, doubled for the next time. True if the stop abandoned
+/// the commit meanwhile.
+fn cannot_store(
+    counters: &IngestCounters,
+    abandon: &Abandon,
+    err: &HistoryError,
+    delay: &mut Duration,
+) -> bool {
+    IngestCounters::add(&counters.commit_errors, 1);
+    error!(error = %err, retry_in = ?*delay, "the database cannot store; nothing is acknowledged until it can");
+    counters.set_store_failure(Some(err.to_string()));
+    if abandon.wait(*delay) {
+        return true;
+    }
+    *delay = (*delay * 2).min(RETRY_MAX);
+    false
 }
 
 /// A commit went through: a store failure, if there was one, is over.

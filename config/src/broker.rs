@@ -65,7 +65,7 @@ pub struct BrokerConfig {
 
 /// Validate `b`; `default_client_id` is used when `client_id` is empty.
 pub fn resolve(b: &RawBroker, default_client_id: &str) -> Result<BrokerConfig, ConfigError> {
-    let (tls, host, port) = parse_url(&b.url).map_err(|e| invalid("broker.url", e))?;
+    let (tls, host, port) = parse_url(&b.url).map_err(|e| invalid("broker.url", e.to_string()))?;
     let topics = Topics::new(b.topic_prefix.clone())
         .map_err(|e| invalid("broker.topic_prefix", e.to_string()))?;
 
@@ -77,21 +77,7 @@ pub fn resolve(b: &RawBroker, default_client_id: &str) -> Result<BrokerConfig, C
     if client_id.len() > 256 {
         return Err(invalid("broker.client_id", "longer than 256 bytes"));
     }
-
-    let credentials = match (b.username.is_empty(), b.password_file.is_empty()) {
-        (true, true) => None,
-        (true, false) => {
-            return Err(invalid(
-                "broker.username",
-                "must be set when broker.password_file is",
-            ));
-        }
-        (false, true) => Some((b.username.clone(), String::new())),
-        (false, false) => Some((
-            b.username.clone(),
-            read_secret("broker.password_file", &b.password_file)?,
-        )),
-    };
+    let credentials = credentials(b)?;
 
     let keep_alive = b.keep_alive.0;
     if keep_alive < Duration::from_secs(5) || keep_alive > Duration::from_secs(65535) {
@@ -100,42 +86,7 @@ pub fn resolve(b: &RawBroker, default_client_id: &str) -> Result<BrokerConfig, C
             "must be between 5s and 65535s",
         ));
     }
-
-    let client_files = match (b.client_cert.is_empty(), b.client_key.is_empty()) {
-        (true, true) => None,
-        (false, false) => Some((
-            read_file("broker.client_cert", &b.client_cert)?,
-            read_file("broker.client_key", &b.client_key)?,
-        )),
-        (false, true) => return Err(invalid("broker.client_key", "must be set with client_cert")),
-        (true, false) => return Err(invalid("broker.client_cert", "must be set with client_key")),
-    };
-    let tls = if tls {
-        let ca = if b.ca_file.is_empty() {
-            std::fs::read(SYSTEM_CA_BUNDLE).map_err(|e| {
-                invalid(
-                    "broker.ca_file",
-                    format!("mqtts:// needs a CA: not set, and no system bundle at {SYSTEM_CA_BUNDLE} ({e})"),
-                )
-            })?
-        } else {
-            read_file("broker.ca_file", &b.ca_file)?
-        };
-        let client = client_files
-            .as_ref()
-            .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
-        let tls =
-            crate::tls::client_config(&ca, client).map_err(|e| invalid(e.key(), e.to_string()))?;
-        Some(tls)
-    } else {
-        if client_files.is_some() || !b.ca_file.is_empty() {
-            return Err(invalid(
-                "broker.url",
-                "TLS files are configured but the URL is mqtt://: use mqtts://",
-            ));
-        }
-        None
-    };
+    let tls = tls_config(b, tls)?;
 
     Ok(BrokerConfig {
         url: b.url.clone(),
@@ -149,30 +100,105 @@ pub fn resolve(b: &RawBroker, default_client_id: &str) -> Result<BrokerConfig, C
     })
 }
 
+/// A user name with the password from its file; a user name alone has an
+/// empty password.
+fn credentials(b: &RawBroker) -> Result<Option<(String, String)>, ConfigError> {
+    match (b.username.is_empty(), b.password_file.is_empty()) {
+        (true, true) => Ok(None),
+        (true, false) => Err(invalid(
+            "broker.username",
+            "must be set when broker.password_file is",
+        )),
+        (false, true) => Ok(Some((b.username.clone(), String::new()))),
+        (false, false) => Ok(Some((
+            b.username.clone(),
+            read_secret("broker.password_file", &b.password_file)?,
+        ))),
+    }
+}
+
+/// The TLS configuration for an `mqtts://` URL (`tls`) from the CA and the
+/// client certificate files; TLS files with an `mqtt://` URL are an error.
+fn tls_config(b: &RawBroker, tls: bool) -> Result<Option<Arc<rustls::ClientConfig>>, ConfigError> {
+    let client_files = match (b.client_cert.is_empty(), b.client_key.is_empty()) {
+        (true, true) => None,
+        (false, false) => Some((
+            read_file("broker.client_cert", &b.client_cert)?,
+            read_file("broker.client_key", &b.client_key)?,
+        )),
+        (false, true) => return Err(invalid("broker.client_key", "must be set with client_cert")),
+        (true, false) => return Err(invalid("broker.client_cert", "must be set with client_key")),
+    };
+    if !tls {
+        if client_files.is_some() || !b.ca_file.is_empty() {
+            return Err(invalid(
+                "broker.url",
+                "TLS files are configured but the URL is mqtt://: use mqtts://",
+            ));
+        }
+        return Ok(None);
+    }
+    let ca = if b.ca_file.is_empty() {
+        std::fs::read(SYSTEM_CA_BUNDLE).map_err(|e| {
+            invalid(
+                "broker.ca_file",
+                format!(
+                    "mqtts:// needs a CA: not set, and no system bundle at {SYSTEM_CA_BUNDLE} ({e})"
+                ),
+            )
+        })?
+    } else {
+        read_file("broker.ca_file", &b.ca_file)?
+    };
+    let client = client_files
+        .as_ref()
+        .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
+    let tls =
+        crate::tls::client_config(&ca, client).map_err(|e| invalid(e.key(), e.to_string()))?;
+    Ok(Some(tls))
+}
+
+/// A `broker.url` that [`parse_url`] refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UrlError {
+    #[error("{0:?} must start with mqtt:// or mqtts://")]
+    Scheme(String),
+    #[error(
+        "{0:?}: only scheme, host and port are allowed (credentials go in broker.username and broker.password_file)"
+    )]
+    Extra(String),
+    #[error("{0:?}: unclosed '['")]
+    Unclosed(String),
+    #[error("{0:?}: unexpected text after ']'")]
+    AfterBracket(String),
+    #[error("{url:?}: port {port:?} is not in 1-65535")]
+    Port { url: String, port: String },
+    #[error("{0:?} has no host")]
+    NoHost(String),
+}
+
 /// `mqtt://host[:port]` or `mqtts://host[:port]`; IPv6 literals in brackets.
-pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
+pub fn parse_url(url: &str) -> Result<(bool, String, u16), UrlError> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
         (false, r)
     } else if let Some(r) = url.strip_prefix("mqtts://") {
         (true, r)
     } else {
-        return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
+        return Err(UrlError::Scheme(url.to_string()));
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains(['/', '@', '?', '#']) {
-        return Err(format!(
-            "{url:?}: only scheme, host and port are allowed (credentials go in broker.username and broker.password_file)"
-        ));
+        return Err(UrlError::Extra(url.to_string()));
     }
     let default_port = if tls { 8883 } else { 1883 };
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let (host, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("{url:?}: unclosed '['"))?;
+            .ok_or_else(|| UrlError::Unclosed(url.to_string()))?;
         let port = match after.strip_prefix(':') {
             Some(p) => parse_port(url, p)?,
             None if after.is_empty() => default_port,
-            None => return Err(format!("{url:?}: unexpected text after ']'")),
+            None => return Err(UrlError::AfterBracket(url.to_string())),
         };
         (host.to_string(), port)
     } else {
@@ -182,14 +208,17 @@ pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
+        return Err(UrlError::NoHost(url.to_string()));
     }
     Ok((tls, host, port))
 }
 
-fn parse_port(url: &str, p: &str) -> Result<u16, String> {
+fn parse_port(url: &str, p: &str) -> Result<u16, UrlError> {
     match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("{url:?}: port {p:?} is not in 1-65535")),
+        Ok(0) | Err(_) => Err(UrlError::Port {
+            url: url.to_string(),
+            port: p.to_string(),
+        }),
         Ok(p) => Ok(p),
     }
 }

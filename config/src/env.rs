@@ -33,7 +33,7 @@ pub(crate) fn apply(
         };
         let parsed = convert(&value, default).map_err(|reason| ConfigError::Invalid {
             key: format!("{section}.{key}"),
-            reason,
+            reason: reason.to_string(),
             origin: format!("environment variable {name}"),
         })?;
         let entry = table
@@ -74,18 +74,27 @@ fn find_key<'a>(defaults: &'a Table, rest: &str) -> Option<(String, String, &'a 
     })
 }
 
+/// A variable's text that is not of its key's type.
+#[derive(Debug, thiserror::Error)]
+enum ConvertError {
+    #[error("{0:?} is not a whole number")]
+    Integer(String),
+    #[error("{0:?} is not true or false")]
+    Boolean(String),
+}
+
 /// Convert a variable's text to the TOML type of the key's default.
-fn convert(value: &str, default: &Value) -> Result<Value, String> {
+fn convert(value: &str, default: &Value) -> Result<Value, ConvertError> {
     match default {
         Value::Integer(_) => value
             .trim()
             .parse::<i64>()
             .map(Value::Integer)
-            .map_err(|_| format!("{value:?} is not a whole number")),
+            .map_err(|_| ConvertError::Integer(value.to_string())),
         Value::Boolean(_) => match value.trim() {
             "true" | "1" | "yes" => Ok(Value::Boolean(true)),
             "false" | "0" | "no" => Ok(Value::Boolean(false)),
-            _ => Err(format!("{value:?} is not true or false")),
+            _ => Err(ConvertError::Boolean(value.to_string())),
         },
         Value::Array(_) => Ok(Value::Array(
             value

@@ -2,7 +2,7 @@
 //! read their files the same way and fail the same way.
 //!
 //! # Layout
-//! - [`load_text`] and [`parse`]: read the TOML file, apply the
+//! - [`load`] ([`load_text`] then [`parse`]): read the TOML file, apply the
 //!   `PICKET_<SECTION>_<KEY>` environment overrides ([`env`]) and
 //!   deserialise into a binary's raw config, naming the key and where its
 //!   value came from when it is wrong.
@@ -11,6 +11,8 @@
 //! - [`broker`]: the `[broker]` section every MQTT client of picket has
 //!   (URL, credentials, TLS) and its validation; [`tls`] builds the rustls
 //!   client configuration.
+//! - [`shutdown`]: the stop signal (SIGTERM, Ctrl-C) both binaries run
+//!   until.
 //!
 //! Each binary keeps the two stages of its own config: a raw struct with
 //! defaults (what the file says) and a validated struct (what the code
@@ -19,6 +21,7 @@
 pub mod broker;
 mod env;
 pub mod glob;
+pub mod shutdown;
 pub mod tls;
 pub mod units;
 
@@ -29,7 +32,7 @@ use serde::de::DeserializeOwned;
 
 pub use broker::{BrokerConfig, RawBroker};
 pub use glob::Glob;
-pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
+pub use units::{ByteSize, HumanDuration, UnitError, parse_duration, parse_size};
 
 /// A configuration a binary cannot run with. Binaries exit with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +97,35 @@ pub fn load_text(
             }),
         },
     }
+}
+
+/// A binary's raw configuration as read, before validation.
+#[derive(Debug)]
+pub struct Loaded<R> {
+    pub raw: R,
+    /// The path the file is reported under (see [`load_text`]).
+    pub origin: PathBuf,
+    /// The `PICKET_*` variables that name no key.
+    pub unknown: Vec<String>,
+}
+
+/// Read the configuration file ([`load_text`]) and apply the environment
+/// ([`parse`]), without validating.
+pub fn load<R>(
+    path: Option<&Path>,
+    default_path: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded<R>, ConfigError>
+where
+    R: Default + Serialize + DeserializeOwned,
+{
+    let (text, origin) = load_text(path, default_path)?;
+    let (raw, unknown) = parse(&text, &origin, vars)?;
+    Ok(Loaded {
+        raw,
+        origin,
+        unknown,
+    })
 }
 
 /// Parse TOML text and apply the environment, without validating. `R`'s

@@ -15,15 +15,32 @@ pub struct HumanDuration(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A duration or a size as written that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("{0:?} has no unit: write e.g. 500ms, 10s, 5m or 1h")]
+    NoUnit(String),
+    #[error("{0:?} is not a duration: write e.g. 500ms, 10s, 5m or 1h")]
+    NotADuration(String),
+    #[error("{text:?} has unknown unit {unit:?}: use ms, s, m, h or d")]
+    DurationUnit { text: String, unit: String },
+    #[error("{0:?} is not a size: write e.g. 512KiB, 64MiB or 1GiB")]
+    NotASize(String),
+    #[error("{text:?} has unknown unit {unit:?}: use B, KiB, MiB, GiB (or kB, MB, GB)")]
+    SizeUnit { text: String, unit: String },
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} has no unit: write e.g. 500ms, 10s, 5m or 1h"))?;
+        .ok_or_else(|| UnitError::NoUnit(s.to_string()))?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration: write e.g. 500ms, 10s, 5m or 1h"))?;
+        .map_err(|_| UnitError::NotADuration(s.to_string()))?;
     let ms = match unit.trim() {
         "ms" => Some(n),
         "s" => n.checked_mul(1_000),
@@ -31,22 +48,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n.checked_mul(3_600_000),
         "d" => n.checked_mul(86_400_000),
         other => {
-            return Err(format!(
-                "{s:?} has unknown unit {other:?}: use ms, s, m, h or d"
-            ));
+            return Err(UnitError::DurationUnit {
+                text: s.to_string(),
+                unit: other.to_string(),
+            });
         }
     }
-    .ok_or_else(|| format!("{s:?} is too large"))?;
+    .ok_or_else(|| UnitError::TooLarge(s.to_string()))?;
     Ok(Duration::from_millis(ms))
 }
 
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, UnitError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a size: write e.g. 512KiB, 64MiB or 1GiB"))?;
+        .map_err(|_| UnitError::NotASize(s.to_string()))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" => 1 << 10,
@@ -56,13 +74,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         other => {
-            return Err(format!(
-                "{s:?} has unknown unit {other:?}: use B, KiB, MiB, GiB (or kB, MB, GB)"
-            ));
+            return Err(UnitError::SizeUnit {
+                text: s.to_string(),
+                unit: other.to_string(),
+            });
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+        .ok_or_else(|| UnitError::TooLarge(s.to_string()))
 }
 
 impl fmt::Display for HumanDuration {

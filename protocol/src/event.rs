@@ -15,6 +15,17 @@ pub struct EventBatch {
     pub events: Vec<Event>,
 }
 
+impl EventBatch {
+    /// A batch of `device`'s events at this [`VERSION`](crate::VERSION).
+    pub fn new(device: DeviceId, events: Vec<Event>) -> Self {
+        EventBatch {
+            v: crate::VERSION,
+            device,
+            events,
+        }
+    }
+}
+
 /// One event, stamped exactly like a [`crate::Sample`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

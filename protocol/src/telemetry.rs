@@ -15,6 +15,17 @@ pub struct Telemetry {
     pub samples: Vec<Sample>,
 }
 
+impl Telemetry {
+    /// A batch of `device`'s samples at this [`VERSION`](crate::VERSION).
+    pub fn new(device: DeviceId, samples: Vec<Sample>) -> Self {
+        Telemetry {
+            v: crate::VERSION,
+            device,
+            samples,
+        }
+    }
+}
+
 /// One periodic reading of a device. Metric groups the device does not have
 /// (no thermal zone, no throttle word...) are absent, not zero.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

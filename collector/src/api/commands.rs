@@ -2,16 +2,13 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query as QueryParams, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use picket_protocol::DeviceId;
-
-use super::params::{self, Params};
-use super::{ApiError, AppState, Peer, Role, ask, authorize, blocking, reading};
+use super::{ApiError, Call, Role, ask, blocking, device_id};
 use crate::commands::IssueError;
 use crate::fleet::query::Query;
 
@@ -44,24 +41,15 @@ fn ttl(v: Option<serde_json::Value>) -> Result<Option<std::time::Duration>, ApiE
     }
 }
 
-pub async fn send(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    QueryParams(p): QueryParams<Params>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    authorize(&state.auth, &headers, peer.0, Role::Admin)?;
-    params::only(&p, &[])?;
-    let device = DeviceId::new(id.clone())
-        .map_err(|e| ApiError::bad_request(format!("device id {id:?}: {e}")))?;
+pub async fn send(Path(id): Path<String>, call: Call, body: Bytes) -> Result<Response, ApiError> {
+    call.allow(Role::Admin, &[])?;
+    let device = device_id(&id)?;
     let body: SendBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("body: {e} (expected {{name, args, ttl}})")))?;
     let ttl = ttl(body.ttl)?;
     let action = crate::commands::action(&body.name, body.args)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let sent = ask(&state, |reply| Query::Send {
+    let sent = ask(&call.state, |reply| Query::Send {
         device: device.clone(),
         action,
         ttl,
@@ -89,15 +77,9 @@ pub async fn send(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub async fn one(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    QueryParams(p): QueryParams<Params>,
-) -> Result<Response, ApiError> {
-    reading(&state, &headers, &peer, &p, &[])?;
-    let reader = state.history.clone();
+pub async fn one(Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
+    call.read(&[])?;
+    let reader = call.state.history.clone();
     let key = id.clone();
     let log = blocking(move || reader.command(&key))
         .await?

@@ -1,15 +1,13 @@
 //! `/api/devices`, one device, its history and events.
 
 use axum::Json;
-use axum::extract::{Path, Query as QueryParams, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use picket_protocol::DeviceId;
-
-use super::params::{self, Params};
-use super::{ApiError, AppState, Peer, Role, ask, authorize, blocking, reading};
+use super::params;
+use super::{ApiError, Call, Role, ask, blocking, device_id};
 use crate::fleet::query::Query;
 use crate::model::{Metric, Millis};
 
@@ -18,34 +16,19 @@ const MAX_POINTS: usize = 20_000;
 /// The longest window one history query may cover.
 const MAX_SPAN: Millis = 400 * 86_400_000;
 
-fn device_id(id: &str) -> Result<DeviceId, ApiError> {
-    DeviceId::new(id).map_err(|e| ApiError::bad_request(format!("device id {id:?}: {e}")))
-}
-
-pub async fn list(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    QueryParams(p): QueryParams<Params>,
-) -> Result<Response, ApiError> {
-    reading(&state, &headers, &peer, &p, &[])?;
-    let devices = ask(&state, Query::Devices).await?;
+pub async fn list(call: Call) -> Result<Response, ApiError> {
+    call.read(&[])?;
+    let devices = ask(&call.state, Query::Devices).await?;
     Ok(Json(devices).into_response())
 }
 
-pub async fn one(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    QueryParams(p): QueryParams<Params>,
-) -> Result<Response, ApiError> {
-    reading(&state, &headers, &peer, &p, &[])?;
+pub async fn one(Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
+    call.read(&[])?;
     let id = device_id(&id)?;
-    let detail = ask(&state, |tx| Query::Device(id.clone(), tx))
+    let detail = ask(&call.state, |tx| Query::Device(id.clone(), tx))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    let reader = state.history.clone();
+    let reader = call.state.history.clone();
     let history = blocking(move || reader.presence(&id, 50)).await?;
     let mut body = serde_json::to_value(&detail)
         .map_err(|e| ApiError::internal(format!("cannot encode the device: {e}")))?;
@@ -56,27 +39,16 @@ pub async fn one(
 
 /// `?metric=temp&from=-24h&to=now&step=5m`: one metric's values; with
 /// `step`, averages (and min, max, count) per bucket.
-pub async fn history(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    QueryParams(p): QueryParams<Params>,
-) -> Result<Response, ApiError> {
-    reading(
-        &state,
-        &headers,
-        &peer,
-        &p,
-        &["metric", "from", "to", "step"],
-    )?;
+pub async fn history(Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
+    call.read(&["metric", "from", "to", "step"])?;
     let id = device_id(&id)?;
-    let metric = p
+    let metric = call
+        .params
         .get("metric")
         .ok_or_else(|| ApiError::bad_request("metric is required, e.g. metric=temp"))?;
-    let metric = Metric::parse(metric).map_err(ApiError::bad_request)?;
-    let (from, to) = params::window(&p, MAX_SPAN)?;
-    let step = match p.get("step") {
+    let metric = Metric::parse(metric).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (from, to) = params::window(&call.params, MAX_SPAN)?;
+    let step = match call.params.get("step") {
         None => None,
         Some(v) => {
             let step = params::duration("step", v)?;
@@ -91,7 +63,7 @@ pub async fn history(
             Some(step)
         }
     };
-    let reader = state.history.clone();
+    let reader = call.state.history.clone();
     let (dev, m) = (id.clone(), metric.clone());
     let points = blocking(move || reader.history(&dev, &m, from, to, step, MAX_POINTS)).await?;
     Ok(Json(json!({
@@ -106,35 +78,22 @@ pub async fn history(
 }
 
 /// `?from=&to=&limit=`: the device's events, newest last.
-pub async fn events(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    QueryParams(p): QueryParams<Params>,
-) -> Result<Response, ApiError> {
-    reading(&state, &headers, &peer, &p, &["from", "to", "limit"])?;
+pub async fn events(Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
+    call.read(&["from", "to", "limit"])?;
     let id = device_id(&id)?;
-    let (from, to) = params::window(&p, MAX_SPAN)?;
-    let limit = params::limit(&p, 500, 10_000)?;
-    let reader = state.history.clone();
+    let (from, to) = params::window(&call.params, MAX_SPAN)?;
+    let limit = params::limit(&call.params, 500, 10_000)?;
+    let reader = call.state.history.clone();
     let dev = id.clone();
     let events = blocking(move || reader.events(&dev, from, to, limit)).await?;
     Ok(Json(json!({ "device": id, "events": events })).into_response())
 }
 
 /// Admin: forget a device (decommissioned box) and its history.
-pub async fn forget(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    QueryParams(p): QueryParams<Params>,
-) -> Result<Response, ApiError> {
-    authorize(&state.auth, &headers, peer.0, Role::Admin)?;
-    params::only(&p, &[])?;
+pub async fn forget(Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
+    call.allow(Role::Admin, &[])?;
     let id = device_id(&id)?;
-    if ask(&state, |tx| Query::Forget(id.clone(), tx)).await? {
+    if ask(&call.state, |tx| Query::Forget(id.clone(), tx)).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found(format!("no device {id}")))

@@ -2,16 +2,14 @@
 //! and the ingest quarantine, `/api/ingest/refused`.
 
 use axum::Json;
-use axum::extract::{Query as QueryParams, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
 use picket_protocol::{DeviceId, Severity};
 
-use super::params::{self, Params};
-use super::{ApiError, AppState, Peer, Role, ask, authorize, blocking, reading};
+use super::params;
+use super::{ApiError, Call, Role, ask, blocking};
 use crate::fleet::query::{DeviceSummary, Query};
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -70,51 +68,41 @@ pub fn stats_of(devices: &[DeviceSummary], alerts: &[Severity]) -> Stats {
     }
 }
 
-pub async fn stats(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    QueryParams(p): QueryParams<Params>,
-) -> Result<Response, ApiError> {
-    reading(&state, &headers, &peer, &p, &[])?;
-    let devices = ask(&state, Query::Devices).await?;
-    let alerts = ask(&state, Query::Alerts).await?;
+pub async fn stats(call: Call) -> Result<Response, ApiError> {
+    call.read(&[])?;
+    let devices = ask(&call.state, Query::Devices).await?;
+    let alerts = ask(&call.state, Query::Alerts).await?;
     let severities: Vec<Severity> = alerts.iter().map(|a| a.alert.severity).collect();
     Ok(Json(stats_of(&devices, &severities)).into_response())
 }
 
 /// `?state=active|resolved|all&device=&limit=`: active alerts come from
 /// the live fleet; resolved ones from the alert log.
-pub async fn alerts(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    QueryParams(p): QueryParams<Params>,
-) -> Result<Response, ApiError> {
-    reading(&state, &headers, &peer, &p, &["state", "device", "limit"])?;
-    let which = p.get("state").map_or("active", String::as_str);
+pub async fn alerts(call: Call) -> Result<Response, ApiError> {
+    call.read(&["state", "device", "limit"])?;
+    let which = call.params.get("state").map_or("active", String::as_str);
     if !matches!(which, "active" | "resolved" | "all" | "log") {
         return Err(ApiError::bad_request(format!(
             "state={which:?}: expected active, resolved, all or log"
         )));
     }
-    let device = match p.get("device") {
+    let device = match call.params.get("device") {
         Some(d) => Some(
             DeviceId::new(d.as_str())
                 .map_err(|e| ApiError::bad_request(format!("device {d:?}: {e}")))?,
         ),
         None => None,
     };
-    let limit = params::limit(&p, 500, 10_000)?;
+    let limit = params::limit(&call.params, 500, 10_000)?;
     if which == "log" {
         // Every change, newest first, with the remedy a firing sent.
-        let reader = state.history.clone();
+        let reader = call.state.history.clone();
         let log = blocking(move || reader.alert_log(device.as_ref(), 0, limit)).await?;
         return Ok(Json(json!({ "log": log })).into_response());
     }
     let mut active = Vec::new();
     if which != "resolved" {
-        active = ask(&state, Query::Alerts).await?;
+        active = ask(&call.state, Query::Alerts).await?;
         if let Some(d) = &device {
             active.retain(|a| &a.device == d);
         }
@@ -122,7 +110,7 @@ pub async fn alerts(
     }
     let mut resolved = Vec::new();
     if which != "active" {
-        let reader = state.history.clone();
+        let reader = call.state.history.clone();
         let dev = device.clone();
         let log = blocking(move || reader.alert_log(dev.as_ref(), 0, limit * 4)).await?;
         resolved = log
@@ -137,16 +125,10 @@ pub async fn alerts(
 /// Admin: `GET /api/ingest/refused?limit=`, the quarantine, newest first:
 /// each refused message's topic, reason, time, size and the first 4 KiB
 /// of its payload (as text when it is UTF-8, always as hex).
-pub async fn refused(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    QueryParams(p): QueryParams<Params>,
-) -> Result<Response, ApiError> {
-    authorize(&state.auth, &headers, peer.0, Role::Admin)?;
-    params::only(&p, &["limit"])?;
-    let limit = params::limit(&p, 100, crate::history::REFUSED_KEEP_ROWS)?;
-    let reader = state.history.clone();
+pub async fn refused(call: Call) -> Result<Response, ApiError> {
+    call.allow(Role::Admin, &["limit"])?;
+    let limit = params::limit(&call.params, 100, crate::history::REFUSED_KEEP_ROWS)?;
+    let reader = call.state.history.clone();
     let rows = blocking(move || reader.refused(limit)).await?;
     let refused: Vec<serde_json::Value> = rows
         .into_iter()

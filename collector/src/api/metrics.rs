@@ -29,26 +29,18 @@ pub async fn metrics(
     per_device(&mut out, &devices);
     ingest(&mut out, &state.counters);
     let since = state.link.borrow().connected_since;
-    out.family(
+    out.single(
         "picket_broker_connected",
         "gauge",
         "1 while the collector's MQTT session is up.",
-    );
-    out.sample(
-        "picket_broker_connected",
-        &[],
         if since.is_some() { 1.0 } else { 0.0 },
     );
     // Absent while disconnected: a time of 0 would read as 1970.
     if let Some(at) = since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
-        out.family(
+        out.single(
             "picket_broker_connected_since_timestamp_seconds",
             "gauge",
             "Unix time the current connection to the broker was acknowledged.",
-        );
-        out.sample(
-            "picket_broker_connected_since_timestamp_seconds",
-            &[],
             at.as_secs_f64(),
         );
     }
@@ -88,6 +80,12 @@ impl Exposition {
             self.text.push('}');
         }
         let _ = writeln!(self.text, " {}", number(value));
+    }
+
+    /// A family of one sample without labels.
+    pub fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
     }
 }
 
@@ -280,17 +278,33 @@ fn ingest(out: &mut Exposition, c: &IngestCounters) {
             c.refused(why) as f64,
         );
     }
-    out.family(
+    out.single(
         "picket_store_failing",
         "gauge",
         "1 while the database cannot store (disk full, I/O error, read-only): nothing is acknowledged meanwhile.",
-    );
-    out.sample(
-        "picket_store_failing",
-        &[],
         f64::from(u8::from(c.store_failure().is_some())),
     );
-    let counters = [
+    for (name, help, v) in totals(c) {
+        out.single(name, "counter", help, v as f64);
+    }
+    out.single(
+        "picket_ingest_lag_seconds",
+        "gauge",
+        "Delay between the latest live sample's timestamp and its arrival.",
+        get(&c.lag_ms) as f64 / 1000.0,
+    );
+    out.single(
+        "picket_store_last_commit_timestamp_seconds",
+        "gauge",
+        "Unix time the last commit to SQLite returned (0: none since start).",
+        get(&c.last_commit_ms) as f64 / 1000.0,
+    );
+}
+
+/// The counters of records and commits: name, help, value.
+fn totals(c: &IngestCounters) -> [(&'static str, &'static str, u64); 6] {
+    let get = IngestCounters::get;
+    [
         (
             "picket_ingest_records_total",
             "Samples and events stored, each once.",
@@ -321,31 +335,7 @@ fn ingest(out: &mut Exposition, c: &IngestCounters) {
             "Failed commits (retried; their messages stay unacknowledged).",
             get(&c.commit_errors),
         ),
-    ];
-    for (name, help, v) in counters {
-        out.family(name, "counter", help);
-        out.sample(name, &[], v as f64);
-    }
-    out.family(
-        "picket_ingest_lag_seconds",
-        "gauge",
-        "Delay between the latest live sample's timestamp and its arrival.",
-    );
-    out.sample(
-        "picket_ingest_lag_seconds",
-        &[],
-        get(&c.lag_ms) as f64 / 1000.0,
-    );
-    out.family(
-        "picket_store_last_commit_timestamp_seconds",
-        "gauge",
-        "Unix time the last commit to SQLite returned (0: none since start).",
-    );
-    out.sample(
-        "picket_store_last_commit_timestamp_seconds",
-        &[],
-        get(&c.last_commit_ms) as f64 / 1000.0,
-    );
+    ]
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! history from SQLite through read-only connections on blocking threads.
 //!
 //! # Layout
-//! - this file: router, shared state, errors, bearer-token roles.
+//! - this file: router, shared state, errors, bearer-token roles, the
+//!   [`Call`] every route starts from.
 //! - `devices`: `/api/devices...`.
 //! - `commands`: sending a command, following its statuses.
 //! - `fleet`: `/api/stats`, `/api/alerts`.
@@ -23,10 +24,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query as QueryParams, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use picket_protocol::DeviceId;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -172,16 +175,52 @@ pub fn authorize(
     Ok(())
 }
 
-/// The preamble of every read route: the token, then the parameters.
-pub fn reading(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: &Peer,
-    params: &params::Params,
-    known: &[&str],
-) -> Result<(), ApiError> {
-    authorize(&state.auth, headers, peer.0, Role::Read)?;
-    params::only(params, known)
+/// What an API route starts from: the shared state, the caller's address
+/// and headers (for the token) and the query parameters, extracted in that
+/// order.
+pub struct Call {
+    pub state: AppState,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    pub params: params::Params,
+}
+
+impl FromRequestParts<AppState> for Call {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let ConnectInfo(peer) = Peer::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let QueryParams(params) = QueryParams::<params::Params>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Call {
+            state: state.clone(),
+            peer,
+            headers: parts.headers.clone(),
+            params,
+        })
+    }
+}
+
+impl Call {
+    /// The preamble of every route: the token must allow `need`, then
+    /// every parameter must be one of `known`.
+    pub fn allow(&self, need: Role, known: &[&str]) -> Result<(), ApiError> {
+        authorize(&self.state.auth, &self.headers, self.peer, need)?;
+        params::only(&self.params, known)
+    }
+
+    /// [`Call::allow`] for a read route.
+    pub fn read(&self, known: &[&str]) -> Result<(), ApiError> {
+        self.allow(Role::Read, known)
+    }
+}
+
+/// A device id from a route's path.
+pub fn device_id(id: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::new(id).map_err(|e| ApiError::bad_request(format!("device id {id:?}: {e}")))
 }
 
 /// Compare in time independent of where the strings differ (a token's

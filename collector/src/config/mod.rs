@@ -69,9 +69,8 @@ pub fn load(
     path: Option<&Path>,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    let (text, origin) = picket_config::load_text(path, DEFAULT_PATH)?;
-    let (raw, unknown) = parse(&text, &origin, vars)?;
-    Ok((validate(&raw)?, unknown))
+    let loaded = picket_config::load::<RawConfig>(path, DEFAULT_PATH, vars)?;
+    Ok((validate(&loaded.raw)?, loaded.unknown))
 }
 
 /// Parse TOML text and apply the environment, without validating.

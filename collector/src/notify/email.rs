@@ -167,24 +167,18 @@ impl Email {
 mod tests {
     use std::collections::BTreeMap;
 
-    use picket_protocol::{DeviceId, Severity};
+    use picket_protocol::Severity;
 
     use super::*;
 
+    /// With a second label, to show how labels are listed.
     fn notification() -> Notification {
         Notification {
-            device: DeviceId::new("pi-cesson-01").expect("id"),
             labels: BTreeMap::from([
                 ("club".into(), "CESSON".into()),
                 ("site".into(), "cesson-b827eb123456".into()),
             ]),
-            rule: "temperature".into(),
-            instance: None,
-            severity: Severity::Critical,
-            state: Kind::Firing,
-            value: Some(81.2),
-            message: "temperature 81.2 °C".into(),
-            ts: 1_733_323_122_000,
+            ..crate::notify::test_notification()
         }
     }
 

@@ -370,6 +370,23 @@ async fn deliver_all(
     }
 }
 
+/// The notification the channels' tests format: a critical temperature
+/// alert firing on a labelled device.
+#[cfg(test)]
+pub(crate) fn test_notification() -> Notification {
+    Notification {
+        device: DeviceId::new("pi-cesson-01").expect("id"),
+        labels: BTreeMap::from([("club".into(), "CESSON".into())]),
+        rule: "temperature".into(),
+        instance: None,
+        severity: Severity::Critical,
+        state: Kind::Firing,
+        value: Some(81.2),
+        message: "temperature 81.2 °C".into(),
+        ts: 1_733_323_122_000,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

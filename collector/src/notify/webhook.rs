@@ -211,19 +211,7 @@ fn post(agent: &Agent, url: &str, body: &[u8]) -> Result<(), WebhookError> {
 mod tests {
     use super::*;
 
-    fn notification() -> Notification {
-        Notification {
-            device: DeviceId::new("pi-cesson-01").expect("id"),
-            labels: BTreeMap::from([("club".into(), "CESSON".into())]),
-            rule: "temperature".into(),
-            instance: None,
-            severity: Severity::Critical,
-            state: Kind::Firing,
-            value: Some(81.2),
-            message: "temperature 81.2 °C".into(),
-            ts: 1_733_323_122_000,
-        }
-    }
+    use crate::notify::test_notification as notification;
 
     #[test]
     fn payload_fields() {

@@ -80,46 +80,9 @@ fn check(o: &Options<'_>) -> Result<Selector, RolloutError> {
 
 pub fn run(o: &Options<'_>, out: &mut impl Write) -> Result<Summary, RolloutError> {
     let selector = check(o)?;
-    let signed = artifact::sign(o.artifact, o.key)?;
-    let args = UpdateArgs {
-        url: o.url.to_string(),
-        sha256: signed.sha256.clone(),
-        version: o.to.to_string(),
-        signature: signed.signature.clone(),
-        allow_downgrade: o.allow_downgrade,
-    };
-    Action::AgentUpdate(args.clone())
-        .check()
-        .map_err(|e| RolloutError::Invalid(e.to_string()))?;
-    writeln!(
-        out,
-        "artifact {}: {} bytes, sha256 {}, signed",
-        o.artifact.display(),
-        signed.bytes,
-        signed.sha256
-    )?;
-
-    let http: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let base = o.api.trim_end_matches('/');
-    let listed = call(&http, &format!("{base}/api/devices"), o.token, None)?;
-    let devices: Vec<Device> = listed
-        .as_array()
-        .map(|a| a.iter().filter_map(Device::from_api).collect())
-        .unwrap_or_default();
-    let p = plan(&devices, &selector, o.to, o.allow_downgrade, o.batch);
-    for (id, why) in &p.skipped {
-        let why = match why {
-            Skip::Already => format!("already runs {}", o.to),
-            Skip::Offline => "offline (run the rollout again when it is back)".into(),
-            Skip::Newer(v) => format!("runs {v}, newer (--allow-downgrade to replace it)"),
-        };
-        writeln!(out, "skipped {id}: {why}")?;
-    }
-    let mut rollout = Rollout::new(p, o.max_failed / 100.0);
+    let args = signed_args(o, out)?;
+    let api = Api::new(o);
+    let mut rollout = api.plan(&selector, out)?;
     let total = rollout.batches();
     if total == 0 {
         writeln!(out, "no device to update")?;
@@ -132,59 +95,8 @@ pub fn run(o: &Options<'_>, out: &mut impl Write) -> Result<Summary, RolloutErro
     while let Some((i, batch)) = rollout.next_batch() {
         writeln!(out, "batch {}/{total}: {}", i + 1, batch.join(", "))?;
         out.flush()?;
-        let mut pending: Vec<(String, String)> = Vec::new();
-        for device in &batch {
-            let url = format!("{base}/api/devices/{device}/commands");
-            match call(&http, &url, o.token, Some(&body)) {
-                Ok(v) => match v["id"].as_str() {
-                    Some(id) => {
-                        writeln!(out, "  {device}: sent (command {id})")?;
-                        pending.push((device.clone(), id.to_string()));
-                    }
-                    None => finish(
-                        &mut rollout,
-                        out,
-                        device,
-                        Finished::Failed(format!("no command id in {v}")),
-                    )?,
-                },
-                Err(SendError::Refused { message, .. }) => {
-                    finish(
-                        &mut rollout,
-                        out,
-                        device,
-                        Finished::Failed(format!("not sent: {message}")),
-                    )?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let deadline = Instant::now() + o.timeout;
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for (device, id) in pending {
-                let view = call(&http, &format!("{base}/api/commands/{id}"), o.token, None)?;
-                match settled(&view) {
-                    Some(f) => finish(&mut rollout, out, &device, f)?,
-                    None => still.push((device, id)),
-                }
-            }
-            pending = still;
-            if pending.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                for (device, id) in pending.drain(..) {
-                    let why = format!(
-                        "no final status within {} s (command {id})",
-                        o.timeout.as_secs()
-                    );
-                    finish(&mut rollout, out, &device, Finished::Failed(why))?;
-                }
-                break;
-            }
-            std::thread::sleep(o.poll);
-        }
+        let pending = api.send_batch(&mut rollout, &batch, &body, out)?;
+        api.await_batch(&mut rollout, pending, out)?;
         if rollout.check() {
             let s = rollout.summary();
             writeln!(
@@ -208,6 +120,156 @@ pub fn run(o: &Options<'_>, out: &mut impl Write) -> Result<Summary, RolloutErro
         s.skipped
     )?;
     Ok(s)
+}
+
+/// Sign the artifact and check the command every device will get.
+fn signed_args(o: &Options<'_>, out: &mut impl Write) -> Result<UpdateArgs, RolloutError> {
+    let signed = artifact::sign(o.artifact, o.key)?;
+    let args = UpdateArgs {
+        url: o.url.to_string(),
+        sha256: signed.sha256.clone(),
+        version: o.to.to_string(),
+        signature: signed.signature.clone(),
+        allow_downgrade: o.allow_downgrade,
+    };
+    Action::AgentUpdate(args.clone())
+        .check()
+        .map_err(|e| RolloutError::Invalid(e.to_string()))?;
+    writeln!(
+        out,
+        "artifact {}: {} bytes, sha256 {}, signed",
+        o.artifact.display(),
+        signed.bytes,
+        signed.sha256
+    )?;
+    Ok(args)
+}
+
+/// The collector's API as the rollout uses it.
+struct Api<'o, 'a> {
+    http: ureq::Agent,
+    base: &'a str,
+    o: &'o Options<'a>,
+}
+
+impl<'o, 'a> Api<'o, 'a> {
+    fn new(o: &'o Options<'a>) -> Self {
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let base = o.api.trim_end_matches('/');
+        Api { http, base, o }
+    }
+
+    fn get(&self, path: &str) -> Result<Value, SendError> {
+        call(
+            &self.http,
+            &format!("{}{path}", self.base),
+            self.o.token,
+            None,
+        )
+    }
+
+    /// The fleet as the API lists it, planned into batches; the devices
+    /// left out are reported.
+    fn plan(&self, selector: &Selector, out: &mut impl Write) -> Result<Rollout, RolloutError> {
+        let o = self.o;
+        let listed = self.get("/api/devices")?;
+        let devices: Vec<Device> = listed
+            .as_array()
+            .map(|a| a.iter().filter_map(Device::from_api).collect())
+            .unwrap_or_default();
+        let p = plan(&devices, selector, o.to, o.allow_downgrade, o.batch);
+        for (id, why) in &p.skipped {
+            let why = match why {
+                Skip::Already => format!("already runs {}", o.to),
+                Skip::Offline => "offline (run the rollout again when it is back)".into(),
+                Skip::Newer(v) => format!("runs {v}, newer (--allow-downgrade to replace it)"),
+            };
+            writeln!(out, "skipped {id}: {why}")?;
+        }
+        Ok(Rollout::new(p, o.max_failed / 100.0))
+    }
+
+    /// Send the command to each device of a batch. Returns the devices
+    /// and command ids it was sent to; a device that refused it is
+    /// recorded as failed.
+    fn send_batch(
+        &self,
+        rollout: &mut Rollout,
+        batch: &[String],
+        body: &Value,
+        out: &mut impl Write,
+    ) -> Result<Vec<(String, String)>, RolloutError> {
+        let mut pending: Vec<(String, String)> = Vec::new();
+        for device in batch {
+            let url = format!("{}/api/devices/{device}/commands", self.base);
+            match call(&self.http, &url, self.o.token, Some(body)) {
+                Ok(v) => match v["id"].as_str() {
+                    Some(id) => {
+                        writeln!(out, "  {device}: sent (command {id})")?;
+                        pending.push((device.clone(), id.to_string()));
+                    }
+                    None => finish(
+                        rollout,
+                        out,
+                        device,
+                        Finished::Failed(format!("no command id in {v}")),
+                    )?,
+                },
+                Err(SendError::Refused { message, .. }) => {
+                    finish(
+                        rollout,
+                        out,
+                        device,
+                        Finished::Failed(format!("not sent: {message}")),
+                    )?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Poll the batch's commands until each has a final status or the
+    /// batch's time is up (the silent ones fail).
+    fn await_batch(
+        &self,
+        rollout: &mut Rollout,
+        mut pending: Vec<(String, String)>,
+        out: &mut impl Write,
+    ) -> Result<(), RolloutError> {
+        let timeout = self.o.timeout;
+        let deadline = Instant::now() + timeout;
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for (device, id) in pending {
+                let view = self.get(&format!("/api/commands/{id}"))?;
+                match settled(&view) {
+                    Some(f) => finish(rollout, out, &device, f)?,
+                    None => still.push((device, id)),
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                for (device, id) in pending.drain(..) {
+                    let why = format!(
+                        "no final status within {} s (command {id})",
+                        timeout.as_secs()
+                    );
+                    finish(rollout, out, &device, Finished::Failed(why))?;
+                }
+                break;
+            }
+            std::thread::sleep(self.o.poll);
+        }
+        Ok(())
+    }
 }
 
 fn finish(

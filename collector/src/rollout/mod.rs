@@ -34,8 +34,20 @@ pub struct Selector {
     labels: Vec<(String, Glob)>,
 }
 
+/// A `--devices` that [`Selector::parse`] refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectorError {
+    /// A pattern's ([`Glob`]'s message).
+    #[error("{0}")]
+    Glob(String),
+    #[error("{0:?}: a label term is key=value")]
+    Label(String),
+    #[error("the selector selects nothing: give device ids, globs or key=value")]
+    Empty,
+}
+
 impl Selector {
-    pub fn parse(text: &str) -> Result<Selector, String> {
+    pub fn parse(text: &str) -> Result<Selector, SelectorError> {
         let mut s = Selector {
             ids: Vec::new(),
             labels: Vec::new(),
@@ -45,15 +57,18 @@ impl Selector {
                 continue;
             }
             match term.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() => s
-                    .labels
-                    .push((k.trim().to_string(), Glob::parse(v.trim())?)),
-                Some(_) => return Err(format!("{term:?}: a label term is key=value")),
-                None => s.ids.push(Glob::check_device(term)?),
+                Some((k, v)) if !k.trim().is_empty() => s.labels.push((
+                    k.trim().to_string(),
+                    Glob::parse(v.trim()).map_err(SelectorError::Glob)?,
+                )),
+                Some(_) => return Err(SelectorError::Label(term.to_string())),
+                None => s
+                    .ids
+                    .push(Glob::check_device(term).map_err(SelectorError::Glob)?),
             }
         }
         if s.ids.is_empty() && s.labels.is_empty() {
-            return Err("the selector selects nothing: give device ids, globs or key=value".into());
+            return Err(SelectorError::Empty);
         }
         Ok(s)
     }

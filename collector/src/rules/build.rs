@@ -26,7 +26,7 @@ pub fn build(user: &[RawRule]) -> Result<RuleSet, ConfigError> {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, u) in user.iter().enumerate() {
         let key = format!("rules[{i}].name");
-        check_name(&u.name).map_err(|r| invalid(&key, r))?;
+        check_name(&u.name).map_err(|r| invalid(&key, r.to_string()))?;
         if let Some(j) = seen.insert(&u.name, i) {
             return Err(invalid(
                 &key,
@@ -53,20 +53,29 @@ pub fn build(user: &[RawRule]) -> Result<RuleSet, ConfigError> {
     Ok(RuleSet::new(rules))
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// A rule `name` that [`check_name`] refuses.
+#[derive(Debug, thiserror::Error)]
+enum NameError {
+    #[error("a rule needs a name")]
+    Empty,
+    #[error("{0:?} is longer than 64 characters")]
+    TooLong(String),
+    #[error("{0:?}: use lowercase letters, digits and '_' (e.g. disk_usage)")]
+    Characters(String),
+}
+
+fn check_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("a rule needs a name".into());
+        return Err(NameError::Empty);
     }
     if name.len() > 64 {
-        return Err(format!("{name:?} is longer than 64 characters"));
+        return Err(NameError::TooLong(name.to_string()));
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     {
-        return Err(format!(
-            "{name:?}: use lowercase letters, digits and '_' (e.g. disk_usage)"
-        ));
+        return Err(NameError::Characters(name.to_string()));
     }
     Ok(())
 }
@@ -96,12 +105,14 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
             missing(&name, "a metric, e.g. temp or disk.pct:*"),
         )
     })?;
-    let selector = Selector::parse(metric).map_err(|e| invalid(&format!("{key}.metric"), e))?;
+    let selector =
+        Selector::parse(metric).map_err(|e| invalid(&format!("{key}.metric"), e.to_string()))?;
     let (key, op) = pick(stack, |r| r.op.as_deref())
         .ok_or_else(|| invalid(&format!("{top}.op"), missing(&name, "an op, e.g. \">\"")))?;
-    let op = Op::parse(op).map_err(|e| invalid(&format!("{key}.op"), e))?;
+    let op = Op::parse(op).map_err(|e| invalid(&format!("{key}.op"), e.to_string()))?;
     let (key, text) = pick(stack, |r| r.message.as_deref()).unwrap_or((top, DEFAULT_TEMPLATE));
-    let message = Template::parse(text).map_err(|e| invalid(&format!("{key}.message"), e))?;
+    let message =
+        Template::parse(text).map_err(|e| invalid(&format!("{key}.message"), e.to_string()))?;
     if message.uses_instance() && !selector.has_instances() {
         return Err(invalid(
             &format!("{key}.message"),
@@ -114,6 +125,36 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
 
     let layers: Vec<Layer> = stack.iter().map(|(k, r)| Layer::of_rule(k, r)).collect();
     let base = resolve(&layers, op, top)?;
+    let overrides = overrides(stack, &layers, op)?;
+    let unit = METRICS
+        .iter()
+        .find(|(n, _, _)| *n == selector.name())
+        .map_or("", |(_, unit, _)| *unit);
+    let remedy = match pick(stack, |r| r.remedy.as_ref()) {
+        Some((key, r)) => Some(remedy(&format!("{key}.remedy"), r)?),
+        None => None,
+    };
+    let window_ms = window_ms(stack, &selector)?;
+    Ok(Rule {
+        window_ms,
+        remedy,
+        name,
+        selector,
+        op,
+        unit,
+        message,
+        base,
+        overrides,
+    })
+}
+
+/// The rule's overrides (the topmost layer that has any), each resolved
+/// over the rule's layers.
+fn overrides(
+    stack: &[(String, &RawRule)],
+    layers: &[Layer],
+    op: Op,
+) -> Result<Vec<Override>, ConfigError> {
     let mut overrides = Vec::new();
     if let Some((key, list)) = pick(stack, |r| (!r.overrides.is_empty()).then_some(&r.overrides)) {
         for (j, o) in list.iter().enumerate() {
@@ -124,7 +165,7 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
                     "an override needs devices or labels to say which devices it is for",
                 ));
             }
-            let mut layers = layers.clone();
+            let mut layers = layers.to_vec();
             layers.push(Layer::of_override(&key, o));
             overrides.push(Override {
                 devices: o
@@ -143,15 +184,15 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
             });
         }
     }
-    let unit = METRICS
-        .iter()
-        .find(|(n, _, _)| *n == selector.name())
-        .map_or("", |(_, unit, _)| *unit);
-    let remedy = match pick(stack, |r| r.remedy.as_ref()) {
-        Some((key, r)) => Some(remedy(&format!("{key}.remedy"), r)?),
-        None => None,
-    };
-    let window_ms = match pick(stack, |r| r.window) {
+    Ok(overrides)
+}
+
+/// A counter rule's `window`, in milliseconds.
+fn window_ms(
+    stack: &[(String, &RawRule)],
+    selector: &Selector,
+) -> Result<Option<u64>, ConfigError> {
+    Ok(match pick(stack, |r| r.window) {
         Some((key, w)) => {
             let key = format!("{key}.window");
             if selector.is_presence() {
@@ -163,17 +204,6 @@ fn compile(stack: &[(String, &RawRule)]) -> Result<Rule, ConfigError> {
             Some(u64::try_from(w.0.as_millis()).unwrap_or(u64::MAX))
         }
         None => None,
-    };
-    Ok(Rule {
-        window_ms,
-        remedy,
-        name,
-        selector,
-        op,
-        unit,
-        message,
-        base,
-        overrides,
     })
 }
 
@@ -261,7 +291,7 @@ fn resolve(layers: &[Layer], op: Op, top: &str) -> Result<Params, ConfigError> {
             .find_map(|(depth, l)| l.levels[i].map(|a| (depth, l.key, a)));
         if let Some((depth, key, amount)) = found {
             let key = format!("{key}.{}", LEVEL_KEYS[i]);
-            *slot = amount.resolve().map_err(|e| invalid(&key, e))?;
+            *slot = amount.resolve().map_err(|e| invalid(&key, e.to_string()))?;
             from[i] = (key, depth);
         }
     }
@@ -284,7 +314,7 @@ fn resolve(layers: &[Layer], op: Op, top: &str) -> Result<Params, ConfigError> {
         None => 0.0,
         Some((key, amount)) => {
             let key = format!("{key}.hysteresis");
-            match amount.resolve().map_err(|e| invalid(&key, e))? {
+            match amount.resolve().map_err(|e| invalid(&key, e.to_string()))? {
                 None => return Err(invalid(&key, "cannot be \"off\"; write 0 for none")),
                 Some(h) if h < 0.0 => {
                     return Err(invalid(&key, format!("{h} is negative; write 0 or more")));

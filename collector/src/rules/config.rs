@@ -207,13 +207,22 @@ pub enum Amount {
     Off,
 }
 
+/// An [`Amount`] that stands for no number.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AmountError {
+    #[error("{0} is not a usable number")]
+    NotFinite(f64),
+    #[error(transparent)]
+    Size(#[from] picket_config::UnitError),
+}
+
 impl Amount {
     /// The number this amount stands for; `None` for `"off"`.
-    pub(crate) fn resolve(&self) -> Result<Option<f64>, String> {
+    pub(crate) fn resolve(&self) -> Result<Option<f64>, AmountError> {
         match self {
             Amount::Number(n) if n.is_finite() => Ok(Some(*n)),
-            Amount::Number(n) => Err(format!("{n} is not a usable number")),
-            Amount::Size(s) => parse_size(s).map(|b| Some(b as f64)),
+            Amount::Number(n) => Err(AmountError::NotFinite(*n)),
+            Amount::Size(s) => Ok(Some(parse_size(s)? as f64)),
             Amount::Off => Ok(None),
         }
     }

@@ -17,7 +17,7 @@ use super::{
     ActiveAlert, DeviceCtx, LEVELS, Observation, Params, Rule, RuleSet, Transition, TransitionKind,
     level,
 };
-use crate::model::Millis;
+use crate::model::{Millis, Point};
 
 /// What the rules remember about one device, to persist between
 /// evaluations (it serialises to a few hundred bytes of JSON while alerts
@@ -210,105 +210,137 @@ impl RuleSet {
         now: Millis,
     ) -> Vec<Transition> {
         state.retain_rules(self, ctx);
-        let mut out = Vec::new();
         match *obs {
-            Observation::Sample { points } => {
-                if state.offline {
-                    return out;
-                }
-                // (rule, point) pairs whose names agree, in the order of a
-                // loop over the rules then the points: one lookup a point
-                // rather than a comparison a rule and a point.
-                let mut pairs: Vec<(usize, usize)> = Vec::new();
-                for (j, point) in points.iter().enumerate() {
-                    if let Some(rules) = self.by_metric.get(point.metric.name()) {
-                        pairs.extend(rules.iter().map(|&i| (i, j)));
-                    }
-                }
-                pairs.sort_unstable();
-                let mut params = None;
-                for (i, j) in pairs {
-                    let rule = &self.rules[i];
-                    let p = match params {
-                        Some((at, p)) if at == i => p,
-                        _ => {
-                            let p = rule.params(ctx);
-                            params = Some((i, p));
-                            p
-                        }
-                    };
-                    if !p.enabled {
-                        continue;
-                    }
-                    let point = &points[j];
-                    if let Some(instance) = rule.selector.select(&point.metric) {
-                        let value = match rule.window_ms {
-                            Some(window) => {
-                                let hist = state
-                                    .counters
-                                    .entry(rule.name.clone())
-                                    .or_default()
-                                    .entry(instance.to_string())
-                                    .or_default();
-                                increase(hist, point.value, now, window)
-                            }
-                            None => point.value,
-                        };
-                        let seen = Seen { value, at: now };
-                        out.extend(observe(state, rule, p, ctx, instance, seen, now));
-                    }
-                }
-            }
+            Observation::Sample { points } => self.on_sample(ctx, state, points, now),
             Observation::Presence { online, since } => {
-                if !online && !state.offline {
-                    // Nothing will be heard of these conditions while the
-                    // device is away: their `for` cannot be said to hold.
-                    for instances in state.alerts.values_mut() {
-                        for st in instances.values_mut().filter(|st| !st.presence) {
-                            st.held = [None; 3];
-                            st.due = None;
-                        }
-                    }
-                    state.prune();
-                }
-                state.offline = !online;
-                // Offline since it was last heard of, not since the
-                // timeout noticed it: `for` counts from then.
-                let seen = if online {
-                    Seen {
-                        value: 0.0,
-                        at: now,
-                    }
-                } else {
-                    Seen {
-                        value: 1.0,
-                        at: since,
-                    }
-                };
-                for rule in self.rules.iter().filter(|r| r.selector.is_presence()) {
-                    let p = rule.params(ctx);
-                    if p.enabled {
-                        out.extend(observe(state, rule, p, ctx, "", seen, now));
-                    }
-                }
+                self.on_presence(ctx, state, online, since, now)
             }
-            Observation::Tick => {
-                let offline = state.offline;
-                for rule in &self.rules {
-                    let Some(instances) = state.alerts.get_mut(&rule.name) else {
-                        continue;
-                    };
+            Observation::Tick => self.on_tick(ctx, state, now),
+        }
+    }
+
+    /// A sample's points, each through the rules on its metric.
+    fn on_sample(
+        &self,
+        ctx: &DeviceCtx,
+        state: &mut DeviceRules,
+        points: &[Point],
+        now: Millis,
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        if state.offline {
+            return out;
+        }
+        let mut params = None;
+        for (i, j) in self.rule_point_pairs(points) {
+            let rule = &self.rules[i];
+            let p = match params {
+                Some((at, p)) if at == i => p,
+                _ => {
                     let p = rule.params(ctx);
-                    for (instance, st) in instances.iter_mut() {
-                        let held_back = offline && !st.presence;
-                        if !held_back && st.due.is_some_and(|d| d <= now) {
-                            out.extend(step(rule, p, ctx, instance, st, now));
-                        }
-                    }
+                    params = Some((i, p));
+                    p
                 }
-                state.prune();
+            };
+            if !p.enabled {
+                continue;
+            }
+            let point = &points[j];
+            if let Some(instance) = rule.selector.select(&point.metric) {
+                let value = match rule.window_ms {
+                    Some(window) => {
+                        let hist = state
+                            .counters
+                            .entry(rule.name.clone())
+                            .or_default()
+                            .entry(instance.to_string())
+                            .or_default();
+                        increase(hist, point.value, now, window)
+                    }
+                    None => point.value,
+                };
+                let seen = Seen { value, at: now };
+                out.extend(observe(state, rule, p, ctx, instance, seen, now));
             }
         }
+        out
+    }
+
+    /// (rule, point) index pairs whose names agree, in the order of a
+    /// loop over the rules then the points: one lookup a point rather
+    /// than a comparison a rule and a point.
+    fn rule_point_pairs(&self, points: &[Point]) -> Vec<(usize, usize)> {
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for (j, point) in points.iter().enumerate() {
+            if let Some(rules) = self.by_metric.get(point.metric.name()) {
+                pairs.extend(rules.iter().map(|&i| (i, j)));
+            }
+        }
+        pairs.sort_unstable();
+        pairs
+    }
+
+    /// The device came or went: through the rules on presence.
+    fn on_presence(
+        &self,
+        ctx: &DeviceCtx,
+        state: &mut DeviceRules,
+        online: bool,
+        since: Millis,
+        now: Millis,
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        if !online && !state.offline {
+            // Nothing will be heard of these conditions while the
+            // device is away: their `for` cannot be said to hold.
+            for instances in state.alerts.values_mut() {
+                for st in instances.values_mut().filter(|st| !st.presence) {
+                    st.held = [None; 3];
+                    st.due = None;
+                }
+            }
+            state.prune();
+        }
+        state.offline = !online;
+        // Offline since it was last heard of, not since the
+        // timeout noticed it: `for` counts from then.
+        let seen = if online {
+            Seen {
+                value: 0.0,
+                at: now,
+            }
+        } else {
+            Seen {
+                value: 1.0,
+                at: since,
+            }
+        };
+        for rule in self.rules.iter().filter(|r| r.selector.is_presence()) {
+            let p = rule.params(ctx);
+            if p.enabled {
+                out.extend(observe(state, rule, p, ctx, "", seen, now));
+            }
+        }
+        out
+    }
+
+    /// Time passed: the alerts whose `for` ran out.
+    fn on_tick(&self, ctx: &DeviceCtx, state: &mut DeviceRules, now: Millis) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let offline = state.offline;
+        for rule in &self.rules {
+            let Some(instances) = state.alerts.get_mut(&rule.name) else {
+                continue;
+            };
+            let p = rule.params(ctx);
+            for (instance, st) in instances.iter_mut() {
+                let held_back = offline && !st.presence;
+                if !held_back && st.due.is_some_and(|d| d <= now) {
+                    out.extend(step(rule, p, ctx, instance, st, now));
+                }
+            }
+        }
+        state.prune();
         out
     }
 }

@@ -55,8 +55,19 @@ pub(crate) struct Fill<'a> {
     pub op: &'a str,
 }
 
+/// A rule's `message` that [`Template::parse`] refuses.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TemplateError {
+    #[error("a lone '}}': write '}}}}' for a literal brace")]
+    LoneBrace,
+    #[error("'{{{0}' is not closed: write '{{{{' for a literal brace")]
+    Unclosed(String),
+    #[error("unknown placeholder {{{name}}}; available: {known}")]
+    Unknown { name: String, known: String },
+}
+
 impl Template {
-    pub(crate) fn parse(s: &str) -> Result<Template, String> {
+    pub(crate) fn parse(s: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut chars = s.chars().peekable();
@@ -70,18 +81,14 @@ impl Template {
                     chars.next();
                     text.push('}');
                 }
-                '}' => return Err("a lone '}': write '}}' for a literal brace".into()),
+                '}' => return Err(TemplateError::LoneBrace),
                 '{' => {
                     let mut name = String::new();
                     loop {
                         match chars.next() {
                             Some('}') => break,
                             Some(c) => name.push(c),
-                            None => {
-                                return Err(format!(
-                                    "'{{{name}' is not closed: write '{{{{' for a literal brace"
-                                ));
-                            }
+                            None => return Err(TemplateError::Unclosed(name)),
                         }
                     }
                     let field = FIELDS
@@ -91,10 +98,10 @@ impl Template {
                         .ok_or_else(|| {
                             let known: Vec<String> =
                                 FIELDS.iter().map(|(n, _)| format!("{{{n}}}")).collect();
-                            format!(
-                                "unknown placeholder {{{name}}}; available: {}",
-                                known.join(", ")
-                            )
+                            TemplateError::Unknown {
+                                name: name.clone(),
+                                known: known.join(", "),
+                            }
                         })?;
                     if !text.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text)));

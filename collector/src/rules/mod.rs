@@ -275,6 +275,11 @@ fn level(s: Severity) -> usize {
     }
 }
 
+/// A rule's `op` that is none of the six.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown operator {0:?}; use >, >=, <, <=, == or !=")]
+struct UnknownOp(String);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Gt,
@@ -288,11 +293,11 @@ enum Op {
 impl Op {
     const ALL: [Op; 6] = [Op::Gt, Op::Ge, Op::Lt, Op::Le, Op::Eq, Op::Ne];
 
-    fn parse(s: &str) -> Result<Op, String> {
+    fn parse(s: &str) -> Result<Op, UnknownOp> {
         Op::ALL
             .into_iter()
             .find(|op| op.as_str() == s)
-            .ok_or_else(|| format!("unknown operator {s:?}; use >, >=, <, <=, == or !="))
+            .ok_or_else(|| UnknownOp(s.to_string()))
     }
 
     fn as_str(self) -> &'static str {

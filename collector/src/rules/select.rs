@@ -1,7 +1,7 @@
 //! What a rule looks at: a metric selector (`temp`, `disk.pct:*`) and the
 //! `*`/`?` globs used for instances, device ids and label values.
 
-use crate::model::{METRICS, Metric};
+use crate::model::{METRICS, Metric, MetricError};
 
 /// Shared with the agent (its Docker scope): `*` and `?` only.
 pub use picket_config::Glob;
@@ -18,8 +18,27 @@ pub(crate) struct Selector {
     instance: Option<Glob>,
 }
 
+/// A rule's `metric` that [`Selector::parse`] refuses.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SelectorError {
+    #[error(transparent)]
+    Metric(#[from] MetricError),
+    #[error("unknown metric {name:?}; known metrics: {known}")]
+    Unknown { name: String, known: String },
+    #[error(
+        "{0} has one value per instance: write {0}:* for all of them \
+         or {0}:<instance> (globs * and ? allowed)"
+    )]
+    NeedsInstance(String),
+    #[error("{0} has no instances: write just {0}")]
+    NoInstances(String),
+    /// The instance pattern's ([`Glob::parse`]'s message).
+    #[error("{0}")]
+    Glob(String),
+}
+
 impl Selector {
-    pub(crate) fn parse(s: &str) -> Result<Selector, String> {
+    pub(crate) fn parse(s: &str) -> Result<Selector, SelectorError> {
         let metric = Metric::parse(s)?;
         let name = metric.name();
         let entries: Vec<&str> = METRICS
@@ -33,10 +52,10 @@ impl Selector {
             let mut known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
             known.dedup();
             known.push(OFFLINE);
-            return Err(format!(
-                "unknown metric {name:?}; known metrics: {}",
-                known.join(", ")
-            ));
+            return Err(SelectorError::Unknown {
+                name: name.to_string(),
+                known: known.join(", "),
+            });
         } else {
             (
                 entries.iter().any(|d| !d.starts_with("per ")),
@@ -45,16 +64,13 @@ impl Selector {
         };
         let instance = match metric.instance() {
             None if !bare => {
-                return Err(format!(
-                    "{name} has one value per instance: write {name}:* for all of them \
-                     or {name}:<instance> (globs * and ? allowed)"
-                ));
+                return Err(SelectorError::NeedsInstance(name.to_string()));
             }
             Some(_) if !per_instance => {
-                return Err(format!("{name} has no instances: write just {name}"));
+                return Err(SelectorError::NoInstances(name.to_string()));
             }
             None => None,
-            Some(i) => Some(Glob::parse(i)?),
+            Some(i) => Some(Glob::parse(i).map_err(SelectorError::Glob)?),
         };
         Ok(Selector {
             name: name.to_string(),

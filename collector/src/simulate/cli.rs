@@ -10,6 +10,7 @@ use picket_config::ConfigError;
 use picket_protocol::Format;
 
 use super::{SimConfig, SimError, SimStats};
+use crate::config::{DEFAULT_PATH, RawConfig};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -38,9 +39,7 @@ pub fn prepare(
     opts: Options,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<SimConfig, PrepareError> {
-    let (text, origin) =
-        picket_config::load_text(opts.config.as_deref(), crate::config::DEFAULT_PATH)?;
-    let (raw, _) = crate::config::parse(&text, &origin, vars)?;
+    let raw = picket_config::load::<RawConfig>(opts.config.as_deref(), DEFAULT_PATH, vars)?.raw;
     // The simulator publishes where the agents would: the configured
     // broker, else the embedded broker's address.
     let url = match (&opts.broker, raw.broker.url.is_empty()) {

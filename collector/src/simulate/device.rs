@@ -334,17 +334,7 @@ impl SimDevice {
 
         let mut records: Vec<Record> = kinds
             .into_iter()
-            .map(|kind| {
-                Record::Event(Event {
-                    seq: self.next_seq(),
-                    ts,
-                    mono,
-                    boot: self.boot.clone(),
-                    sync: true,
-                    hist: false,
-                    kind,
-                })
-            })
+            .map(|kind| Record::Event(self.event(ts, mono, kind)))
             .collect();
         let sample = self.sample(ts, mono, phase, raw, first);
         records.push(Record::Sample(Box::new(sample)));
@@ -354,6 +344,11 @@ impl SimDevice {
     /// The event an agent queues when it stops cleanly.
     pub fn stopping(&mut self, now: Millis) -> Event {
         let (ts, mono) = self.clock(now);
+        self.event(ts, mono, EventKind::AgentStopping)
+    }
+
+    /// An event of this boot with the next sequence number.
+    fn event(&mut self, ts: u64, mono: u64, kind: EventKind) -> Event {
         Event {
             seq: self.next_seq(),
             ts,
@@ -361,7 +356,7 @@ impl SimDevice {
             boot: self.boot.clone(),
             sync: true,
             hist: false,
-            kind: EventKind::AgentStopping,
+            kind,
         }
     }
 

@@ -205,62 +205,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SimError> {
     config.validate()?;
-    let needed = config.devices as u64 + SPARE_FILES;
-    match raise_file_limit() {
-        Ok(limit) if limit < needed => {
-            return Err(SimError::FileLimit {
-                devices: config.devices,
-                needed,
-                limit,
-            });
-        }
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, "cannot read the open-file limit"),
-    }
-    if config.broker.tls.is_some() {
-        picket_config::tls::install_provider();
-    }
-
-    let n = config.devices;
-    stats.devices.store(n as u64, Ordering::Relaxed);
+    prepare_process(&config)?;
+    stats
+        .devices
+        .store(config.devices as u64, Ordering::Relaxed);
     let cancel = CancellationToken::new();
-    let start = tokio::time::Instant::now();
-    let now = unix_ms();
-    let schedule = config.scenarios.then_some(&config.schedule);
     let mut tasks = JoinSet::new();
-    let mut players = Vec::new();
-    for index in 0..n {
-        let id = device_id(&config.id_prefix, index)?;
-        let plan = schedule.and_then(|s| s.plan(index, n));
-        if let Some(p) = &plan {
-            let kinds: Vec<&str> = p.kinds().map(Scenario::name).collect();
-            debug!(device = %id, scenarios = %kinds.join(","), "scenario device");
-            players.push(format!("{id} {}", kinds.join(",")));
-        }
-        let device = SimDevice::new(id, index, config.seed, plan, now);
-        let timing = Timing {
-            connect_at: start + connect_delay(index),
-            phase: phase(index, n, config.interval),
-            interval: config.interval,
-        };
-        let task = DeviceTask::new(&config.broker, config.format, device, timing, stats.clone());
-        tasks.spawn(task.run(cancel.clone()));
-    }
-    info!(devices = n, interval = ?config.interval, broker = %config.broker.url, "simulated fleet started");
-    if !players.is_empty() {
-        let shown = players.len().min(12);
-        let more = players.len() - shown;
-        let tail = if more > 0 {
-            format!("; and {more} more")
-        } else {
-            String::new()
-        };
-        info!(
-            count = players.len(),
-            "scenario devices: {}{tail}",
-            players[..shown].join("; ")
-        );
-    }
+    let players = start_devices(&config, &stats, &cancel, &mut tasks)?;
+    info!(devices = config.devices, interval = ?config.interval, broker = %config.broker.url, "simulated fleet started");
+    log_players(&players);
 
     // A device task only ends on cancellation, so one ending early
     // panicked: stop the rest rather than run a partial fleet.
@@ -280,6 +233,79 @@ pub async fn run(
         Some(e) => Err(SimError::Task(e)),
         None => Ok(()),
     }
+}
+
+/// What the process needs for the fleet: enough open files (one socket
+/// a device) and, for TLS, the crypto provider.
+fn prepare_process(config: &SimConfig) -> Result<(), SimError> {
+    let needed = config.devices as u64 + SPARE_FILES;
+    match raise_file_limit() {
+        Ok(limit) if limit < needed => {
+            return Err(SimError::FileLimit {
+                devices: config.devices,
+                needed,
+                limit,
+            });
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot read the open-file limit"),
+    }
+    if config.broker.tls.is_some() {
+        picket_config::tls::install_provider();
+    }
+    Ok(())
+}
+
+/// Spawn a task for each device into `tasks`. Returns the devices that
+/// play scenarios, as `<id> <scenario>,...`.
+fn start_devices(
+    config: &SimConfig,
+    stats: &Arc<SimStats>,
+    cancel: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<Vec<String>, SimError> {
+    let n = config.devices;
+    let start = tokio::time::Instant::now();
+    let now = unix_ms();
+    let schedule = config.scenarios.then_some(&config.schedule);
+    let mut players = Vec::new();
+    for index in 0..n {
+        let id = device_id(&config.id_prefix, index)?;
+        let plan = schedule.and_then(|s| s.plan(index, n));
+        if let Some(p) = &plan {
+            let kinds: Vec<&str> = p.kinds().map(Scenario::name).collect();
+            debug!(device = %id, scenarios = %kinds.join(","), "scenario device");
+            players.push(format!("{id} {}", kinds.join(",")));
+        }
+        let device = SimDevice::new(id, index, config.seed, plan, now);
+        let timing = Timing {
+            connect_at: start + connect_delay(index),
+            phase: phase(index, n, config.interval),
+            interval: config.interval,
+        };
+        let task = DeviceTask::new(&config.broker, config.format, device, timing, stats.clone());
+        tasks.spawn(task.run(cancel.clone()));
+    }
+    Ok(players)
+}
+
+/// The scenario devices, the first dozen by name.
+fn log_players(players: &[String]) {
+    if players.is_empty() {
+        return;
+    }
+    let shown = players.len().min(12);
+    let more = players.len() - shown;
+    let tail = if more > 0 {
+        format!("; and {more} more")
+    } else {
+        String::new()
+    };
+    info!(
+        count = players.len(),
+        "scenario devices: {}{tail}",
+        players[..shown].join("; ")
+    );
 }
 
 /// `<prefix>-0001` for index 0: numbered from 1 like people count boxes.

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use picket_protocol::{
-    DeviceId, EncodeError, Event, EventBatch, Format, Sample, Telemetry, Topics, VERSION, encode,
+    DeviceId, EncodeError, Event, EventBatch, Format, Sample, Telemetry, Topics, encode,
 };
 
 use super::device::{Backlog, Record};
@@ -145,20 +145,12 @@ impl Encoder {
     }
 
     fn samples(&self, samples: &mut Vec<Sample>) -> Result<(Channel, Vec<u8>), EncodeError> {
-        let batch = Telemetry {
-            v: VERSION,
-            device: self.device.clone(),
-            samples: std::mem::take(samples),
-        };
+        let batch = Telemetry::new(self.device.clone(), std::mem::take(samples));
         Ok((Channel::Telemetry, encode(&batch, self.format)?))
     }
 
     fn events(&self, events: &mut Vec<Event>) -> Result<(Channel, Vec<u8>), EncodeError> {
-        let batch = EventBatch {
-            v: VERSION,
-            device: self.device.clone(),
-            events: std::mem::take(events),
-        };
+        let batch = EventBatch::new(self.device.clone(), std::mem::take(events));
         Ok((Channel::Event, encode(&batch, self.format)?))
     }
 }

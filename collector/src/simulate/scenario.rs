@@ -121,16 +121,27 @@ impl Default for Schedule {
 /// Ticks between the starts of two scenario devices' first scenarios.
 const STAGGER: u32 = 5;
 
+/// A [`Schedule`] that cannot be played.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("no scenario kinds listed")]
+    NoKinds,
+    #[error("every must be at least 1")]
+    Every,
+    #[error("scale {0} must be a positive number")]
+    Scale(f64),
+}
+
 impl Schedule {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ScheduleError> {
         if self.kinds.is_empty() {
-            return Err("no scenario kinds listed".into());
+            return Err(ScheduleError::NoKinds);
         }
         if self.every == 0 {
-            return Err("every must be at least 1".into());
+            return Err(ScheduleError::Every);
         }
         if !(self.scale.is_finite() && self.scale > 0.0) {
-            return Err(format!("scale {} must be a positive number", self.scale));
+            return Err(ScheduleError::Scale(self.scale));
         }
         Ok(())
     }

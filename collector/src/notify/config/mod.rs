@@ -148,13 +148,18 @@ pub enum SmtpTls {
     Plain,
 }
 
+/// An `email.tls` that names no mode.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not one of starttls, tls, plain")]
+pub struct UnknownSmtpTls(String);
+
 impl SmtpTls {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, UnknownSmtpTls> {
         match s {
             "starttls" => Ok(SmtpTls::StartTls),
             "tls" => Ok(SmtpTls::Implicit),
             "plain" => Ok(SmtpTls::Plain),
-            _ => Err(format!("{s:?} is not one of starttls, tls, plain")),
+            _ => Err(UnknownSmtpTls(s.to_string())),
         }
     }
 
@@ -186,7 +191,7 @@ fn validate_webhook(w: &RawWebhook) -> Result<Option<WebhookConfig>, ConfigError
     if w.url.is_empty() {
         return Ok(None);
     }
-    let https = check_url(&w.url).map_err(|e| invalid("webhook.url", e))?;
+    let https = check_url(&w.url).map_err(|e| invalid("webhook.url", e.to_string()))?;
     let roots = if w.ca_file.is_empty() {
         RootCerts::WebPki
     } else if !https {
@@ -219,18 +224,33 @@ fn validate_webhook(w: &RawWebhook) -> Result<Option<WebhookConfig>, ConfigError
     }))
 }
 
+/// A `webhook.url` that [`check_url`] refuses.
+#[derive(Debug, thiserror::Error)]
+enum UrlError {
+    #[error("{url:?} is not a URL: {error}")]
+    Syntax {
+        url: String,
+        error: ureq::http::uri::InvalidUri,
+    },
+    #[error("{0:?} must start with http:// or https://")]
+    Scheme(String),
+    #[error("{0:?} has no host")]
+    NoHost(String),
+}
+
 /// An absolute `http://` or `https://` URL with a host; true for https.
-fn check_url(url: &str) -> Result<bool, String> {
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+fn check_url(url: &str) -> Result<bool, UrlError> {
+    let uri: ureq::http::Uri = url.parse().map_err(|error| UrlError::Syntax {
+        url: url.to_string(),
+        error,
+    })?;
     let https = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return Err(format!("{url:?} must start with http:// or https://")),
+        _ => return Err(UrlError::Scheme(url.to_string())),
     };
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
+        return Err(UrlError::NoHost(url.to_string()));
     }
     Ok(https)
 }
@@ -253,12 +273,35 @@ fn validate_email(e: &RawEmail) -> Result<Option<EmailConfig>, ConfigError> {
             ),
         ));
     }
-    let mode = SmtpTls::parse(&e.tls).map_err(|r| invalid("email.tls", r))?;
+    let mode = SmtpTls::parse(&e.tls).map_err(|r| invalid("email.tls", r.to_string()))?;
     let port = if e.port == 0 {
         mode.default_port()
     } else {
         e.port
     };
+    let (from, to) = addresses(e)?;
+    let credentials = credentials(e)?;
+    let timeout = attempt_timeout("email.timeout", e.timeout.0)?;
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.host.as_str())
+        .port(port)
+        .tls(smtp_tls(mode, &e.host)?)
+        .timeout(Some(timeout));
+    if let Some(c) = credentials {
+        transport = transport.credentials(c);
+    }
+    Ok(Some(EmailConfig {
+        transport,
+        server: format!("{}:{port} ({})", e.host, e.tls),
+        from,
+        to,
+        timeout,
+        retries: retries("email.retries", e.retries)?,
+        backoff: backoff("email.backoff", e.backoff.0)?,
+    }))
+}
+
+/// `email.from` and `email.to`, parsed.
+fn addresses(e: &RawEmail) -> Result<(Mailbox, Vec<Mailbox>), ConfigError> {
     let from: Mailbox = e.from.parse().map_err(|err| {
         invalid(
             "email.from",
@@ -275,32 +318,35 @@ fn validate_email(e: &RawEmail) -> Result<Option<EmailConfig>, ConfigError> {
                     .map_err(|err| invalid("email.to", format!("{a:?} is not an address: {err}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-    let credentials = match (e.username.is_empty(), e.password_file.is_empty()) {
-        (true, true) => None,
-        (false, false) => Some(Credentials::new(
+    Ok((from, to))
+}
+
+/// A user name and password, both or neither; reads the password file.
+fn credentials(e: &RawEmail) -> Result<Option<Credentials>, ConfigError> {
+    match (e.username.is_empty(), e.password_file.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Ok(Some(Credentials::new(
             e.username.clone(),
             read_secret("email.password_file", &e.password_file)?,
+        ))),
+        (true, false) => Err(invalid(
+            "email.username",
+            "must be set when email.password_file is",
         )),
-        (true, false) => {
-            return Err(invalid(
-                "email.username",
-                "must be set when email.password_file is",
-            ));
-        }
-        (false, true) => {
-            return Err(invalid(
-                "email.password_file",
-                "must be set when email.username is",
-            ));
-        }
-    };
-    let timeout = attempt_timeout("email.timeout", e.timeout.0)?;
+        (false, true) => Err(invalid(
+            "email.password_file",
+            "must be set when email.username is",
+        )),
+    }
+}
 
-    let tls = match mode {
+/// The TLS of an SMTP connection to `host`.
+fn smtp_tls(mode: SmtpTls, host: &str) -> Result<Tls, ConfigError> {
+    Ok(match mode {
         SmtpTls::Plain => Tls::None,
         SmtpTls::StartTls | SmtpTls::Implicit => {
             picket_config::tls::install_provider();
-            let params = TlsParameters::new(e.host.clone())
+            let params = TlsParameters::new(host.to_string())
                 .map_err(|err| invalid("email.host", format!("cannot set up TLS: {err}")))?;
             if mode == SmtpTls::StartTls {
                 Tls::Required(params)
@@ -308,23 +354,7 @@ fn validate_email(e: &RawEmail) -> Result<Option<EmailConfig>, ConfigError> {
                 Tls::Wrapper(params)
             }
         }
-    };
-    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.host.as_str())
-        .port(port)
-        .tls(tls)
-        .timeout(Some(timeout));
-    if let Some(c) = credentials {
-        transport = transport.credentials(c);
-    }
-    Ok(Some(EmailConfig {
-        transport,
-        server: format!("{}:{port} ({})", e.host, e.tls),
-        from,
-        to,
-        timeout,
-        retries: retries("email.retries", e.retries)?,
-        backoff: backoff("email.backoff", e.backoff.0)?,
-    }))
+    })
 }
 
 fn attempt_timeout(key: &str, d: Duration) -> Result<Duration, ConfigError> {
