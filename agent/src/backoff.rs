@@ -1,5 +1,7 @@
-//! Reconnection delays: exponential from 1 s, with "full jitter" so a fleet
-//! that lost its broker at the same moment does not reconnect in lockstep.
+//! Reconnection delays: exponential from 1 s, each drawn between half and
+//! all of its ceiling ("equal jitter"), so a fleet that lost its broker at
+//! the same moment does not reconnect in lockstep while no delay falls
+//! near zero.
 //!
 //! The uplink (to the broker) and the Docker watcher (to the engine) both
 //! reconnect with it, so it sits below both tasks.

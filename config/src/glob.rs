@@ -7,21 +7,42 @@
 #[derive(Debug, Clone, PartialEq)]
 pub struct Glob(Vec<char>);
 
+/// Why a pattern was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GlobError {
+    #[error("an empty pattern matches nothing")]
+    Empty,
+    #[error("{0:?} contains a control character")]
+    Control(String),
+    #[error(
+        "{pattern:?} contains {found:?}: only * (any characters) and ? (one character) are supported"
+    )]
+    Unsupported { pattern: String, found: char },
+    #[error(
+        "{pattern:?} can never match a device id: {found:?} is not allowed in ids \
+         (letters, digits, '_', '.', '-', plus * and ? in patterns)"
+    )]
+    NotDeviceId { pattern: String, found: char },
+    #[error("{pattern:?} can never match a container name: {found:?} is not allowed in names")]
+    NotContainerName { pattern: String, found: char },
+}
+
 impl Glob {
-    pub fn parse(s: &str) -> Result<Glob, String> {
+    pub fn parse(s: &str) -> Result<Glob, GlobError> {
         if s.is_empty() {
-            return Err("an empty pattern matches nothing".into());
+            return Err(GlobError::Empty);
         }
         if s.chars().any(char::is_control) {
-            return Err(format!("{s:?} contains a control character"));
+            return Err(GlobError::Control(s.into()));
         }
         // Refused rather than taken literally: someone who writes `[ab]`
         // expects a character class and would get a pattern that never
         // matches, silently.
-        if let Some(c) = s.chars().find(|c| matches!(c, '[' | ']' | '{' | '}')) {
-            return Err(format!(
-                "{s:?} contains {c:?}: only * (any characters) and ? (one character) are supported"
-            ));
+        if let Some(found) = s.chars().find(|c| matches!(c, '[' | ']' | '{' | '}')) {
+            return Err(GlobError::Unsupported {
+                pattern: s.into(),
+                found,
+            });
         }
         Ok(Glob(s.chars().collect()))
     }
@@ -44,19 +65,34 @@ impl Glob {
 
     /// Whether this glob could match a device id at all (ids are
     /// `[A-Za-z0-9_.-]`), so a typo in `devices` is caught at start-up.
-    pub fn check_device(s: &str) -> Result<Glob, String> {
+    pub fn check_device(s: &str) -> Result<Glob, GlobError> {
         let glob = Glob::parse(s)?;
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*' | '?')))
-        {
-            return Err(format!(
-                "{s:?} can never match a device id: {c:?} is not allowed in ids \
-                 (letters, digits, '_', '.', '-', plus * and ? in patterns)"
-            ));
+        if let Some(found) = outside_names(s) {
+            return Err(GlobError::NotDeviceId {
+                pattern: s.into(),
+                found,
+            });
         }
         Ok(glob)
     }
+
+    /// The same for a container name (Docker allows `[a-zA-Z0-9_.-]`).
+    pub fn check_container(s: &str) -> Result<Glob, GlobError> {
+        if let Some(found) = outside_names(s) {
+            return Err(GlobError::NotContainerName {
+                pattern: s.into(),
+                found,
+            });
+        }
+        Glob::parse(s)
+    }
+}
+
+/// The first character of a pattern that no device id or container name
+/// can hold: they are `[A-Za-z0-9_.-]`, patterns add `*` and `?`.
+fn outside_names(s: &str) -> Option<char> {
+    s.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*' | '?')))
 }
 
 /// Whether `pat` matches a text of `len` characters, `eq(p, t)` telling

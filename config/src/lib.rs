@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use broker::{BrokerConfig, RawBroker};
-pub use glob::Glob;
+pub use glob::{Glob, GlobError};
 pub use units::{ByteSize, HumanDuration, UnitError, parse_duration, parse_size};
 
 /// A configuration a binary cannot run with. Binaries exit with code 2.
@@ -62,11 +62,12 @@ impl ConfigError {
     }
 }
 
-/// An invalid value found while validating (after deserialisation).
-pub fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+/// An invalid value found while validating (after deserialisation): the
+/// reason is any message or error, shown as its text.
+pub fn invalid(key: &str, reason: impl std::fmt::Display) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
-        reason: reason.into(),
+        reason: reason.to_string(),
         origin: "configuration".into(),
     }
 }

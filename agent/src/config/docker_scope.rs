@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use picket_config::Glob;
+use picket_config::{Glob, GlobError};
 
 /// Why a `docker.label` is not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,20 +69,8 @@ pub struct Scope {
 impl Scope {
     /// Parse `docker.names` patterns: globs over container names, which
     /// can only ever match `[a-zA-Z0-9_.-]` (plus `*` and `?`).
-    pub fn names(patterns: &[String]) -> Result<Vec<Glob>, String> {
-        patterns
-            .iter()
-            .map(|p| {
-                if let Some(c) = p.chars().find(|c| {
-                    !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*' | '?'))
-                }) {
-                    return Err(format!(
-                        "{p:?} can never match a container name: {c:?} is not allowed in names"
-                    ));
-                }
-                Glob::parse(p)
-            })
-            .collect()
+    pub fn names(patterns: &[String]) -> Result<Vec<Glob>, GlobError> {
+        patterns.iter().map(|p| Glob::check_container(p)).collect()
     }
 
     /// `name` without Docker's leading `/`.

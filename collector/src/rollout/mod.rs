@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use picket_protocol::version;
 use serde_json::Value;
 
-use crate::rules::Glob;
+use crate::rules::{Glob, GlobError};
 
 /// `--devices`: comma-separated terms; `key=value` matches a label (the
 /// value may be a glob), anything else is a glob on device ids. A device
@@ -38,8 +38,8 @@ pub struct Selector {
 #[derive(Debug, thiserror::Error)]
 pub enum SelectorError {
     /// A pattern's ([`Glob`]'s message).
-    #[error("{0}")]
-    Glob(String),
+    #[error(transparent)]
+    Glob(#[from] GlobError),
     #[error("{0:?}: a label term is key=value")]
     Label(String),
     #[error("the selector selects nothing: give device ids, globs or key=value")]

@@ -13,7 +13,7 @@ use picket_protocol::DeviceId;
 use super::config::{Amount, RawOverride, RawRemedy, RawRule};
 use super::defaults::default_rules;
 use super::message::{DEFAULT_TEMPLATE, Template};
-use super::select::{Glob, Selector};
+use super::select::{Glob, GlobError, Selector};
 use super::{Op, Override, Params, Remedy, Rule, RuleSet};
 use crate::model::METRICS;
 
@@ -178,7 +178,7 @@ fn overrides(
                     .labels
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), Glob::parse(v)?)))
-                    .collect::<Result<_, String>>()
+                    .collect::<Result<_, GlobError>>()
                     .map_err(|e| invalid(&format!("{key}.labels"), e))?,
                 params: resolve(&layers, op, &key)?,
             });

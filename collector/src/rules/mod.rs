@@ -39,7 +39,7 @@ pub use build::build;
 pub use config::{Amount, RawOverride, RawRemedy, RawRule};
 pub use defaults::default_rules;
 pub use eval::DeviceRules;
-pub use select::{Glob, OFFLINE};
+pub use select::{Glob, GlobError, OFFLINE};
 
 use message::Template;
 use select::Selector;

@@ -4,7 +4,7 @@
 use crate::model::{METRICS, Metric, MetricError};
 
 /// Shared with the agent (its Docker scope): `*` and `?` only.
-pub use picket_config::Glob;
+pub use picket_config::{Glob, GlobError};
 
 /// The metric fed by presence (birth, Last Will, heartbeat timeout) rather
 /// than by samples: 1 while the device is offline, 0 while it is online.
@@ -33,8 +33,8 @@ pub(crate) enum SelectorError {
     #[error("{0} has no instances: write just {0}")]
     NoInstances(String),
     /// The instance pattern's ([`Glob::parse`]'s message).
-    #[error("{0}")]
-    Glob(String),
+    #[error(transparent)]
+    Glob(#[from] GlobError),
 }
 
 impl Selector {
