@@ -31,39 +31,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the collector (the default). Without broker.url it starts its
-    /// own MQTT broker.
+    /// Run the collector (the default).
+    ///
+    /// Without broker.url it starts its own MQTT broker.
     Serve,
-    /// Embedded broker + collector + a simulated fleet in one process, with
-    /// a live one-line summary. Nothing to install, nothing kept.
+    /// Embedded broker, collector and a simulated fleet in one process.
+    ///
+    /// A live one-line summary on the terminal, the API and /metrics on
+    /// --http. Nothing to install, nothing kept.
     Demo(DemoArgs),
     /// Publish realistic telemetry for simulated devices (demo data, load).
     Simulate(SimulateArgs),
-    /// Write a new key pair for signing commands: DIR/command.key (keep it
-    /// with the collector: commands.private_key_file) and DIR/command.pub
-    /// (for every agent: commands.public_key_file).
+    /// Write a new key pair for signing commands.
+    ///
+    /// DIR/command.key stays with the collector (commands.private_key_file);
+    /// DIR/command.pub goes to every agent (commands.public_key_file).
     Keygen {
         /// Directory to write the two files into (created if missing).
         #[arg(long)]
         out: PathBuf,
     },
-    /// Send a command to a device through the collector's API and, with
-    /// --wait, print its status changes as they arrive. Exit code 0 when
-    /// it succeeded (or was sent, without --wait), 1 otherwise.
+    /// Send a command to a device through the collector's API.
+    ///
+    /// With --wait, print its status changes as they arrive. Exit code 0
+    /// when it succeeded (or was sent, without --wait), 1 otherwise.
     Send(SendArgs),
-    /// Print the SHA-256 of an agent binary and the signature of it by
-    /// commands.private_key_file: the sha256 and signature arguments of
-    /// agent.update.
+    /// Print an agent binary's SHA-256 and signature, for agent.update.
+    ///
+    /// The signature is made with commands.private_key_file; the two
+    /// values are agent.update's sha256 and signature arguments.
     SignArtifact {
         /// The agent binary.
         file: PathBuf,
     },
-    /// Roll an agent version out to devices in batches: each batch is sent
-    /// agent.update and waited for until every device committed (the new
-    /// version had a sample acknowledged by the broker) or failed (refused,
-    /// rolled back, or silent until --timeout); the rollout stops when
-    /// more than --max-failed percent of the devices tried so far failed.
-    /// Exit code 0 when every batch ran, 1 when stopped or on error.
+    /// Roll an agent version out to devices in batches.
+    ///
+    /// Each batch is sent agent.update and waited for until every device
+    /// committed (the new version had a sample acknowledged by the broker)
+    /// or failed (refused, rolled back, or silent until --timeout); the
+    /// rollout stops when more than --max-failed percent of the devices
+    /// tried so far failed. Exit code 0 when every batch ran, 1 when
+    /// stopped or on error.
     Update(UpdateArgs),
     /// Print the default configuration, with comments, and exit.
     PrintDefaultConfig,
@@ -116,7 +124,8 @@ struct SendArgs {
     device: String,
     /// The command: ping, system.info, system.reboot, service.restart,
     /// service.logs, file.deploy, file.delete, config.update, led.identify,
-    /// gpio.write, agent.update.
+    /// gpio.write, agent.update, docker.list, docker.inspect, docker.start,
+    /// docker.stop, docker.restart, docker.logs, docker.stats, docker.exec.
     name: String,
     /// Arguments as JSON, e.g. '{"unit": "kiosk.service"}'.
     #[arg(long)]
@@ -426,9 +435,8 @@ fn load(path: &Option<PathBuf>) -> Result<Config, ExitCode> {
     }
 }
 
-/// Multi-threaded: SQLite readers, the HTTP server and the MQTT loop share
-/// it; the store has its own thread.
-/// Run `f` on a new multi-threaded runtime. The runtime is then shut down
+/// Run `f` on a new multi-threaded runtime (SQLite readers, the HTTP server
+/// and the MQTT loop share it; the store has its own thread). It is then shut down
 /// without waiting for blocking threads still running (a history query, a
 /// webhook call, a database call a stop left behind at its limit): the
 /// stop is bounded by the future alone.
