@@ -30,7 +30,7 @@
 //! - `varint`: the compact integers of sample bodies and the journal.
 
 pub mod api;
-pub mod broker;
+pub use picket_config::embedded_broker as broker;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -19,6 +19,8 @@
 //! trusts).
 
 pub mod broker;
+#[cfg(feature = "embedded-broker")]
+pub mod embedded_broker;
 mod env;
 pub mod glob;
 pub mod shutdown;

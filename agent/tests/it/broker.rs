@@ -15,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use picket_config::embedded_broker::{self, EmbeddedConfig};
+
 pub fn free_port() -> u16 {
     let l = StdListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
@@ -207,72 +209,36 @@ impl Drop for Broker {
     }
 }
 
-/// Start an embedded rumqttd on a free port; returns the port and address.
+/// Start the embedded broker (the collector's, `picket_config::embedded_broker`)
+/// on a free port; returns the port and address.
 ///
 /// A free port is only free until someone binds it: another test may take
-/// it between `free_port` and rumqttd's bind. rumqttd then logs the error
-/// and its `start()` returns, while the port answers for the other test, so
-/// `wait_listening` alone would be fooled. A broker whose thread has ended
-/// is retried on another port.
+/// it between `free_port` and rumqttd's bind. rumqttd then ends its thread
+/// while the port answers for the other test, so the address answering
+/// alone would be fooled. A broker that has stopped is retried on another
+/// port.
 async fn start_rumqttd(auth: Auth) -> (u16, SocketAddr) {
     for _ in 0..10 {
         let internal = free_port();
         let target: SocketAddr = ([127, 0, 0, 1], internal).into();
-        let thread = std::thread::spawn(move || {
-            let mut broker = rumqttd::Broker::new(rumqttd_config(target, auth));
-            // start() only returns once its listener has failed.
-            let _ = broker.start();
-        });
-        wait_listening(target).await;
+        let config = EmbeddedConfig {
+            listen: target,
+            max_payload: 4 << 20,
+            max_connections: 100,
+            auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+        };
+        let Ok(mut broker) = embedded_broker::start(&config) else {
+            continue;
+        };
         // A failed bind ends the thread within milliseconds.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if !thread.is_finished() {
+        if broker.stopped.try_recv().is_err() {
+            // The broker lives as long as the test process; dropping the
+            // receiver does not stop it.
             return (internal, target);
         }
     }
-    panic!("rumqttd could not listen on any of 10 free ports");
-}
-
-fn rumqttd_config(listen: SocketAddr, auth: Auth) -> rumqttd::Config {
-    use std::collections::HashMap;
-    let connections = rumqttd::ConnectionSettings {
-        connection_timeout_ms: 60_000,
-        max_payload_size: 4 << 20,
-        max_inflight_count: 500,
-        auth: auth.map(|(u, p)| HashMap::from([(u.to_string(), p.to_string())])),
-        external_auth: None,
-        dynamic_filters: true,
-    };
-    let server = rumqttd::ServerSettings {
-        name: "v4".into(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections,
-    };
-    // Segments sized with a wide margin: too small and a lagging QoS 1
-    // subscriber silently loses messages.
-    let router = rumqttd::RouterConfig {
-        max_connections: 100,
-        max_outgoing_packet_count: 1000,
-        max_segment_size: 64 << 20,
-        max_segment_count: 4,
-        custom_segment: None,
-        initialized_filters: None,
-        shared_subscriptions_strategy: Default::default(),
-    };
-    rumqttd::Config {
-        id: 0,
-        router,
-        v4: Some(HashMap::from([("v4".to_string(), server)])),
-        v5: None,
-        ws: None,
-        cluster: None,
-        console: None,
-        bridge: None,
-        prometheus: None,
-        metrics: None,
-    }
+    panic!("the embedded broker could not listen on any of 10 free ports");
 }
 
 async fn wait_listening(addr: SocketAddr) {

@@ -12,11 +12,11 @@ pub use picket_config::ConfigError;
 pub use raw::RawConfig;
 pub use validate::validate;
 
-use crate::broker::EmbeddedConfig;
 use crate::commands::CommandsConfig;
 use crate::fleet::EngineConfig;
 use crate::link::LinkConfig;
 use crate::notify::NotifyConfig;
+use picket_config::embedded_broker::EmbeddedConfig;
 
 /// The commented default configuration printed by `print-default-config`.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");

@@ -12,12 +12,12 @@ use picket_protocol::Format;
 
 use super::raw::RawConfig;
 use super::{ApiAuth, Config};
-use crate::broker::EmbeddedConfig;
 use crate::commands::{CommandsConfig, Issuer};
 use crate::fleet::EngineConfig;
 use crate::history::Durability;
 use crate::link::LinkConfig;
 use crate::rules::Glob;
+use picket_config::embedded_broker::EmbeddedConfig;
 use picket_protocol::signing;
 
 fn socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
@@ -125,6 +125,7 @@ fn broker(
             // MQTT framing on top of the largest payload accepted.
             max_payload: max_payload + 64 * 1024,
             max_connections: b.max_connections as usize,
+            auth: None,
         };
         (Some(embedded), format!("mqtt://{connect}"))
     } else {

@@ -47,6 +47,7 @@ async fn broker() -> (Option<Mosquitto>, u16) {
                 listen: ([127, 0, 0, 1], port).into(),
                 max_payload: 1 << 20,
                 max_connections: 100,
+                auth: None,
             })
             .expect("test broker");
             port

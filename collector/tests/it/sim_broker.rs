@@ -16,6 +16,7 @@ pub async fn start() -> u16 {
             // The default 20 KiB is below what a batch of samples can reach.
             max_payload: 1 << 20,
             max_connections: 200,
+            auth: None,
         })
         .expect("embedded broker")
     })

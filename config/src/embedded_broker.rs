@@ -1,6 +1,9 @@
-//! The embedded broker (rumqttd), started when no `broker.url` is set so
-//! one command brings up a working system. The collector then connects to
-//! it like to any other broker: one code path for embedded and external.
+//! The embedded broker (rumqttd; feature `embedded-broker`): the
+//! collector's, started when no `broker.url` is set so one command brings
+//! up a working system (the collector then connects to it like to any
+//! other broker: one code path for embedded and external), and the agent's
+//! test broker. One configuration for both, so the tests run against the
+//! broker users get.
 //!
 //! rumqttd 0.20's traps, handled here: it cannot report the port of a
 //! port-0 bind and its `start()` returns `Ok(())` when the bind fails, so
@@ -27,6 +30,8 @@ pub struct EmbeddedConfig {
     pub listen: SocketAddr,
     pub max_payload: usize,
     pub max_connections: usize,
+    /// A username and password every client must give; `None`: anyone.
+    pub auth: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +93,10 @@ fn config(cfg: &EmbeddedConfig) -> rumqttd::Config {
         connection_timeout_ms: 60_000,
         max_payload_size: cfg.max_payload,
         max_inflight_count: 1_000,
-        auth: None,
+        auth: cfg
+            .auth
+            .as_ref()
+            .map(|(u, p)| HashMap::from([(u.clone(), p.clone())])),
         external_auth: None,
         dynamic_filters: true,
     };
