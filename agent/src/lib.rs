@@ -59,8 +59,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use picket_protocol::EventKind;
+use picket_protocol::{EventKind, GpioLevel, Reply};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::Config;
@@ -86,7 +87,7 @@ use crate::sensors::clock::SystemClock;
 use crate::status::{StatusServer, StatusSources};
 use crate::store::{Store, StoreStatus};
 use crate::uplink::{CommandLink, Identity, Uplink};
-use crate::views::{AlertView, UplinkStatus};
+use crate::views::{AlertView, Inbound, UplinkStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -174,13 +175,92 @@ pub async fn run_with(
 ) -> Result<Exit, RunError> {
     let started = Instant::now();
     picket_config::tls::install_provider();
-    let root = config.sensors.host_root.clone();
-    let clock = SystemClock::new(&root);
-    let boot = sensors::identity::boot_id(&root);
-    let model = sensors::identity::model(&root);
+    let identity = identity(&config);
+    let (queue, startup) = open_queue(&config, &identity).await?;
 
+    // The stop signals (the commands stop first: `Tasks::stop`), the
+    // channels between the tasks, and the state they watch.
+    let (trigger, stop) = shutdown::channel();
+    let (cmd_trigger, cmd_stop) = shutdown::channel();
+    let (restart_tx, mut restart) = shutdown::channel();
+    let (relaunch_tx, mut relaunch) = shutdown::channel();
+    let (item_tx, item_rx) = mpsc::channel(64);
+    let (req_tx, req_rx) = mpsc::channel(uplink::request_capacity(&config.uplink));
+    let (reply_tx, reply_rx) = mpsc::channel(8);
+    let (cmd_tx, cmd_rx) = mpsc::channel(32);
+    let (cmd_reply_tx, cmd_reply_rx) = mpsc::channel(64);
+    let (store_tx, store_rx) = watch::channel(StoreStatus::default());
+    let (uplink_tx, uplink_rx) = watch::channel(UplinkStatus::connecting(&config.broker.url));
+    let (alerts_tx, alerts_rx) = watch::channel(None);
+    let (clock_tx, clock_rx) = watch::channel(false);
+    let (levels_tx, levels_rx) = watch::channel(Vec::new());
+    let (pattern_tx, pattern_rx) = watch::channel(Pattern::Off);
+    let watched = Watched {
+        store: store_rx,
+        uplink: uplink_rx,
+        alerts: alerts_rx,
+        clock_synced: clock_rx,
+        gpio: levels_rx,
+        led: pattern_rx,
+    };
+    let (identify, identify_rx) = Identify::channel();
+    let w = Wiring::new(&config, &hardware, watched, stop, started);
+
+    // The tasks, in the order they start.
+    let store = start_store(Store::new(queue, item_rx, req_rx, reply_tx, store_tx));
+    let cmd_link = CommandLink::new(cmd_tx, cmd_reply_rx);
+    let uplink = w.uplink(identity, req_tx, reply_rx, cmd_link, uplink_tx, alerts_tx);
+    let (gpio_outputs, gpio) = w.gpio(&item_tx, levels_tx);
+    let (docker, docker_view, docker_task) = w.docker(&item_tx);
+    let side = CommandSide::new(&config, cmd_reply_tx, relaunch_tx, cmd_stop);
+    let peripherals = commands::Peripherals {
+        identify: identify.clone(),
+        gpio: gpio_outputs.clone(),
+        docker,
+    };
+    let tasks = Tasks {
+        led: w.led(identify_rx, pattern_tx),
+        status: w.status().await,
+        update: w.update(&side),
+        commands: w.commands(side, cmd_rx, restart_tx, peripherals).await?,
+        sampler: w.sampler(startup, item_tx, clock_tx, docker_view),
+        watchdog: w.watchdog(),
+        cmd_trigger,
+        trigger,
+        uplink,
+        gpio,
+        docker: docker_task,
+        store,
+    };
+
+    info!(device = %config.device, broker = %config.broker.url,
+          queue = %config.queue.dir.display(), "agent running");
+    systemd::ready();
+    observe(w.watched.observers(identify, gpio_outputs));
+    let exit = wait_for_exit(shutdown, &mut restart, &mut relaunch).await;
+    tasks.stop().await?;
+    info!(elapsed = ?started.elapsed(), "stopped");
+    Ok(exit)
+}
+
+/// The device's identity, from the configuration and the host.
+fn identity(config: &Config) -> Identity {
+    let root = &config.sensors.host_root;
+    Identity {
+        device: config.device.clone(),
+        model: sensors::identity::model(root),
+        boot: sensors::identity::boot_id(root),
+    }
+}
+
+/// Open the queue (blocking, off the runtime) and turn what its recovery
+/// found into the events recorded before the first sample.
+async fn open_queue(
+    config: &Config,
+    identity: &Identity,
+) -> Result<(Queue, Vec<EventKind>), RunError> {
     let queue_cfg = config.queue.clone();
-    let boot_for_queue = boot.clone().unwrap_or_default();
+    let boot_for_queue = identity.boot.clone().unwrap_or_default();
     let (queue, report) =
         tokio::task::spawn_blocking(move || Queue::open(queue_cfg, &boot_for_queue)).await??;
 
@@ -201,192 +281,15 @@ pub async fn run_with(
     if let Some((from, to)) = report.seq_skipped {
         warn!(from, to, "queue: unclean stop; sequence numbers skipped");
     }
+    Ok((queue, startup))
+}
 
-    let (trigger, stop) = shutdown::channel();
-    let (item_tx, item_rx) = mpsc::channel(64);
-    let (req_tx, req_rx) = mpsc::channel(uplink::request_capacity(&config.uplink));
-    let (reply_tx, reply_rx) = mpsc::channel(8);
-    let (store_tx, store_rx) = watch::channel(StoreStatus::default());
-    let (uplink_tx, uplink_rx) = watch::channel(UplinkStatus::connecting(&config.broker.url));
-    let (alerts_tx, alerts_rx) = watch::channel(None);
-    let (clock_tx, clock_rx) = watch::channel(false);
-    let (levels_tx, levels_rx) = watch::channel(Vec::new());
-    let (pattern_tx, pattern_rx) = watch::channel(Pattern::Off);
-    let (identify, identify_rx) = Identify::channel();
-
-    let store = Store::new(queue, item_rx, req_rx, reply_tx, store_tx);
-    let rt = tokio::runtime::Handle::current();
-    let store_task = tokio::task::spawn_blocking(move || store.run(rt));
-
-    let (cmd_tx, cmd_rx) = mpsc::channel(32);
-    let (cmd_reply_tx, cmd_reply_rx) = mpsc::channel(64);
-    let (cmd_trigger, cmd_stop) = shutdown::channel();
-    let (restart_trigger, mut restart) = shutdown::channel();
-    let (relaunch_trigger, mut relaunch) = shutdown::channel();
-    let relaunch_trigger = Arc::new(relaunch_trigger);
-    let updates = Arc::new(update::Updates::new(config.update.clone()));
-
-    let uplink_beacon = Beacon::new("uplink", started);
-    let sampler_beacon = Beacon::new("sampler", started);
-    let uplink = Uplink::new(
-        config.broker.clone(),
-        config.uplink.clone(),
-        Identity {
-            device: config.device.clone(),
-            model,
-            boot,
-        },
-        config.format,
-        req_tx,
-        reply_rx,
-        store_rx.clone(),
-        uplink_tx,
-        alerts_tx,
-        stop.clone(),
-        uplink_beacon.clone(),
-        CommandLink {
-            inbound: cmd_tx,
-            replies: cmd_reply_rx,
-        },
-    );
-    let uplink_task = tokio::spawn(uplink.run());
-
-    // GPIO inputs send their edges straight to the store, so the events
-    // do not wait for the next sample.
-    let (inputs, errors) = GpioInputs::open(
-        hardware.gpio.as_ref(),
-        &config.gpio.inputs,
-        item_tx.clone(),
-        levels_tx,
-        Box::new(clock.clone()),
-        stop.clone(),
-    );
-    let (gpio_outputs, out_errors) =
-        GpioOutputs::open(hardware.gpio.as_ref(), &config.gpio.outputs);
-    for e in errors.iter().chain(&out_errors) {
-        warn!(error = %e, "GPIO line left out; running without it");
-    }
-    let gpio_task = (!inputs.is_empty()).then(|| tokio::spawn(inputs.run()));
-
-    // Docker changes go straight to the store too; samples copy the view.
-    let (docker, docker_view, docker_task) = start_docker(&config, &item_tx, &clock, &stop);
-
-    let led_backend = led::open(&config.led, hardware.gpio.as_ref()).unwrap_or_else(|e| {
-        warn!(error = %e, "no status LED; running without it");
-        Box::new(NoLed)
-    });
-    let led = Led::new(
-        led_backend,
-        LedSources {
-            uplink: Some(uplink_rx.clone()),
-            store: Some(store_rx.clone()),
-            alerts: Some(alerts_rx.clone()),
-            clock_synced: Some(clock_rx.clone()),
-            identify: Some(identify_rx),
-            config_invalid: false,
-        },
-        pattern_tx,
-        stop.clone(),
-    );
-    let led_task = tokio::spawn(led.run());
-
-    let status_task = match &config.status_socket {
-        Some(path) => {
-            let sources = StatusSources {
-                device: config.device.to_string(),
-                uplink: uplink_rx.clone(),
-                store: store_rx.clone(),
-                alerts: alerts_rx.clone(),
-                clock_synced: clock_rx.clone(),
-                led: pattern_rx.clone(),
-                gpio: levels_rx.clone(),
-            };
-            match StatusServer::bind(path, sources, stop.clone()).await {
-                Ok(server) => Some(tokio::spawn(server.run())),
-                Err(e) => {
-                    warn!(error = %e, "no status socket; `picket-agent status` will not work");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
-    let commands_cfg = config.commands.clone();
-    let device = config.device.clone();
-    let sensors_cfg = config.sensors.clone();
-    let uplink_watch = uplink_rx.clone();
-    let peripherals = commands::Peripherals {
-        identify: identify.clone(),
-        gpio: gpio_outputs.clone(),
-        docker,
-    };
-    let self_update = commands::SelfUpdate {
-        updates: Arc::clone(&updates),
-        relaunch: Arc::clone(&relaunch_trigger),
-    };
-    let update_task = tokio::spawn(
-        update::trial::UpdateTask {
-            updates,
-            device: config.device.clone(),
-            store: store_rx.clone(),
-            uplink: uplink_rx.clone(),
-            replies: cmd_reply_tx.clone(),
-            relaunch: Arc::clone(&relaunch_trigger),
-            stop: cmd_stop.clone(),
-            started: tokio::time::Instant::from_std(started),
-        }
-        .run(),
-    );
-    let service = tokio::task::spawn_blocking(move || {
-        CommandService::new(
-            commands_cfg,
-            device,
-            sensors_cfg,
-            cmd_rx,
-            cmd_reply_tx,
-            uplink_watch,
-            restart_trigger,
-            peripherals,
-            self_update,
-            cmd_stop,
-        )
-    })
-    .await?;
-    let commands_task = tokio::spawn(service.run());
-
-    let sampler = Sampler::new(
-        Sensors::new(config.sensors.clone()),
-        Box::new(clock),
-        config.sampling_interval,
-        item_tx,
-        store_rx.clone(),
-        uplink_rx.clone(),
-        config.hash.clone(),
-        startup,
-        clock_tx,
-        levels_rx,
-        docker_view,
-        stop.clone(),
-        sampler_beacon.clone(),
-    );
-    let sampler_task = tokio::spawn(sampler.run());
-    let watchdog_task = tokio::spawn(systemd::watchdog(
-        vec![uplink_beacon, sampler_beacon],
-        stop.clone(),
-    ));
-
-    info!(device = %config.device, broker = %config.broker.url,
-          queue = %config.queue.dir.display(), "agent running");
-    systemd::ready();
-    observe(Observers {
-        store: store_rx,
-        uplink: uplink_rx,
-        alerts: alerts_rx,
-        led: pattern_rx,
-        identify,
-        gpio_outputs,
-    });
-
+/// Wait for the stop, a restart or a relaunch, and tell systemd which.
+async fn wait_for_exit(
+    shutdown: impl Future<Output = ()>,
+    restart: &mut shutdown::Shutdown,
+    relaunch: &mut shutdown::Shutdown,
+) -> Exit {
     let exit = tokio::select! {
         () = shutdown => Exit::Stopped,
         () = restart.wait() => Exit::Restart,
@@ -397,59 +300,362 @@ pub async fn run_with(
         Exit::Stopped => systemd::stopping(),
         Exit::Restart | Exit::Relaunch => systemd::restarting(),
     }
-    // The whole stop is bounded: a task that does not end (a sensor read
-    // stuck on a dead mount, a Docker engine that accepts and never
-    // answers) must not keep systemd waiting or block a restart. What is
-    // left behind is dropped with the runtime; the queue recovers from that
-    // like from a power cut.
-    // Which task the stop waits for, to name it if it is late.
-    let stage = std::sync::Mutex::new("commands");
-    let set = |name| {
-        if let Ok(mut s) = stage.lock() {
-            *s = name;
-        }
-    };
-    let stopping = async {
-        // Commands first, while the uplink still carries their last
-        // statuses.
-        cmd_trigger.fire();
-        commands_task.await?;
-        set("update");
-        update_task.await?;
-        trigger.fire();
-        set("sampler");
-        sampler_task.await?;
-        set("uplink");
-        uplink_task.await?;
-        set("watchdog");
-        watchdog_task.await?;
-        set("led");
-        led_task.await?;
-        set("gpio");
-        if let Some(t) = gpio_task {
-            t.await?;
-        }
-        set("docker");
-        if let Some(t) = docker_task {
-            t.await?;
-        }
-        set("status");
-        if let Some(t) = status_task {
-            t.await?;
-        }
-        set("store");
-        store_task.await??;
-        Ok::<(), RunError>(())
-    };
-    match tokio::time::timeout(STOP_LIMIT, stopping).await {
-        Ok(r) => r?,
-        Err(_) => {
-            let task = stage.lock().map_or("?", |s| *s);
-            warn!(task, limit = ?STOP_LIMIT, "a task did not stop in time: leaving it behind");
+    exit
+}
+
+/// The state the tasks watch: one task publishes each, any task reads
+/// any of it (cloned freely).
+#[derive(Clone)]
+struct Watched {
+    store: watch::Receiver<StoreStatus>,
+    uplink: watch::Receiver<UplinkStatus>,
+    alerts: watch::Receiver<AlertView>,
+    clock_synced: watch::Receiver<bool>,
+    gpio: watch::Receiver<Vec<GpioLevel>>,
+    led: watch::Receiver<Pattern>,
+}
+
+impl Watched {
+    fn observers(self, identify: Identify, gpio_outputs: GpioOutputs) -> Observers {
+        Observers {
+            store: self.store,
+            uplink: self.uplink,
+            alerts: self.alerts,
+            led: self.led,
+            identify,
+            gpio_outputs,
         }
     }
-    info!(elapsed = ?started.elapsed(), "stopped");
-    Ok(exit)
+}
+
+/// The store owns the queue on a blocking thread.
+fn start_store(store: Store) -> JoinHandle<Result<(), QueueError>> {
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || store.run(rt))
+}
+
+/// What starting any task may read: the configuration, the hardware, the
+/// host's clock, the watched state, the stop signal and the watchdog's
+/// beacons. Each method starts one task.
+struct Wiring<'a> {
+    config: &'a Config,
+    hardware: &'a Hardware,
+    clock: SystemClock,
+    watched: Watched,
+    stop: shutdown::Shutdown,
+    started: Instant,
+    uplink_beacon: Beacon,
+    sampler_beacon: Beacon,
+}
+
+impl<'a> Wiring<'a> {
+    fn new(
+        config: &'a Config,
+        hardware: &'a Hardware,
+        watched: Watched,
+        stop: shutdown::Shutdown,
+        started: Instant,
+    ) -> Self {
+        Wiring {
+            config,
+            hardware,
+            clock: SystemClock::new(&config.sensors.host_root),
+            watched,
+            stop,
+            started,
+            uplink_beacon: Beacon::new("uplink", started),
+            sampler_beacon: Beacon::new("sampler", started),
+        }
+    }
+
+    fn uplink(
+        &self,
+        identity: Identity,
+        requests: mpsc::Sender<store::UplinkRequest>,
+        replies: mpsc::Receiver<store::ReadReply>,
+        commands: CommandLink,
+        status: watch::Sender<UplinkStatus>,
+        alerts: watch::Sender<AlertView>,
+    ) -> JoinHandle<()> {
+        let links = uplink::Links {
+            requests,
+            replies,
+            store: self.watched.store.clone(),
+            status,
+            alerts,
+            commands,
+            shutdown: self.stop.clone(),
+            beacon: self.uplink_beacon.clone(),
+        };
+        let c = self.config;
+        let uplink = Uplink::new(
+            c.broker.clone(),
+            c.uplink.clone(),
+            identity,
+            c.format,
+            links,
+        );
+        tokio::spawn(uplink.run())
+    }
+
+    /// GPIO inputs send their edges straight to the store, so the events
+    /// do not wait for the next sample; the outputs are for `gpio.write`.
+    fn gpio(
+        &self,
+        items: &mpsc::Sender<Vec<store::Item>>,
+        levels: watch::Sender<Vec<GpioLevel>>,
+    ) -> (GpioOutputs, Option<JoinHandle<()>>) {
+        let gpio = self.hardware.gpio.as_ref();
+        let (inputs, errors) = GpioInputs::open(
+            gpio,
+            &self.config.gpio.inputs,
+            items.clone(),
+            levels,
+            Box::new(self.clock.clone()),
+            self.stop.clone(),
+        );
+        let (outputs, out_errors) = GpioOutputs::open(gpio, &self.config.gpio.outputs);
+        for e in errors.iter().chain(&out_errors) {
+            warn!(error = %e, "GPIO line left out; running without it");
+        }
+        let task = (!inputs.is_empty()).then(|| tokio::spawn(inputs.run()));
+        (outputs, task)
+    }
+
+    /// Docker changes go straight to the store too; samples copy the view.
+    fn docker(&self, items: &mpsc::Sender<Vec<store::Item>>) -> DockerStart {
+        start_docker(self.config, items, &self.clock, &self.stop)
+    }
+
+    fn led(
+        &self,
+        identify: watch::Receiver<Option<tokio::time::Instant>>,
+        pattern: watch::Sender<Pattern>,
+    ) -> JoinHandle<()> {
+        let backend =
+            led::open(&self.config.led, self.hardware.gpio.as_ref()).unwrap_or_else(|e| {
+                warn!(error = %e, "no status LED; running without it");
+                Box::new(NoLed)
+            });
+        let w = &self.watched;
+        let sources = LedSources {
+            uplink: Some(w.uplink.clone()),
+            store: Some(w.store.clone()),
+            alerts: Some(w.alerts.clone()),
+            clock_synced: Some(w.clock_synced.clone()),
+            identify: Some(identify),
+            config_invalid: false,
+        };
+        tokio::spawn(Led::new(backend, sources, pattern, self.stop.clone()).run())
+    }
+
+    /// The local status socket, when configured and it can be bound.
+    async fn status(&self) -> Option<JoinHandle<()>> {
+        let path = self.config.status_socket.as_ref()?;
+        let w = &self.watched;
+        let sources = StatusSources {
+            device: self.config.device.to_string(),
+            uplink: w.uplink.clone(),
+            store: w.store.clone(),
+            alerts: w.alerts.clone(),
+            clock_synced: w.clock_synced.clone(),
+            led: w.led.clone(),
+            gpio: w.gpio.clone(),
+        };
+        match StatusServer::bind(path, sources, self.stop.clone()).await {
+            Ok(server) => Some(tokio::spawn(server.run())),
+            Err(e) => {
+                warn!(error = %e, "no status socket; `picket-agent status` will not work");
+                None
+            }
+        }
+    }
+
+    /// The trial of a freshly installed version, which commits it or
+    /// rolls it back.
+    fn update(&self, side: &CommandSide) -> JoinHandle<()> {
+        let task = update::trial::UpdateTask {
+            updates: Arc::clone(&side.updates),
+            device: self.config.device.clone(),
+            store: self.watched.store.clone(),
+            uplink: self.watched.uplink.clone(),
+            replies: side.replies.clone(),
+            relaunch: Arc::clone(&side.relaunch),
+            stop: side.stop.clone(),
+            started: tokio::time::Instant::from_std(self.started),
+        };
+        tokio::spawn(task.run())
+    }
+
+    /// The command service; opening its journal blocks, so it is built
+    /// off the runtime.
+    async fn commands(
+        &self,
+        side: CommandSide,
+        inbound: mpsc::Receiver<Inbound>,
+        restart: shutdown::Trigger,
+        peripherals: commands::Peripherals,
+    ) -> Result<JoinHandle<()>, RunError> {
+        let commands_cfg = self.config.commands.clone();
+        let device = self.config.device.clone();
+        let sensors_cfg = self.config.sensors.clone();
+        let uplink_watch = self.watched.uplink.clone();
+        let self_update = commands::SelfUpdate {
+            updates: side.updates,
+            relaunch: side.relaunch,
+        };
+        let service = tokio::task::spawn_blocking(move || {
+            CommandService::new(
+                commands_cfg,
+                device,
+                sensors_cfg,
+                inbound,
+                side.replies,
+                uplink_watch,
+                restart,
+                peripherals,
+                self_update,
+                side.stop,
+            )
+        })
+        .await?;
+        Ok(tokio::spawn(service.run()))
+    }
+
+    fn sampler(
+        &self,
+        startup: Vec<EventKind>,
+        items: mpsc::Sender<Vec<store::Item>>,
+        clock_synced: watch::Sender<bool>,
+        docker: Option<watch::Receiver<docker::DockerView>>,
+    ) -> JoinHandle<()> {
+        let links = sampler::Links {
+            items,
+            store: self.watched.store.clone(),
+            uplink: self.watched.uplink.clone(),
+            clock_synced,
+            gpio: self.watched.gpio.clone(),
+            docker,
+            shutdown: self.stop.clone(),
+            beacon: self.sampler_beacon.clone(),
+        };
+        let sampler = Sampler::new(
+            Sensors::new(self.config.sensors.clone()),
+            Box::new(self.clock.clone()),
+            self.config.sampling_interval,
+            self.config.hash.clone(),
+            startup,
+            links,
+        );
+        tokio::spawn(sampler.run())
+    }
+
+    /// Feeds systemd's watchdog while the uplink and the sampler beat.
+    fn watchdog(&self) -> JoinHandle<()> {
+        let beacons = vec![self.uplink_beacon.clone(), self.sampler_beacon.clone()];
+        tokio::spawn(systemd::watchdog(beacons, self.stop.clone()))
+    }
+}
+
+/// What the command service and the update trial share: the replies they
+/// send, the update state, the relaunch they may ask for, and their stop.
+struct CommandSide {
+    replies: mpsc::Sender<Reply>,
+    updates: Arc<update::Updates>,
+    relaunch: Arc<shutdown::Trigger>,
+    stop: shutdown::Shutdown,
+}
+
+impl CommandSide {
+    fn new(
+        config: &Config,
+        replies: mpsc::Sender<Reply>,
+        relaunch: shutdown::Trigger,
+        stop: shutdown::Shutdown,
+    ) -> Self {
+        CommandSide {
+            replies,
+            updates: Arc::new(update::Updates::new(config.update.clone())),
+            relaunch: Arc::new(relaunch),
+            stop,
+        }
+    }
+}
+
+/// The agent's long-lived tasks, stopped in dependency order.
+struct Tasks {
+    /// Stops the command service and the update trial.
+    cmd_trigger: shutdown::Trigger,
+    commands: JoinHandle<()>,
+    update: JoinHandle<()>,
+    /// Stops the rest.
+    trigger: shutdown::Trigger,
+    sampler: JoinHandle<()>,
+    uplink: JoinHandle<()>,
+    watchdog: JoinHandle<()>,
+    led: JoinHandle<()>,
+    gpio: Option<JoinHandle<()>>,
+    docker: Option<JoinHandle<()>>,
+    status: Option<JoinHandle<()>>,
+    store: JoinHandle<Result<(), QueueError>>,
+}
+
+impl Tasks {
+    /// Stop the tasks one after the other, within [`STOP_LIMIT`].
+    async fn stop(self) -> Result<(), RunError> {
+        // The whole stop is bounded: a task that does not end (a sensor
+        // read stuck on a dead mount, a Docker engine that accepts and
+        // never answers) must not keep systemd waiting or block a restart.
+        // What is left behind is dropped with the runtime; the queue
+        // recovers from that like from a power cut.
+        // Which task the stop waits for, to name it if it is late.
+        let stage = std::sync::Mutex::new("commands");
+        let set = |name| {
+            if let Ok(mut s) = stage.lock() {
+                *s = name;
+            }
+        };
+        let stopping = async move {
+            // Commands first, while the uplink still carries their last
+            // statuses.
+            self.cmd_trigger.fire();
+            self.commands.await?;
+            set("update");
+            self.update.await?;
+            self.trigger.fire();
+            set("sampler");
+            self.sampler.await?;
+            set("uplink");
+            self.uplink.await?;
+            set("watchdog");
+            self.watchdog.await?;
+            set("led");
+            self.led.await?;
+            set("gpio");
+            if let Some(t) = self.gpio {
+                t.await?;
+            }
+            set("docker");
+            if let Some(t) = self.docker {
+                t.await?;
+            }
+            set("status");
+            if let Some(t) = self.status {
+                t.await?;
+            }
+            set("store");
+            self.store.await??;
+            Ok::<(), RunError>(())
+        };
+        match tokio::time::timeout(STOP_LIMIT, stopping).await {
+            Ok(r) => r?,
+            Err(_) => {
+                let task = stage.lock().map_or("?", |s| *s);
+                warn!(task, limit = ?STOP_LIMIT, "a task did not stop in time: leaving it behind");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What [`start_docker`] gives: the commands' handle, the view samples
@@ -457,7 +663,7 @@ pub async fn run_with(
 type DockerStart = (
     docker::Handle,
     Option<watch::Receiver<docker::DockerView>>,
-    Option<tokio::task::JoinHandle<()>>,
+    Option<JoinHandle<()>>,
 );
 
 /// The Docker watcher when `docker.enabled` (which the configuration

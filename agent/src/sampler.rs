@@ -25,55 +25,46 @@ struct Probe {
 pub struct Sampler {
     probe: Option<Probe>,
     interval: Duration,
-    items: mpsc::Sender<Vec<Item>>,
-    store: watch::Receiver<StoreStatus>,
-    /// How far the broker acknowledged (for the backlog's age).
-    uplink: watch::Receiver<UplinkStatus>,
     config_hash: String,
     /// Events to record before the first sample (agent started, queue
     /// recovery findings).
     startup: Vec<EventKind>,
+    links: Links,
+}
+
+/// The sampler's channels: where its items go, the state it reads and
+/// publishes, its stop signal and its watchdog beacon.
+pub struct Links {
+    pub items: mpsc::Sender<Vec<Item>>,
+    pub store: watch::Receiver<StoreStatus>,
+    /// How far the broker acknowledged (for the backlog's age).
+    pub uplink: watch::Receiver<UplinkStatus>,
     /// Whether the clock was synchronised at the last sample (for the LED
     /// and `status`).
-    clock_synced: watch::Sender<bool>,
+    pub clock_synced: watch::Sender<bool>,
     /// The GPIO inputs' levels, kept by the GPIO task.
-    gpio: watch::Receiver<Vec<GpioLevel>>,
+    pub gpio: watch::Receiver<Vec<GpioLevel>>,
     /// The Docker watcher's view, when Docker is enabled.
-    docker: Option<watch::Receiver<DockerView>>,
-    shutdown: Shutdown,
-    beacon: Beacon,
+    pub docker: Option<watch::Receiver<DockerView>>,
+    pub shutdown: Shutdown,
+    pub beacon: Beacon,
 }
 
 impl Sampler {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sensors: Sensors,
         clock: Box<dyn Clock>,
         interval: Duration,
-        items: mpsc::Sender<Vec<Item>>,
-        store: watch::Receiver<StoreStatus>,
-        uplink: watch::Receiver<UplinkStatus>,
         config_hash: String,
         startup: Vec<EventKind>,
-        clock_synced: watch::Sender<bool>,
-        gpio: watch::Receiver<Vec<GpioLevel>>,
-        docker: Option<watch::Receiver<DockerView>>,
-        shutdown: Shutdown,
-        beacon: Beacon,
+        links: Links,
     ) -> Self {
         Sampler {
             probe: Some(Probe { sensors, clock }),
             interval,
-            items,
-            store,
-            uplink,
             config_hash,
             startup,
-            clock_synced,
-            gpio,
-            docker,
-            shutdown,
-            beacon,
+            links,
         }
     }
 
@@ -84,14 +75,14 @@ impl Sampler {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beat = tokio::time::interval(Duration::from_secs(1));
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut shutdown = self.shutdown.clone();
-        let mut dropped_seen = self.store.borrow().stats.dropped_total;
+        let mut shutdown = self.links.shutdown.clone();
+        let mut dropped_seen = self.links.store.borrow().stats.dropped_total;
 
         let startup = std::mem::take(&mut self.startup);
         if let (false, Some(probe)) = (startup.is_empty(), self.probe.as_mut()) {
             let stamp = probe.clock.stamp();
             let items = startup.into_iter().map(|k| Item::Event(stamp.event(k)));
-            if self.items.send(items.collect()).await.is_err() {
+            if self.links.items.send(items.collect()).await.is_err() {
                 return;
             }
         }
@@ -104,12 +95,12 @@ impl Sampler {
                     let Some(items) = self.take_sample(&mut dropped_seen).await else {
                         break;
                     };
-                    if self.items.send(items).await.is_err() {
+                    if self.links.items.send(items).await.is_err() {
                         break;
                     }
-                    self.beacon.beat();
+                    self.links.beacon.beat();
                 }
-                _ = beat.tick() => self.beacon.beat(),
+                _ = beat.tick() => self.links.beacon.beat(),
             }
         }
 
@@ -120,7 +111,7 @@ impl Sampler {
         let stopping = vec![Item::Event(stamp.event(EventKind::AgentStopping))];
         // Kept in the queue if the uplink cannot send it before it stops:
         // the next run delivers it.
-        let _ = self.items.send(stopping).await;
+        let _ = self.links.items.send(stopping).await;
         info!("sampler stopped");
     }
 
@@ -142,13 +133,13 @@ impl Sampler {
             }
         };
         self.probe = Some(probe);
-        self.clock_synced.send_if_modified(|synced| {
+        self.links.clock_synced.send_if_modified(|synced| {
             let changed = *synced != stamp.sync;
             *synced = stamp.sync;
             changed
         });
-        sample.gpio = self.gpio.borrow().clone();
-        if let Some(docker) = &self.docker {
+        sample.gpio = self.links.gpio.borrow().clone();
+        if let Some(docker) = &self.links.docker {
             // Read with no await between here and the send: on the agent's
             // single-threaded runtime the watcher cannot queue an event in
             // between, so no sample carries a state older than an event
@@ -159,7 +150,7 @@ impl Sampler {
             sample.containers = view.containers.clone();
         }
 
-        let status = self.store.borrow().clone();
+        let status = self.links.store.borrow().clone();
         let mut items: Vec<Item> = events
             .into_iter()
             .map(|k| Item::Event(stamp.event(k)))
@@ -177,7 +168,7 @@ impl Sampler {
             queue_records: status.stats.records,
             queue_bytes: status.stats.bytes,
             oldest_unsent_ms: status
-                .oldest_unsent_ms(self.uplink.borrow().acked_through, unix_ms()),
+                .oldest_unsent_ms(self.links.uplink.borrow().acked_through, unix_ms()),
             dropped: status.stats.dropped_total,
             quarantined: status.stats.quarantined_total,
         });

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use picket_protocol::{DeviceId, Format};
 
-use super::raw::RawConfig;
+use super::raw::{RawCommands, RawConfig};
 use super::{
     Bias, CommandsConfig, Config, ConfigError, DOCKER_SUPPORTED, DockerConfig, ExecSpec,
     GpioConfig, InputSpec, Label, LedConfig, LineRef, OutputSpec, Scope, UpdateConfig,
@@ -22,28 +22,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if !host_root.is_absolute() {
         return Err(invalid("host.root", "must be an absolute path"));
     }
-
-    let device = if raw.device.id.is_empty() {
-        identity::default_device_id(&host_root).map_err(|e| {
-            invalid(
-                "device.id",
-                format!("not set, and no default could be found: {e}"),
-            )
-        })?
-    } else {
-        DeviceId::new(raw.device.id.clone()).map_err(|e| invalid("device.id", e.to_string()))?
-    };
-
+    let device = device(&raw, &host_root)?;
     let broker = picket_config::broker::resolve(&raw.broker, &format!("picket-{device}"))?;
-
-    let sampling_interval = raw.sampling.interval.0;
-    if sampling_interval < Duration::from_millis(10) {
-        return Err(invalid("sampling.interval", "must be at least 10ms"));
-    }
-    if sampling_interval > Duration::from_secs(3600) {
-        return Err(invalid("sampling.interval", "must be at most 1h"));
-    }
-
+    let sampling_interval = sampling_interval(&raw)?;
     let format: Format = raw
         .payload
         .format
@@ -55,38 +36,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let update = update(&raw)?;
     let docker = docker(&raw)?;
     let uplink = uplink(&raw)?;
-
-    for unit in &raw.services.watch {
-        if unit.is_empty() || unit.starts_with('-') || unit.contains(char::is_whitespace) {
-            return Err(invalid(
-                "services.watch",
-                format!("{unit:?} is not a systemd unit name"),
-            ));
-        }
-    }
-    if raw.services.systemctl.is_empty() {
-        return Err(invalid("services.systemctl", "must not be empty"));
-    }
-    let sensors = SensorConfig {
-        host_root,
-        services: raw.services.watch.clone(),
-        systemctl: PathBuf::from(&raw.services.systemctl),
-        net_exclude: raw.net.exclude.clone(),
-    };
-
+    let sensors = sensors(&raw, host_root)?;
     let led = led(&raw)?;
     let gpio = gpio(&raw)?;
-    let status_socket = match raw.status.socket.as_str() {
-        "" => None,
-        s if Path::new(s).is_absolute() => Some(PathBuf::from(s)),
-        _ => {
-            return Err(invalid(
-                "status.socket",
-                "must be an absolute path, or empty (off)",
-            ));
-        }
-    };
-
+    let status_socket = status_socket(&raw)?;
     let first_boot = first_boot(&raw)?;
 
     // The hash covers the effective settings, not the secrets' contents.
@@ -110,6 +63,64 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         first_boot,
         hash,
     })
+}
+
+/// `device.id`, or the default this host gives when it is not set.
+fn device(raw: &RawConfig, host_root: &Path) -> Result<DeviceId, ConfigError> {
+    if raw.device.id.is_empty() {
+        identity::default_device_id(host_root).map_err(|e| {
+            invalid(
+                "device.id",
+                format!("not set, and no default could be found: {e}"),
+            )
+        })
+    } else {
+        DeviceId::new(raw.device.id.clone()).map_err(|e| invalid("device.id", e.to_string()))
+    }
+}
+
+fn sampling_interval(raw: &RawConfig) -> Result<Duration, ConfigError> {
+    let interval = raw.sampling.interval.0;
+    if interval < Duration::from_millis(10) {
+        return Err(invalid("sampling.interval", "must be at least 10ms"));
+    }
+    if interval > Duration::from_secs(3600) {
+        return Err(invalid("sampling.interval", "must be at most 1h"));
+    }
+    Ok(interval)
+}
+
+/// What the sensors read: the host root, the watched units, `systemctl`
+/// and the interfaces left out.
+fn sensors(raw: &RawConfig, host_root: PathBuf) -> Result<SensorConfig, ConfigError> {
+    for unit in &raw.services.watch {
+        if unit.is_empty() || unit.starts_with('-') || unit.contains(char::is_whitespace) {
+            return Err(invalid(
+                "services.watch",
+                format!("{unit:?} is not a systemd unit name"),
+            ));
+        }
+    }
+    if raw.services.systemctl.is_empty() {
+        return Err(invalid("services.systemctl", "must not be empty"));
+    }
+    Ok(SensorConfig {
+        host_root,
+        services: raw.services.watch.clone(),
+        systemctl: PathBuf::from(&raw.services.systemctl),
+        net_exclude: raw.net.exclude.clone(),
+    })
+}
+
+fn status_socket(raw: &RawConfig) -> Result<Option<PathBuf>, ConfigError> {
+    match raw.status.socket.as_str() {
+        "" => Ok(None),
+        s if Path::new(s).is_absolute() => Ok(Some(PathBuf::from(s))),
+        _ => Err(invalid(
+            "status.socket",
+            "must be an absolute path, or empty (off)",
+        )),
+    }
 }
 
 fn docker(raw: &RawConfig) -> Result<DockerConfig, ConfigError> {
@@ -375,113 +386,12 @@ fn uplink(raw: &RawConfig) -> Result<UplinkConfig, ConfigError> {
 
 fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
     let c = &raw.commands;
-    for name in &c.allowed {
-        if !Action::NAMES.contains(&name.as_str()) {
-            return Err(invalid(
-                "commands.allowed",
-                format!(
-                    "{name:?} is not a command; known: {}",
-                    Action::NAMES.join(", ")
-                ),
-            ));
-        }
-    }
-    // agent.update --------------------------------------------------------
-    if public_key_missing_for_update(c) {
-        return Err(invalid(
-            "commands.allowed",
-            "agent.update needs commands.public_key_file: a new binary runs only if \
-             the collector's key signed it",
-        ));
-    }
-    let public_key = match c.public_key_file.as_str() {
-        "" => None,
-        path => {
-            let data = read_file("commands.public_key_file", path)?;
-            let text = String::from_utf8_lossy(&data);
-            Some(
-                signing::parse_public_key(&text)
-                    .map_err(|e| invalid("commands.public_key_file", format!("{path}: {e}")))?,
-            )
-        }
-    };
-    if c.state_dir.is_empty() || !Path::new(&c.state_dir).is_absolute() {
-        return Err(invalid("commands.state_dir", "must be an absolute path"));
-    }
-    if !(1..=64).contains(&c.concurrency) {
-        return Err(invalid("commands.concurrency", "must be between 1 and 64"));
-    }
-    if c.timeout.0 < Duration::from_secs(1) {
-        return Err(invalid("commands.timeout", "must be at least 1s"));
-    }
-    if c.max_clock_skew.0 > Duration::from_secs(3600) {
-        return Err(invalid("commands.max_clock_skew", "must be at most 1h"));
-    }
-    if !(1024..=(16 << 20)).contains(&c.output_max_bytes.0) {
-        return Err(invalid(
-            "commands.output_max_bytes",
-            "must be between 1KiB and 16MiB",
-        ));
-    }
-    if !(16..=1_000_000).contains(&c.journal_entries) {
-        return Err(invalid(
-            "commands.journal_entries",
-            "must be between 16 and 1000000",
-        ));
-    }
-    for unit in &c.services {
-        if picket_protocol::Action::ServiceRestart(picket_protocol::UnitArgs { unit: unit.clone() })
-            .check()
-            .is_err()
-        {
-            return Err(invalid(
-                "commands.services",
-                format!("{unit:?} is not a systemd unit name"),
-            ));
-        }
-    }
-    for (key, v) in [
-        ("commands.systemctl", &c.systemctl),
-        ("commands.journalctl", &c.journalctl),
-    ] {
-        if v.is_empty() {
-            return Err(invalid(key, "must not be empty"));
-        }
-    }
-    if c.reboot.is_empty() || c.reboot[0].is_empty() {
-        return Err(invalid("commands.reboot", "must name a program"));
-    }
-    let mut file_dirs = Vec::new();
-    for d in &c.file_dirs {
-        let p = Path::new(d);
-        if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
-            return Err(invalid(
-                "commands.file_dirs",
-                format!("{d:?} must be an absolute path without `..`"),
-            ));
-        }
-        if p == Path::new("/") {
-            return Err(invalid(
-                "commands.file_dirs",
-                "\"/\" would allow every file",
-            ));
-        }
-        file_dirs.push(p.to_path_buf());
-    }
-    let file_roots = match c.file_ca_file.as_str() {
-        "" => None,
-        path => {
-            let pem = read_file("commands.file_ca_file", path)?;
-            let text = String::from_utf8_lossy(&pem);
-            if !text.contains("-----BEGIN CERTIFICATE-----") {
-                return Err(invalid(
-                    "commands.file_ca_file",
-                    format!("no PEM certificate in {path}"),
-                ));
-            }
-            Some(pem)
-        }
-    };
+    check_allowed(c)?;
+    let public_key = public_key(c)?;
+    check_limits(c)?;
+    check_programs(c)?;
+    let file_dirs = file_dirs(c)?;
+    let file_roots = file_roots(c)?;
     if c.config_rollback_after.0 < Duration::from_secs(5) {
         return Err(invalid(
             "commands.config_rollback_after",
@@ -511,9 +421,143 @@ fn commands(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
     })
 }
 
+/// `commands.allowed`: known commands only, and `agent.update` only with
+/// a key to check what it installs.
+fn check_allowed(c: &RawCommands) -> Result<(), ConfigError> {
+    for name in &c.allowed {
+        if !Action::NAMES.contains(&name.as_str()) {
+            return Err(invalid(
+                "commands.allowed",
+                format!(
+                    "{name:?} is not a command; known: {}",
+                    Action::NAMES.join(", ")
+                ),
+            ));
+        }
+    }
+    if public_key_missing_for_update(c) {
+        return Err(invalid(
+            "commands.allowed",
+            "agent.update needs commands.public_key_file: a new binary runs only if \
+             the collector's key signed it",
+        ));
+    }
+    Ok(())
+}
+
+/// The collector's signing key (`commands.public_key_file`), when set.
+fn public_key(c: &RawCommands) -> Result<Option<signing::PublicKey>, ConfigError> {
+    let path = c.public_key_file.as_str();
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let data = read_file("commands.public_key_file", path)?;
+    let text = String::from_utf8_lossy(&data);
+    let key = signing::parse_public_key(&text)
+        .map_err(|e| invalid("commands.public_key_file", format!("{path}: {e}")))?;
+    Ok(Some(key))
+}
+
+/// The service's own bounds: where it keeps its state, how much it runs
+/// at once, for how long, and how much it keeps.
+fn check_limits(c: &RawCommands) -> Result<(), ConfigError> {
+    if c.state_dir.is_empty() || !Path::new(&c.state_dir).is_absolute() {
+        return Err(invalid("commands.state_dir", "must be an absolute path"));
+    }
+    if !(1..=64).contains(&c.concurrency) {
+        return Err(invalid("commands.concurrency", "must be between 1 and 64"));
+    }
+    if c.timeout.0 < Duration::from_secs(1) {
+        return Err(invalid("commands.timeout", "must be at least 1s"));
+    }
+    if c.max_clock_skew.0 > Duration::from_secs(3600) {
+        return Err(invalid("commands.max_clock_skew", "must be at most 1h"));
+    }
+    if !(1024..=(16 << 20)).contains(&c.output_max_bytes.0) {
+        return Err(invalid(
+            "commands.output_max_bytes",
+            "must be between 1KiB and 16MiB",
+        ));
+    }
+    if !(16..=1_000_000).contains(&c.journal_entries) {
+        return Err(invalid(
+            "commands.journal_entries",
+            "must be between 16 and 1000000",
+        ));
+    }
+    Ok(())
+}
+
+/// The units `service.restart` may touch and the programs the commands run.
+fn check_programs(c: &RawCommands) -> Result<(), ConfigError> {
+    for unit in &c.services {
+        if picket_protocol::Action::ServiceRestart(picket_protocol::UnitArgs { unit: unit.clone() })
+            .check()
+            .is_err()
+        {
+            return Err(invalid(
+                "commands.services",
+                format!("{unit:?} is not a systemd unit name"),
+            ));
+        }
+    }
+    for (key, v) in [
+        ("commands.systemctl", &c.systemctl),
+        ("commands.journalctl", &c.journalctl),
+    ] {
+        if v.is_empty() {
+            return Err(invalid(key, "must not be empty"));
+        }
+    }
+    if c.reboot.is_empty() || c.reboot[0].is_empty() {
+        return Err(invalid("commands.reboot", "must name a program"));
+    }
+    Ok(())
+}
+
+/// `commands.file_dirs`: absolute, without `..`, and not the whole disk.
+fn file_dirs(c: &RawCommands) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut file_dirs = Vec::new();
+    for d in &c.file_dirs {
+        let p = Path::new(d);
+        if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+            return Err(invalid(
+                "commands.file_dirs",
+                format!("{d:?} must be an absolute path without `..`"),
+            ));
+        }
+        if p == Path::new("/") {
+            return Err(invalid(
+                "commands.file_dirs",
+                "\"/\" would allow every file",
+            ));
+        }
+        file_dirs.push(p.to_path_buf());
+    }
+    Ok(file_dirs)
+}
+
+/// The CA certificates downloads are checked against
+/// (`commands.file_ca_file`), when set.
+fn file_roots(c: &RawCommands) -> Result<Option<Vec<u8>>, ConfigError> {
+    let path = c.file_ca_file.as_str();
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let pem = read_file("commands.file_ca_file", path)?;
+    let text = String::from_utf8_lossy(&pem);
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(invalid(
+            "commands.file_ca_file",
+            format!("no PEM certificate in {path}"),
+        ));
+    }
+    Ok(Some(pem))
+}
+
 // --- [update]: agent.update ---------------------------------------------
 
-fn public_key_missing_for_update(c: &super::raw::RawCommands) -> bool {
+fn public_key_missing_for_update(c: &RawCommands) -> bool {
     c.allowed.iter().any(|a| a == "agent.update") && c.public_key_file.is_empty()
 }
 

@@ -22,71 +22,12 @@ pub(super) fn open(mut cfg: QueueConfig, boot_id: &str) -> Result<(Queue, OpenRe
         .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
     let dir = cfg.dir.clone();
     fs::create_dir_all(&dir).map_err(at(&dir))?;
-    let stored = match meta::load(&dir).map_err(at(&dir))? {
-        Loaded::Ok(m) => Some(m),
-        Loaded::Missing => None,
-        Loaded::Garbled => {
-            tracing::warn!(dir = %dir.display(), "queue meta file unreadable, starting from the log alone");
-            None
-        }
-    };
+    let stored = load_meta(&dir)?;
     let mut report = OpenReport::default();
     let mut quarantined_total = stored.as_ref().map_or(0, |m| m.quarantined_total);
     let acked = stored.as_ref().and_then(|m| m.acked);
 
-    let mut segments: Vec<Segment> = Vec::new();
-    for (base, name) in list_segments(&dir)? {
-        let path = dir.join(&name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(at(&path))?;
-        let scan = match segment::scan(&file, base) {
-            Ok(s) => s,
-            // An unreadable sector must not keep the agent down: set the
-            // file aside like any other damage.
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "queue segment unreadable");
-                let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-                quarantine(&dir, &dir, &name, bytes, &mut report)?;
-                quarantined_total += 1;
-                continue;
-            }
-        };
-        let prev_last = segments.iter().rev().find_map(Segment::last_seq);
-        let reason = match scan.verdict {
-            Verdict::Corrupt(reason) => Some(reason),
-            _ if !scan.entries.is_empty() && prev_last.is_some_and(|p| base <= p) => {
-                Some("seqs overlap the previous segment")
-            }
-            _ => None,
-        };
-        if let Some(reason) = reason {
-            tracing::warn!(path = %path.display(), reason, "queue segment corrupt, moved to quarantine");
-            quarantine(&dir, &dir, &name, scan.file_len, &mut report)?;
-            quarantined_total += 1;
-            continue;
-        }
-        if scan.verdict == Verdict::Recycled {
-            file.set_len(0).map_err(at(&path))?;
-        }
-        if scan.verdict == Verdict::TornTail {
-            file.set_len(scan.valid_len).map_err(at(&path))?;
-            let cut = scan.file_len - scan.valid_len;
-            tracing::warn!(path = %path.display(), bytes = cut, "queue segment had a torn tail, truncated");
-            report.truncated_bytes += cut;
-        }
-        segments.push(Segment {
-            base,
-            entries: scan.entries,
-            len: scan.valid_len,
-            synced_len: scan.valid_len,
-            file: None,
-            writable: false,
-        });
-    }
-
+    let segments = scan_segments(&dir, &mut report, &mut quarantined_total)?;
     let spools = match cfg.hot_dir.clone() {
         Some(hot) => scan_spools(&hot, &dir, &mut report, &mut quarantined_total)?,
         None => Vec::new(),
@@ -132,6 +73,103 @@ pub(super) fn open(mut cfg: QueueConfig, boot_id: &str) -> Result<(Queue, OpenRe
     // Persist the new lease, our boot id and "not closed cleanly" before any
     // append, and the next seq before the empty segments carrying it go.
     q.store_meta(false)?;
+    remove_acked(&mut q)?;
+    q.adopt_spools(spools)?;
+    Ok((q, report))
+}
+
+/// The meta file, if there is a readable one.
+fn load_meta(dir: &Path) -> Result<Option<Meta>, QueueError> {
+    Ok(match meta::load(dir).map_err(at(dir))? {
+        Loaded::Ok(m) => Some(m),
+        Loaded::Missing => None,
+        Loaded::Garbled => {
+            tracing::warn!(dir = %dir.display(), "queue meta file unreadable, starting from the log alone");
+            None
+        }
+    })
+}
+
+/// The segments in `dir`, in seq order, each recovered; the ones that
+/// cannot be are set aside in `dir/quarantine/` and counted.
+fn scan_segments(
+    dir: &Path,
+    report: &mut OpenReport,
+    quarantined_total: &mut u64,
+) -> Result<Vec<Segment>, QueueError> {
+    let mut segments: Vec<Segment> = Vec::new();
+    for (base, name) in list_segments(dir)? {
+        let prev_last = segments.iter().rev().find_map(Segment::last_seq);
+        match recover_segment(dir, base, &name, prev_last, report)? {
+            Some(segment) => segments.push(segment),
+            None => *quarantined_total += 1,
+        }
+    }
+    Ok(segments)
+}
+
+/// Scan one segment: cut a torn tail, empty a recycled file, or set the
+/// file aside (`None`) when it is unreadable, corrupt, or overlaps the one
+/// before it (which ends at `prev_last`).
+fn recover_segment(
+    dir: &Path,
+    base: u64,
+    name: &str,
+    prev_last: Option<u64>,
+    report: &mut OpenReport,
+) -> Result<Option<Segment>, QueueError> {
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(at(&path))?;
+    let scan = match segment::scan(&file, base) {
+        Ok(s) => s,
+        // An unreadable sector must not keep the agent down: set the
+        // file aside like any other damage.
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "queue segment unreadable");
+            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+            quarantine(dir, dir, name, bytes, report)?;
+            return Ok(None);
+        }
+    };
+    let reason = match scan.verdict {
+        Verdict::Corrupt(reason) => Some(reason),
+        _ if !scan.entries.is_empty() && prev_last.is_some_and(|p| base <= p) => {
+            Some("seqs overlap the previous segment")
+        }
+        _ => None,
+    };
+    if let Some(reason) = reason {
+        tracing::warn!(path = %path.display(), reason, "queue segment corrupt, moved to quarantine");
+        quarantine(dir, dir, name, scan.file_len, report)?;
+        return Ok(None);
+    }
+    if scan.verdict == Verdict::Recycled {
+        file.set_len(0).map_err(at(&path))?;
+    }
+    if scan.verdict == Verdict::TornTail {
+        file.set_len(scan.valid_len).map_err(at(&path))?;
+        let cut = scan.file_len - scan.valid_len;
+        tracing::warn!(path = %path.display(), bytes = cut, "queue segment had a torn tail, truncated");
+        report.truncated_bytes += cut;
+    }
+    Ok(Some(Segment {
+        base,
+        entries: scan.entries,
+        len: scan.valid_len,
+        synced_len: scan.valid_len,
+        file: None,
+        writable: false,
+    }))
+}
+
+/// Remove the segments the broker acknowledged entirely, and the empty
+/// ones (the meta file now carries the next seq they held).
+fn remove_acked(q: &mut Queue) -> Result<(), QueueError> {
+    let acked = q.acked;
     let mut i = 0;
     while i < q.segments.len() {
         if q.segments[i]
@@ -143,8 +181,7 @@ pub(super) fn open(mut cfg: QueueConfig, boot_id: &str) -> Result<(Queue, OpenRe
             i += 1;
         }
     }
-    q.adopt_spools(spools)?;
-    Ok((q, report))
+    Ok(())
 }
 
 /// Regular files named like segments, in seq order; anything else in the

@@ -179,73 +179,78 @@ pub(super) fn scan(file: &File, base: u64) -> io::Result<Scan> {
         s.verdict = Verdict::TornTail;
         return Ok(s);
     }
+    if let Some(verdict) = read_header(&mut r, base)? {
+        s.verdict = verdict;
+        return Ok(s);
+    }
+    s.valid_len = HEADER_LEN;
+    if let Some(verdict) = read_frames(&mut r, base, &mut s)? {
+        s.verdict = verdict;
+    }
+    Ok(s)
+}
+
+/// Checks the segment header against the file name's `base`: `None` when
+/// the frames after it are to be read, else the verdict on the file.
+fn read_header(r: &mut impl Read, base: u64) -> io::Result<Option<Verdict>> {
     let mut hdr = [0u8; HEADER_LEN as usize];
     r.read_exact(&mut hdr)?;
-    match decode_header(&hdr) {
-        Some(b) if b == base => {}
-        Some(b) if b < base => {
-            s.verdict = Verdict::Recycled;
-            return Ok(s);
-        }
-        Some(_) => {
-            s.verdict = Verdict::Corrupt("header base seq differs from the file name");
-            return Ok(s);
-        }
-        None => {
-            s.verdict = if hdr.iter().all(|&b| b == 0) && rest_is_zero(&mut r)? {
-                Verdict::TornTail
-            } else {
-                Verdict::Corrupt("bad segment header")
-            };
-            return Ok(s);
-        }
-    }
+    Ok(match decode_header(&hdr) {
+        Some(b) if b == base => None,
+        Some(b) if b < base => Some(Verdict::Recycled),
+        Some(_) => Some(Verdict::Corrupt(
+            "header base seq differs from the file name",
+        )),
+        None => Some(if hdr.iter().all(|&b| b == 0) && rest_is_zero(r)? {
+            Verdict::TornTail
+        } else {
+            Verdict::Corrupt("bad segment header")
+        }),
+    })
+}
+
+/// Reads the frames after the header into `s.entries`, moving
+/// `s.valid_len` past each good one; returns why it stopped before the end
+/// of the file, if it did.
+fn read_frames(r: &mut impl Read, base: u64, s: &mut Scan) -> io::Result<Option<Verdict>> {
+    let file_len = s.file_len;
     let mut pos = HEADER_LEN;
-    s.valid_len = pos;
     let mut expected_seq = base;
     let mut fh = [0u8; FRAME_HEADER_LEN];
     let mut payload = Vec::new();
     while pos < file_len {
         let remaining = file_len - pos;
         if remaining < FRAME_HEADER_LEN as u64 {
-            s.verdict = Verdict::TornTail;
-            return Ok(s);
+            return Ok(Some(Verdict::TornTail));
         }
         r.read_exact(&mut fh)?;
         let Some(h) = parse_frame_header(&fh) else {
-            s.verdict = Verdict::Corrupt("unreadable frame header");
-            return Ok(s);
+            return Ok(Some(Verdict::Corrupt("unreadable frame header")));
         };
         if h.len as u64 > remaining - FRAME_HEADER_LEN as u64 {
-            s.verdict = Verdict::TornTail;
-            return Ok(s);
+            return Ok(Some(Verdict::TornTail));
         }
         if h.len > MAX_PAYLOAD {
-            s.verdict = Verdict::Corrupt("frame length over the limit");
-            return Ok(s);
+            return Ok(Some(Verdict::Corrupt("frame length over the limit")));
         }
         payload.resize(h.len, 0);
         r.read_exact(&mut payload)?;
         let end = pos + (FRAME_HEADER_LEN + h.len) as u64;
         if frame_crc(&fh[0..4], &fh[8..], &payload) != h.crc {
-            s.verdict = if end == file_len || rest_is_zero(&mut r)? {
+            return Ok(Some(if end == file_len || rest_is_zero(r)? {
                 Verdict::TornTail
             } else {
                 Verdict::Corrupt("bad CRC followed by more data")
-            };
-            return Ok(s);
+            }));
         }
         if RecordKind::from_u8(h.kind).is_none() {
-            s.verdict = Verdict::Corrupt("unknown record kind");
-            return Ok(s);
+            return Ok(Some(Verdict::Corrupt("unknown record kind")));
         }
         if h.seq != expected_seq {
-            s.verdict = Verdict::Corrupt("seq out of order");
-            return Ok(s);
+            return Ok(Some(Verdict::Corrupt("seq out of order")));
         }
         let Ok(offset) = u32::try_from(pos) else {
-            s.verdict = Verdict::Corrupt("segment larger than 4 GiB");
-            return Ok(s);
+            return Ok(Some(Verdict::Corrupt("segment larger than 4 GiB")));
         };
         s.entries.push(Entry {
             offset,
@@ -254,12 +259,11 @@ pub(super) fn scan(file: &File, base: u64) -> io::Result<Scan> {
         pos = end;
         s.valid_len = pos;
         let Some(next) = expected_seq.checked_add(1) else {
-            s.verdict = Verdict::Corrupt("seq space exhausted");
-            return Ok(s);
+            return Ok(Some(Verdict::Corrupt("seq space exhausted")));
         };
         expected_seq = next;
     }
-    Ok(s)
+    Ok(None)
 }
 
 fn rest_is_zero(r: &mut impl Read) -> io::Result<bool> {

@@ -60,27 +60,39 @@ pub struct CommandLink {
     pub replies: mpsc::Receiver<Reply>,
 }
 
+impl CommandLink {
+    pub fn new(inbound: mpsc::Sender<Inbound>, replies: mpsc::Receiver<Reply>) -> Self {
+        CommandLink { inbound, replies }
+    }
+}
+
+/// The uplink's channels: to the store, to the command service, the state
+/// it publishes, its stop signal and its watchdog beacon.
+pub struct Links {
+    pub requests: mpsc::Sender<UplinkRequest>,
+    pub replies: mpsc::Receiver<ReadReply>,
+    pub store: watch::Receiver<StoreStatus>,
+    pub status: watch::Sender<UplinkStatus>,
+    /// The collector's retained alert set for this device (drives the LED).
+    pub alerts: watch::Sender<AlertView>,
+    pub commands: CommandLink,
+    pub shutdown: Shutdown,
+    pub beacon: Beacon,
+}
+
 pub struct Uplink {
     broker: BrokerConfig,
-    commands: CommandLink,
-    cmd_filter: String,
     cfg: UplinkConfig,
     identity: Identity,
     format: Format,
+    links: Links,
     batcher: Batcher,
+    cmd_filter: String,
     state_topic: String,
+    alert_topic: String,
     client: AsyncClient,
     eventloop: EventLoop,
     session: String,
-    requests: mpsc::Sender<UplinkRequest>,
-    replies: mpsc::Receiver<ReadReply>,
-    store: watch::Receiver<StoreStatus>,
-    status: watch::Sender<UplinkStatus>,
-    /// The collector's retained alert set for this device (drives the LED).
-    alerts: watch::Sender<AlertView>,
-    alert_topic: String,
-    shutdown: Shutdown,
-    beacon: Beacon,
 }
 
 /// The `requests` channel must hold at least this many messages so that
@@ -90,20 +102,12 @@ pub fn request_capacity(cfg: &UplinkConfig) -> usize {
 }
 
 impl Uplink {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         broker: BrokerConfig,
         cfg: UplinkConfig,
         identity: Identity,
         format: Format,
-        requests: mpsc::Sender<UplinkRequest>,
-        replies: mpsc::Receiver<ReadReply>,
-        store: watch::Receiver<StoreStatus>,
-        status: watch::Sender<UplinkStatus>,
-        alerts: watch::Sender<AlertView>,
-        shutdown: Shutdown,
-        beacon: Beacon,
-        commands: CommandLink,
+        links: Links,
     ) -> Self {
         let session = new_session_id();
         let cmd_filter = broker.topics.cmd_filter(&identity.device);
@@ -135,69 +139,37 @@ impl Uplink {
         // (40 ms per exchange, measured in bench/command-rtt.sh).
         eventloop.network_options.set_tcp_nodelay(true);
         let batcher = Batcher::new(&broker.topics, identity.device.clone(), format);
-        let acked_through = store.borrow().stats.acked_through;
-        status.send_modify(|s| {
+        let acked_through = links.store.borrow().stats.acked_through;
+        links.status.send_modify(|s| {
             s.session = session.clone();
             s.acked_through = acked_through;
         });
         Uplink {
             broker,
-            commands,
-            cmd_filter,
             cfg,
             identity,
             format,
+            links,
             batcher,
+            cmd_filter,
             state_topic,
+            alert_topic,
             client,
             eventloop,
             session,
-            requests,
-            replies,
-            store,
-            status,
-            alerts,
-            alert_topic,
-            shutdown,
-            beacon,
         }
     }
 
     pub async fn run(mut self) {
-        let mut backoff = Backoff::new(self.cfg.backoff_max);
-        let mut window = Window::new();
-        let mut connected = false;
-        let mut epoch: u64 = 0;
-        let mut read_pending = false;
-        let mut settle = Settle::new(self.cfg.hold_acked, self.store.borrow().stats.acked_through);
-        // Acknowledgements voided by a lost connection: the batches in
-        // flight are read again at the next connection, resumed or not.
-        let mut rewind = false;
-        let mut send_next = settle.settled().map_or(0, |a| a + 1);
-        let mut live_from = u64::MAX;
-        let mut poll_at: Option<Instant> = None;
+        let mut flow = Flow::new(&self.cfg, &self.links.store);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut shutdown = self.shutdown.clone();
+        let mut shutdown = self.links.shutdown.clone();
 
         loop {
-            let appended = self.store.borrow().appended_through;
-            if connected
-                && !read_pending
-                && window.len() < self.cfg.inflight
-                && appended.is_some_and(|a| a >= send_next)
-            {
-                let req = UplinkRequest::Read {
-                    from: send_next,
-                    max_records: self.cfg.batch_records,
-                    max_bytes: self.cfg.batch_bytes,
-                    epoch,
-                };
-                match self.requests.try_send(req) {
-                    Ok(()) => read_pending = true,
-                    Err(e) => warn!(error = %e, "store busy; read deferred"),
-                }
-            }
+            let appended = self.links.store.borrow().appended_through;
+            self.request_read(&mut flow, appended);
+            let reply_room = flow.connected && flow.window.len() < 2 * self.cfg.inflight;
 
             tokio::select! {
                 // Rarely-ready branches first, so a busy event loop (a
@@ -205,143 +177,27 @@ impl Uplink {
                 // or the next read.
                 biased;
                 () = shutdown.wait() => break,
-                _ = tick.tick() => self.beacon.beat(),
+                _ = tick.tick() => self.links.beacon.beat(),
                 // Replies share the window with batches; bounded so the
                 // client's request queue cannot overflow. While the link
                 // is down they wait in the channel (the command tasks wait
                 // behind them), never in rumqttc's queue, whose content a
                 // reconnection without session would leave unaccounted.
-                reply = self.commands.replies.recv(), if connected && window.len() < 2 * self.cfg.inflight => {
+                reply = self.links.commands.replies.recv(), if reply_room => {
                     if let Some(reply) = reply {
-                        self.publish_reply(&reply, &mut window);
+                        self.publish_reply(&reply, &mut flow.window);
                     }
                 }
-                reply = self.replies.recv() => {
+                reply = self.links.replies.recv() => {
                     let Some(reply) = reply else { break };
-                    if reply.epoch != epoch {
-                        continue;
-                    }
-                    read_pending = false;
-                    if !connected {
-                        continue;
-                    }
-                    let Some(last) = reply.records.last().map(|r| r.seq) else {
-                        continue;
-                    };
-                    let publications = self.batcher.build(reply.records, live_from);
-                    let (next, sent) = publish_batches(&self.client, self.cfg.inflight, publications, &mut window);
-                    send_next = next.unwrap_or(last + 1);
-                    self.set_status(|s| s.published += sent);
+                    self.on_read(&mut flow, reply);
                 }
-                ev = self.eventloop.poll(), if poll_at.is_none() => match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        connected = true;
-                        backoff.reset();
-                        self.settle_heard(&mut settle);
-                        if !ack.session_present || rewind {
-                            if ack.session_present {
-                                // rumqttc sends its pending publishes again
-                                // by itself; they keep their packet ids.
-                                window.restart(self.eventloop.pending.iter().filter_map(|r| match r {
-                                    Request::Publish(p) if p.qos != QoS::AtMostOnce => Some((p.pkid != 0).then_some(p.pkid)),
-                                    _ => None,
-                                }));
-                            } else {
-                                // rumqttc dropped whatever it had queued.
-                                window.clear();
-                            }
-                            // Start again from the last settled record.
-                            rewind = false;
-                            epoch += 1;
-                            read_pending = false;
-                            send_next = settle.settled().map_or(0, |a| a + 1);
-                        }
-                        live_from = appended.map_or(0, |a| a + 1);
-                        if !ack.session_present {
-                            // A broker that lost our session also lost the
-                            // alert clearances queued for it; the retained
-                            // set, if any, comes back with the subscription.
-                            self.alerts.send_replace(None);
-                        }
-                        // Again on a resumed session too: harmless, and it
-                        // covers a broker that kept the session but not
-                        // the subscription.
-                        if let Err(e) = self.client.try_subscribe(&self.alert_topic, QoS::AtLeastOnce) {
-                            warn!(error = %e, "cannot subscribe to the alert topic");
-                        }
-                        info!(broker = %self.broker.url, session = %self.session,
-                              resumed = ack.session_present, "connected");
-                        // Every connection: a broker that lost the session
-                        // must learn the subscription again; on a resumed
-                        // one it is harmless.
-                        if let Err(e) = self.client.try_subscribe(self.cmd_filter.clone(), QoS::AtLeastOnce) {
-                            warn!(error = %e, "cannot subscribe to commands");
-                        }
-                        self.publish_birth(&mut window);
-                        self.set_status(|s| {
-                            s.link = Link::Connected { since_ms: unix_ms() };
-                            s.last_error = None;
-                        });
-                    }
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.outgoing(pkid),
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        self.settle_heard(&mut settle);
-                        if p.topic == self.alert_topic {
-                            self.on_alerts(&p);
-                        } else {
-                            self.on_command(p, &mut window);
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        match window.puback(ack.pkid) {
-                            Some(through) => {
-                                let settled = settle.ack(through, Instant::now());
-                                self.settled(settled);
-                                let acked = settle.acked();
-                                self.set_status(|s| s.acked_through = acked);
-                            }
-                            None => self.settle_heard(&mut settle),
-                        }
-                    }
-                    Ok(Event::Incoming(other)) => {
-                        self.settle_heard(&mut settle);
-                        debug!(event = ?other, "mqtt");
-                    }
-                    Ok(other) => debug!(event = ?other, "mqtt"),
-                    Err(e) => {
-                        let failure = classify(&e);
-                        let delay = backoff.next(rand::random::<f64>());
-                        if connected {
-                            warn!(error = %e, retry_in = ?delay, "connection lost");
-                        } else {
-                            warn!(error = %e, ?failure, retry_in = ?delay, "cannot connect");
-                        }
-                        connected = false;
-                        if let Some(from) = settle.lost() {
-                            // The broker may have died with them unsaved.
-                            rewind = true;
-                            info!(from, "acknowledgements not yet settled are void: sending again from there");
-                            let acked = settle.acked();
-                            self.set_status(|s| s.acked_through = acked);
-                        }
-                        poll_at = Some(Instant::now() + delay);
-                        // A new connection is a new session id, so a will
-                        // from this one can be told apart from the next.
-                        self.session = new_session_id();
-                        let will = will(&self.state_topic, &self.identity, &self.session, self.format);
-                        self.eventloop.mqtt_options.set_last_will(will);
-                        let session = self.session.clone();
-                        self.set_status(|s| {
-                            if !matches!(s.link, Link::Down { failure: f, .. } if f == failure) {
-                                s.link = Link::Down { failure, since_ms: unix_ms() };
-                            }
-                            s.last_error = Some(e.to_string());
-                            s.session = session;
-                        });
-                    }
+                ev = self.eventloop.poll(), if flow.poll_at.is_none() => match ev {
+                    Ok(event) => self.on_event(&mut flow, event, appended),
+                    Err(e) => self.on_error(&mut flow, &e),
                 },
-                () = sleep_until(poll_at), if poll_at.is_some() => poll_at = None,
-                changed = self.store.changed() => {
+                () = sleep_until(flow.poll_at), if flow.poll_at.is_some() => flow.poll_at = None,
+                changed = self.links.store.changed() => {
                     if changed.is_err() {
                         break;
                     }
@@ -349,14 +205,203 @@ impl Uplink {
             }
         }
 
-        if connected {
+        if flow.connected {
             // Statuses the command service sent while stopping go out
             // before the goodbye.
-            while let Ok(reply) = self.commands.replies.try_recv() {
-                self.publish_reply(&reply, &mut window);
+            while let Ok(reply) = self.links.commands.replies.try_recv() {
+                self.publish_reply(&reply, &mut flow.window);
             }
-            self.clean_stop(&mut window, &mut settle).await;
+            self.clean_stop(&mut flow.window, &mut flow.settle).await;
         }
+    }
+
+    /// Ask the store for the next records when connected, no read is
+    /// outstanding, the window has room and the queue has some.
+    fn request_read(&self, flow: &mut Flow, appended: Option<u64>) {
+        if flow.connected
+            && !flow.read_pending
+            && flow.window.len() < self.cfg.inflight
+            && appended.is_some_and(|a| a >= flow.send_next)
+        {
+            let req = UplinkRequest::Read {
+                from: flow.send_next,
+                max_records: self.cfg.batch_records,
+                max_bytes: self.cfg.batch_bytes,
+                epoch: flow.epoch,
+            };
+            match self.links.requests.try_send(req) {
+                Ok(()) => flow.read_pending = true,
+                Err(e) => warn!(error = %e, "store busy; read deferred"),
+            }
+        }
+    }
+
+    /// The store's answer to a read: publish its batches, unless it
+    /// answers a read from before the last rewind or the link went down.
+    fn on_read(&mut self, flow: &mut Flow, reply: ReadReply) {
+        if reply.epoch != flow.epoch {
+            return;
+        }
+        flow.read_pending = false;
+        if !flow.connected {
+            return;
+        }
+        let Some(last) = reply.records.last().map(|r| r.seq) else {
+            return;
+        };
+        let publications = self.batcher.build(reply.records, flow.live_from);
+        let (next, sent) = publish_batches(
+            &self.client,
+            self.cfg.inflight,
+            publications,
+            &mut flow.window,
+        );
+        flow.send_next = next.unwrap_or(last + 1);
+        self.set_status(|s| s.published += sent);
+    }
+
+    /// An event from the MQTT event loop.
+    fn on_event(&mut self, flow: &mut Flow, event: Event, appended: Option<u64>) {
+        match event {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                self.on_connack(flow, ack.session_present, appended);
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => flow.window.outgoing(pkid),
+            Event::Incoming(Packet::Publish(p)) => {
+                self.settle_heard(&mut flow.settle);
+                if p.topic == self.alert_topic {
+                    self.on_alerts(&p);
+                } else {
+                    self.on_command(p, &mut flow.window);
+                }
+            }
+            Event::Incoming(Packet::PubAck(ack)) => self.on_puback(flow, ack.pkid),
+            Event::Incoming(other) => {
+                self.settle_heard(&mut flow.settle);
+                debug!(event = ?other, "mqtt");
+            }
+            other => debug!(event = ?other, "mqtt"),
+        }
+    }
+
+    /// Connected: start again from the last settled record when the
+    /// in-flight batches are void, subscribe, say hello.
+    fn on_connack(&mut self, flow: &mut Flow, session_present: bool, appended: Option<u64>) {
+        flow.connected = true;
+        flow.backoff.reset();
+        self.settle_heard(&mut flow.settle);
+        if !session_present || flow.rewind {
+            if session_present {
+                // rumqttc sends its pending publishes again by itself;
+                // they keep their packet ids.
+                flow.window
+                    .restart(self.eventloop.pending.iter().filter_map(|r| match r {
+                        Request::Publish(p) if p.qos != QoS::AtMostOnce => {
+                            Some((p.pkid != 0).then_some(p.pkid))
+                        }
+                        _ => None,
+                    }));
+            } else {
+                // rumqttc dropped whatever it had queued.
+                flow.window.clear();
+            }
+            // Start again from the last settled record.
+            flow.rewind = false;
+            flow.epoch += 1;
+            flow.read_pending = false;
+            flow.send_next = flow.settle.settled().map_or(0, |a| a + 1);
+        }
+        flow.live_from = appended.map_or(0, |a| a + 1);
+        if !session_present {
+            // A broker that lost our session also lost the alert
+            // clearances queued for it; the retained set, if any, comes
+            // back with the subscription.
+            self.links.alerts.send_replace(None);
+        }
+        // Again on a resumed session too: harmless, and it covers a
+        // broker that kept the session but not the subscription.
+        if let Err(e) = self
+            .client
+            .try_subscribe(&self.alert_topic, QoS::AtLeastOnce)
+        {
+            warn!(error = %e, "cannot subscribe to the alert topic");
+        }
+        info!(broker = %self.broker.url, session = %self.session,
+              resumed = session_present, "connected");
+        // Every connection: a broker that lost the session must learn
+        // the subscription again; on a resumed one it is harmless.
+        if let Err(e) = self
+            .client
+            .try_subscribe(self.cmd_filter.clone(), QoS::AtLeastOnce)
+        {
+            warn!(error = %e, "cannot subscribe to commands");
+        }
+        self.publish_birth(&mut flow.window);
+        self.set_status(|s| {
+            s.link = Link::Connected {
+                since_ms: unix_ms(),
+            };
+            s.last_error = None;
+        });
+    }
+
+    /// A PubAck: one for a batch acknowledges its records (they settle
+    /// later); any other is news of the broker.
+    fn on_puback(&mut self, flow: &mut Flow, pkid: u16) {
+        match flow.window.puback(pkid) {
+            Some(through) => {
+                let settled = flow.settle.ack(through, Instant::now());
+                self.settled(settled);
+                let acked = flow.settle.acked();
+                self.set_status(|s| s.acked_through = acked);
+            }
+            None => self.settle_heard(&mut flow.settle),
+        }
+    }
+
+    /// The connection failed or could not be made: void what had not
+    /// settled, back off, and prepare the next connection's will.
+    fn on_error(&mut self, flow: &mut Flow, e: &ConnectionError) {
+        let failure = classify(e);
+        let delay = flow.backoff.next(rand::random::<f64>());
+        if flow.connected {
+            warn!(error = %e, retry_in = ?delay, "connection lost");
+        } else {
+            warn!(error = %e, ?failure, retry_in = ?delay, "cannot connect");
+        }
+        flow.connected = false;
+        if let Some(from) = flow.settle.lost() {
+            // The broker may have died with them unsaved.
+            flow.rewind = true;
+            info!(
+                from,
+                "acknowledgements not yet settled are void: sending again from there"
+            );
+            let acked = flow.settle.acked();
+            self.set_status(|s| s.acked_through = acked);
+        }
+        flow.poll_at = Some(Instant::now() + delay);
+        // A new connection is a new session id, so a will from this one
+        // can be told apart from the next.
+        self.session = new_session_id();
+        let will = will(
+            &self.state_topic,
+            &self.identity,
+            &self.session,
+            self.format,
+        );
+        self.eventloop.mqtt_options.set_last_will(will);
+        let session = self.session.clone();
+        self.set_status(|s| {
+            if !matches!(s.link, Link::Down { failure: f, .. } if f == failure) {
+                s.link = Link::Down {
+                    failure,
+                    since_ms: unix_ms(),
+                };
+            }
+            s.last_error = Some(e.to_string());
+            s.session = session;
+        });
     }
 
     /// A packet arrived from the broker: settle what is old enough.
@@ -368,7 +413,7 @@ impl Uplink {
     /// Tell the store how far the queue may now be acknowledged.
     fn settled(&self, through: Option<u64>) {
         if let Some(through) = through
-            && let Err(e) = self.requests.try_send(UplinkRequest::Ack { through })
+            && let Err(e) = self.links.requests.try_send(UplinkRequest::Ack { through })
         {
             warn!(error = %e, through, "store busy; ack deferred to the next one");
         }
@@ -379,7 +424,7 @@ impl Uplink {
         // An empty payload is the collector clearing the retained set.
         if p.payload.is_empty() {
             info!("alerts cleared by the collector");
-            self.alerts.send_replace(None);
+            self.links.alerts.send_replace(None);
             return;
         }
         match decode::<AlertSet>(&p.payload, DEFAULT_MAX_PAYLOAD) {
@@ -389,7 +434,7 @@ impl Uplink {
             Ok(set) => {
                 info!(alerts = set.alerts.len(), highest = ?set.highest(), "alert set from the collector");
                 let set = (!set.alerts.is_empty()).then_some(set);
-                self.alerts.send_replace(set);
+                self.links.alerts.send_replace(set);
             }
             Err(e) => warn!(error = %e, "undecodable alert set ignored"),
         }
@@ -413,7 +458,7 @@ impl Uplink {
             retained: p.retain,
             payload: p.payload.to_vec(),
         };
-        match self.commands.inbound.try_send(inbound) {
+        match self.links.commands.inbound.try_send(inbound) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(inbound)) => {
                 warn!(id = %id, "command queue full: rejected");
@@ -518,7 +563,46 @@ impl Uplink {
     }
 
     fn set_status(&self, f: impl FnOnce(&mut UplinkStatus)) {
-        self.status.send_modify(f);
+        self.links.status.send_modify(f);
+    }
+}
+
+/// What the event loop keeps from one event to the next.
+struct Flow {
+    backoff: Backoff,
+    window: Window,
+    connected: bool,
+    /// Tags reads: a reply to a read made before the last rewind is stale.
+    epoch: u64,
+    read_pending: bool,
+    settle: Settle,
+    /// Acknowledgements voided by a lost connection: the batches in
+    /// flight are read again at the next connection, resumed or not.
+    rewind: bool,
+    /// The first record to read next.
+    send_next: u64,
+    /// Records from here on were appended while connected (see
+    /// [`Batcher::build`]).
+    live_from: u64,
+    /// While backing off after a connection error: when to poll again.
+    poll_at: Option<Instant>,
+}
+
+impl Flow {
+    fn new(cfg: &UplinkConfig, store: &watch::Receiver<StoreStatus>) -> Self {
+        let settle = Settle::new(cfg.hold_acked, store.borrow().stats.acked_through);
+        Flow {
+            backoff: Backoff::new(cfg.backoff_max),
+            window: Window::new(),
+            connected: false,
+            epoch: 0,
+            read_pending: false,
+            send_next: settle.settled().map_or(0, |a| a + 1),
+            settle,
+            rewind: false,
+            live_from: u64::MAX,
+            poll_at: None,
+        }
     }
 }
 
