@@ -28,32 +28,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent (the default). A first-boot configuration left on the
-    /// boot partition (first_boot.path, /boot/firmware/picket.toml) is
-    /// checked and installed in place of the configuration file first.
-    /// When agent.update installed another version, this binary starts
-    /// that one instead (or restores the previous one if it failed its
-    /// trial): see update.dir.
+    /// Run the agent (the default).
+    ///
+    /// A first-boot configuration left on the boot partition
+    /// (first_boot.path, /boot/firmware/picket.toml) is checked and
+    /// installed in place of the configuration file first. When
+    /// agent.update installed another version, this binary starts that one
+    /// instead (or restores the previous one if it failed its trial): see
+    /// update.dir.
     Run,
     /// Print the default configuration, with comments, and exit.
     PrintDefaultConfig,
     /// Check the configuration and print the effective values, then exit.
     CheckConfig,
-    /// Show the running agent's state: connection, queue, clock, alerts and
-    /// what the status LED means. Exit code 0 if the agent answers, 3 if it
-    /// is not running.
+    /// Show the running agent's state and what its status LED means.
+    ///
+    /// Connection, queue, clock, alerts and the LED's pattern. Exit code 0
+    /// if the agent answers, 3 if it is not running.
     Status {
         /// Print the state as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
-    /// Check the configuration, the clock, DNS and TCP reach of the broker,
-    /// TLS, the credentials, the queue directory, GPIO and the LED: one line
-    /// each with a fix. Exit code 0 only if every check passes.
+    /// Check everything the agent needs, one line each with a fix.
+    ///
+    /// The configuration, the clock, DNS and TCP reach of the broker, TLS,
+    /// the credentials, the queue directory, GPIO and the LED. Exit code 0
+    /// only if every check passes.
     Doctor,
-    /// For systemd's ExecStopPost=: record how the agent stopped
-    /// ($SERVICE_RESULT, $EXIT_CODE, $EXIT_STATUS) while a new version is
-    /// on trial, so a rollback says why. Does nothing otherwise; exit 0.
+    /// For systemd's ExecStopPost=: record how a version on trial stopped.
+    ///
+    /// Reads $SERVICE_RESULT, $EXIT_CODE and $EXIT_STATUS while a new
+    /// version is on trial, so a rollback says why. Does nothing
+    /// otherwise; exit 0.
     PostStop,
 }
 

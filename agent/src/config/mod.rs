@@ -76,12 +76,11 @@ pub fn load(
     path: Option<&Path>,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    let (text, origin) = picket_config::load_text(path, DEFAULT_PATH)?;
-    let (raw, unknown_env) = parse(&text, &origin, vars)?;
-    let mut config = validate(raw)?;
+    let loaded = picket_config::load::<RawConfig>(path, DEFAULT_PATH, vars)?;
+    let mut config = validate(loaded.raw)?;
     // config.update rewrites the file the agent was started with.
-    config.commands.config_path = Some(origin);
-    Ok((config, unknown_env))
+    config.commands.config_path = Some(loaded.origin);
+    Ok((config, loaded.unknown))
 }
 
 /// The LED settings to show "configuration invalid" with, when the whole
@@ -105,10 +104,8 @@ pub fn raw_lenient(
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> RawConfig {
     let vars: Vec<(String, String)> = vars.into_iter().collect();
-    let from_file = picket_config::load_text(path, DEFAULT_PATH)
-        .and_then(|(text, origin)| parse(&text, &origin, vars.clone()));
-    match from_file {
-        Ok((raw, _)) => raw,
+    match picket_config::load(path, DEFAULT_PATH, vars.clone()) {
+        Ok(loaded) => loaded.raw,
         Err(_) => parse("", Path::new("environment"), vars)
             .map(|(raw, _)| raw)
             .unwrap_or_default(),
@@ -144,10 +141,8 @@ pub fn first_boot_path(
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Option<std::path::PathBuf>, ConfigError> {
     let vars: Vec<(String, String)> = vars.into_iter().collect();
-    let from_file = picket_config::load_text(path, DEFAULT_PATH)
-        .and_then(|(text, origin)| parse(&text, &origin, vars.clone()));
-    let raw = match from_file {
-        Ok((raw, _)) => raw,
+    let raw = match picket_config::load(path, DEFAULT_PATH, vars.clone()) {
+        Ok(loaded) => loaded.raw,
         Err(_) => parse("", Path::new("environment"), vars)?.0,
     };
     first_boot(&raw)

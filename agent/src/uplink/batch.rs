@@ -6,9 +6,7 @@
 //! format. Records from before the current connection are marked `hist`:
 //! they are history, and a collector must not take them for current state.
 
-use picket_protocol::{
-    DeviceId, Event, EventBatch, Format, Sample, Telemetry, Topics, VERSION, encode,
-};
+use picket_protocol::{DeviceId, Event, EventBatch, Format, Sample, Telemetry, Topics, encode};
 use serde::de::DeserializeOwned;
 use tracing::error;
 
@@ -106,19 +104,11 @@ impl Batcher {
         };
         let (topic, records, payload) = if !samples.is_empty() {
             let n = samples.len();
-            let msg = Telemetry {
-                v: VERSION,
-                device: self.device.clone(),
-                samples: std::mem::take(samples),
-            };
+            let msg = Telemetry::new(self.device.clone(), std::mem::take(samples));
             (&self.telemetry_topic, n, encode(&msg, self.format))
         } else {
             let n = events.len();
-            let msg = EventBatch {
-                v: VERSION,
-                device: self.device.clone(),
-                events: std::mem::take(events),
-            };
+            let msg = EventBatch::new(self.device.clone(), std::mem::take(events));
             (&self.event_topic, n, encode(&msg, self.format))
         };
         match payload {
@@ -136,8 +126,8 @@ impl Batcher {
 
 /// A queue record is one CBOR sample or event as the store wrote it: not a
 /// wire message (no `v`), and already CRC-checked by the queue.
-fn stored<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
-    picket_protocol::from_cbor(payload).map_err(String::from)
+fn stored<T: DeserializeOwned>(payload: &[u8]) -> Result<T, picket_protocol::CborError> {
+    picket_protocol::from_cbor(payload)
 }
 
 #[cfg(test)]
