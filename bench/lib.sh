@@ -102,29 +102,32 @@ start_mosquitto() {
     wait_for_port "$MQTT_PORT"
 }
 
-# Build the release agent once; sets AGENT.
+# Build the agent once; sets AGENT.
 # The agent ships as a static musl binary (one file, no C library to load),
 # so that is what is measured: x86_64 musl here, the same build as a Pi's
 # aarch64 one. AGENT_TARGET=host measures the ordinary glibc build instead;
-# AGENT_FEATURES (e.g. docker) are cargo features to build it with.
+# AGENT_FEATURES (e.g. docker) are cargo features to build it with;
+# AGENT_PROFILE is the cargo profile (default release; `device`, the
+# profile the agent ships with, for footprint figures).
 build_agent() {
     need cc build-essential
     local target=${AGENT_TARGET:-x86_64-unknown-linux-musl}
+    local profile=${AGENT_PROFILE:-release}
     local features=()
     [[ -n ${AGENT_FEATURES:-} ]] && features=(--features "$AGENT_FEATURES")
     if [[ $target == host ]]; then
-        log "building the release agent (host, glibc) ${features[*]}"
-        cargo build --release -q -p picket-agent "${features[@]}"
-        AGENT=$PWD/target/release/picket-agent
+        log "building the agent (host, glibc, profile $profile) ${features[*]}"
+        cargo build --profile "$profile" -q -p picket-agent "${features[@]}"
+        AGENT=$PWD/target/$profile/picket-agent
         return
     fi
-    log "building the release agent ($target, static) ${features[*]}"
+    log "building the agent ($target, static, profile $profile) ${features[*]}"
     rustup target add "$target" >/dev/null
     # Debian has no musl-targeted gcc; the host gcc compiles ring's C for
     # x86_64 musl (Rust supplies the musl C library and start files).
     CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-gcc} \
-        cargo build --release -q -p picket-agent --target "$target" "${features[@]}"
-    AGENT=$PWD/target/$target/release/picket-agent
+        cargo build --profile "$profile" -q -p picket-agent --target "$target" "${features[@]}"
+    AGENT=$PWD/target/$target/$profile/picket-agent
 }
 
 # CPU time (user + system) a process has used so far, in clock ticks

@@ -4,6 +4,9 @@
 # every reading to the same local Mosquitto. Both run at once, so they share
 # the machine's conditions.
 #
+# The agent measured is the one that ships: static musl, `device` profile
+# (AGENT_PROFILE=release measures the release profile's build instead).
+#
 # Usage (from the repository root): bench/vs-collectd.sh
 #   DURATION  seconds measured after a 5 s warm-up (default 60)
 set -euo pipefail
@@ -17,7 +20,7 @@ WARMUP=5
 need python3 python3
 need collectd collectd-core
 need file file
-build_agent
+AGENT_PROFILE=${AGENT_PROFILE:-device} build_agent
 bench_tmp
 start_mosquitto "$BENCH_TMP"
 log "mosquitto on 127.0.0.1:$MQTT_PORT"

@@ -243,14 +243,7 @@ fn show_config_invalid(path: &Option<PathBuf>) {
         };
         let (trigger, stop) = picket_agent::shutdown::channel();
         let (pattern, _) = tokio::sync::watch::channel(Pattern::Off);
-        let sources = LedSources {
-            uplink: None,
-            store: None,
-            alerts: None,
-            clock_synced: None,
-            identify: None,
-            config_invalid: true,
-        };
+        let sources = LedSources::config_invalid();
         let led = tokio::spawn(Led::new(backend, sources, pattern, stop).run());
         eprintln!(
             "picket-agent: showing \"configuration invalid\" on the status LED for {}s",

@@ -125,6 +125,21 @@ pub struct LedSources {
     pub config_invalid: bool,
 }
 
+impl LedSources {
+    /// Nothing to read but that the configuration does not load: the LED
+    /// an agent shows before it exits with code 2.
+    pub fn config_invalid() -> Self {
+        LedSources {
+            uplink: None,
+            store: None,
+            alerts: None,
+            clock_synced: None,
+            identify: None,
+            config_invalid: true,
+        }
+    }
+}
+
 pub fn link_view(link: &Link) -> LinkView {
     match link {
         Link::Connected { .. } => LinkView::Connected,

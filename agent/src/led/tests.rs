@@ -185,14 +185,7 @@ async fn config_invalid_needs_no_other_source() {
     let led = SimLed::new();
     let (pattern_tx, pattern) = watch::channel(Pattern::Off);
     let (trigger, stop) = shutdown::channel();
-    let sources = LedSources {
-        uplink: None,
-        store: None,
-        alerts: None,
-        clock_synced: None,
-        identify: None,
-        config_invalid: true,
-    };
+    let sources = LedSources::config_invalid();
     let task = tokio::spawn(Led::new(Box::new(led.clone()), sources, pattern_tx, stop).run());
     tokio::time::sleep(ms(6400)).await;
     assert_eq!(*pattern.borrow(), Pattern::ConfigInvalid);
